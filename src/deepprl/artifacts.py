@@ -1,0 +1,110 @@
+"""Save and load a run: weights (safetensors), config, schema, ids and package version.
+
+Loading never unpickles: tensors come from safetensors, everything else from JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from deepprl import __version__
+from deepprl.config import RunConfig
+from deepprl.data.interactions import Interactions
+from deepprl.data.registry import load_dataset
+from deepprl.models.network import DataShape, PredictorModel
+from deepprl.policy.weights import Actor
+from deepprl.recommender import Recommender
+
+MODEL_FILE, ACTOR_FILE, CONFIG_FILE, SCHEMA_FILE = (
+    "model.safetensors", "actor.safetensors", "config.json", "schema.json")
+
+
+class RunError(ValueError):
+    """A run directory that is missing, corrupt or incompatible."""
+
+
+def data_shape(data: Interactions) -> DataShape:
+    return DataShape(n_users=data.n_users, n_items=data.n_items,
+                     n_objectives=data.n_objectives,
+                     user_features=data.user_features.shape[1],
+                     item_features=data.item_features.shape[1],
+                     context_features=data.context.shape[1])
+
+
+def build_model(config: RunConfig, data: Interactions) -> PredictorModel:
+    return PredictorModel(config=config.model, shape=data_shape(data),
+                          user_features=torch.from_numpy(data.user_features),
+                          item_features=torch.from_numpy(data.item_features))
+
+
+def build_actor(config: RunConfig, model: PredictorModel, data: Interactions) -> Actor:
+    return Actor(state_dim=model.state_dim, context_dim=data.context.shape[1],
+                 n_objectives=data.n_objectives, hidden=config.policy.hidden,
+                 layers=config.policy.layers, use_context=config.policy.use_context)
+
+
+def save_run(out: Path, config: RunConfig, model: PredictorModel, actor: Actor,
+             data: Interactions) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / MODEL_FILE)
+    save_file({k: v.contiguous() for k, v in actor.state_dict().items()}, out / ACTOR_FILE)
+    write_json(out / CONFIG_FILE, config.to_dict())
+    write_json(out / SCHEMA_FILE, {
+        "deepprl_version": __version__, "dataset": data.name,
+        "shape": dataclasses.asdict(data_shape(data)),
+        "objectives": list(data.objective_names), "context": list(data.context_names),
+        "user_features": list(data.user_feature_names),
+        "item_features": list(data.item_feature_names),
+        "user_ids": list(data.user_ids), "item_ids": list(data.item_ids),
+    })
+
+
+def load_run(run: str | Path) -> tuple[RunConfig, Recommender]:
+    """Rebuild data, model and actor of a run; RunError with a clear message otherwise."""
+    run = Path(run)
+    if not run.is_dir():
+        raise RunError(f"{run}: no such run directory")
+    for name in (MODEL_FILE, ACTOR_FILE, CONFIG_FILE, SCHEMA_FILE):
+        if not (run / name).is_file():
+            raise RunError(f"{run}: missing {name}; is this a directory written by "
+                           f"'deepprl train'?")
+    try:
+        config = RunConfig.from_dict(read_json(run / CONFIG_FILE))
+        schema = read_json(run / SCHEMA_FILE)
+    except (ValueError, TypeError) as err:
+        raise RunError(f"{run}: unreadable config or schema: {err}") from err
+    major = str(schema.get("deepprl_version", "")).split(".")[:2]
+    if major != __version__.split(".")[:2]:
+        raise RunError(f"{run}: written by deepprl {schema.get('deepprl_version')}, "
+                       f"this is {__version__}; retrain the model")
+    data = load_dataset(config.dataset)
+    if list(data.user_ids) != schema["user_ids"] or list(data.item_ids) != schema["item_ids"]:
+        raise RunError(f"{run}: the data no longer matches the ids the model was trained on")
+    torch.manual_seed(config.seed)
+    model = build_model(config, data)
+    actor = build_actor(config, model, data)
+    try:
+        model.load_state_dict(load_file(run / MODEL_FILE))
+        actor.load_state_dict(load_file(run / ACTOR_FILE))
+    except Exception as err:  # safetensors' own error type, RuntimeError on shape mismatch
+        raise RunError(f"{run}: corrupt or incompatible weights: {err}") from err
+    model.eval()
+    actor.eval()
+    return config, Recommender(model, actor, data)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise RunError(f"{path}: not valid JSON: {err}") from err

@@ -1,0 +1,158 @@
+"""Frozen configs, one per component; every field has a default and a one-line docstring.
+
+Saved as JSON with every run (`to_dict`) and read back with `from_dict`, which rejects
+unknown keys so that a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Embedding layer, user-state encoder and objective predictor (paper §4.2-4.3)."""
+
+    encoder: str = "sa-time-lstm"
+    """Registered encoder name (see deepprl.models.encoders.ENCODERS)."""
+    predictor: str = "moh"
+    """Registered predictor name (see deepprl.models.predictors.PREDICTORS)."""
+    history_length: int = 10
+    """L: the user's last L events form the sequence (paper: last 10 products)."""
+    item_dim: int = 32
+    """Item embedding size (id embedding + projected item features)."""
+    user_dim: int = 16
+    """User embedding size (id embedding + projected user features)."""
+    context_dim: int = 16
+    """Size of the projected context vector."""
+    hidden: int = 64
+    """Hidden units of the Time-LSTM and of the hypernetwork (paper: 64)."""
+    tower_hidden: int = 32
+    """Width of each generated tower's hidden vector."""
+    objective_embedding_dim: int = 16
+    """Size of the learned objective embedding fed to the hypernetwork."""
+    attention_similarity: str = "neg_sq_dist"
+    """Self-attention score: neg_sq_dist (scaled negative squared distance) or dot."""
+    use_attention: bool = True
+    """Self-attention over the history inputs (off: Time-LSTM, ablation variant 1)."""
+    use_time_gate: bool = True
+    """Time gate T_k in the LSTM cell (off: self-attentive LSTM, ablation variant 2)."""
+    use_user_id: bool = True
+    """Learn an id embedding per user besides the user-feature projection."""
+    loss: str = "l1"
+    """Prediction loss: l1 (paper eq. 2) or bce."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Stage 1: the predictor and encoder, trained on logged objectives."""
+
+    epochs: int = 8
+    """Passes over the training events."""
+    batch_size: int = 256
+    """Events per step (paper: 32 with SGD; 256 with Adam trains faster on CPU)."""
+    lr: float = 2e-3
+    """Learning rate."""
+    optimizer: str = "adam"
+    """adam or sgd (the paper's SGD with lr 0.01)."""
+    weight_decay: float = 0.0
+    """L2 penalty."""
+    test_fraction: float = 0.2
+    """Per-user share of the latest events held out for testing."""
+    max_candidates: int = 100
+    """Cap on a user's candidate set during policy training (seeded subsample)."""
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Stage 2: the contextual actor-critic that sets the objective weights (paper §4.3)."""
+
+    algorithm: str = "ddpg"
+    """Registered weight-learning algorithm."""
+    gamma: float = 0.99
+    """Discount of future rewards (paper: 0.99)."""
+    tau: float = 0.05
+    """Soft-update rate of the target networks (paper §5.2: 0.05)."""
+    hidden: int = 64
+    """Hidden units of actor and critic (paper: 64)."""
+    layers: int = 3
+    """Hidden layers of actor and critic (paper: 3, sigmoid)."""
+    steps: int = 3000
+    """Gradient steps of the actor-critic."""
+    batch_size: int = 256
+    """Transitions per step."""
+    actor_lr: float = 1e-3
+    """Actor learning rate."""
+    critic_lr: float = 2e-3
+    """Critic learning rate."""
+    exploration: float = 0.3
+    """Share of Dirichlet(1) noise mixed into the action: keeps alpha on the simplex."""
+    critic: str = "decomposed"
+    """td (plain eq. 5) or decomposed (reward part + future part; logged trajectories)."""
+    use_context: bool = True
+    """Feed the context to actor and critic (off: the w/o-contextualisation variant)."""
+    max_events: int = 30000
+    """Cap on training transitions (seeded subsample of users' trajectories)."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Offline protocol (paper Table 4)."""
+
+    k: int = 10
+    """Top-K recommended per event."""
+    max_events: int = 5000
+    """Cap on evaluated test events (seeded subsample); 0 for all."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; saved as config.json in the run directory."""
+
+    dataset: dict[str, Any] = field(default_factory=lambda: {"name": "simulator"})
+    """How to rebuild the data: {"name": ..., options} or {"data": path, "mapping": {...}}."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Predictor and encoder."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Stage 1."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """Stage 2."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Evaluation."""
+    seed: int = 0
+    """Seed of every random draw of the run."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        _check_keys(cls, raw, "run config")
+        kwargs: dict[str, Any] = {}
+        for key, value in raw.items():
+            kind = _SECTIONS.get(key)
+            kwargs[key] = build(kind, value, key) if kind is not None else value
+        return cls(**kwargs)
+
+
+_SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig,
+                              "policy": PolicyConfig, "eval": EvalConfig}
+
+
+def build(kind: type[T], raw: dict[str, Any], where: str) -> T:
+    """Instantiate a config dataclass from a dict, rejecting unknown keys."""
+    _check_keys(kind, raw, where)
+    return kind(**raw)
+
+
+def _check_keys(kind: type, raw: dict[str, Any], where: str) -> None:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} must be an object, got {type(raw).__name__}")
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r}; expected one of {sorted(names)}")

@@ -1,0 +1,203 @@
+"""Validate a raw log against its Mapping and encode it into Interactions.
+
+Row numbers in errors count data rows from 1 (the header is not a row).
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import numpy as np
+import polars as pl
+
+from deepprl.data.interactions import Interactions, Valuer
+from deepprl.data.schema import DataError, Mapping, ObjectiveSpec
+
+MAX_CATEGORIES = 32  # one-hot width cap per categorical feature; the rest share "other"
+_ROW = "__row__"
+CLOCK_CONTEXT = ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos", "log_gap_hours")
+
+
+def encode_log(frame: pl.DataFrame, mapping: Mapping, *, source: str, name: str,
+               valuer: Valuer | None = None) -> Interactions:
+    """Validate `frame` (one row per interaction) and return the encoded, sorted log."""
+    frame = validate(frame, mapping, source)
+    frame = frame.sort([mapping.user, "__time__", _ROW])
+
+    user_raw = frame[mapping.user].to_numpy()
+    item_raw = frame[mapping.item].to_numpy()
+    user_ids, user = np.unique(user_raw, return_inverse=True)
+    item_ids, item = np.unique(item_raw, return_inverse=True)
+    user, item = user.astype(np.int64) + 1, item.astype(np.int64) + 1
+    time = frame["__time__"].to_numpy().astype(np.float64)
+
+    objectives = np.stack([
+        _normalise(frame[o.column].cast(pl.Float64).to_numpy(), o, source, frame[_ROW])
+        for o in mapping.objectives
+    ], axis=1).astype(np.float32)
+    reward = _reward(frame, mapping, objectives)
+
+    ctx_time, ctx_time_names = time_context(user, time, has_clock=mapping.timestamp is not None)
+    ctx_cols, ctx_col_names = feature_matrix(frame, mapping.context, source)
+    user_feats, user_feat_names = _entity_features(frame, mapping.user_features, user,
+                                                   len(user_ids), source)
+    item_feats, item_feat_names = _entity_features(frame, mapping.item_features, item,
+                                                   len(item_ids), source)
+    return Interactions(
+        name=name, objective_names=tuple(o.name for o in mapping.objectives),
+        user=user, item=item, time=time, objectives=objectives, reward=reward,
+        context=np.concatenate([ctx_time, ctx_cols], axis=1).astype(np.float32),
+        user_features=user_feats, item_features=item_feats,
+        user_ids=tuple(str(u) for u in user_ids), item_ids=tuple(str(i) for i in item_ids),
+        context_names=ctx_time_names + ctx_col_names,
+        user_feature_names=user_feat_names, item_feature_names=item_feat_names,
+        valuer=valuer,
+    )
+
+
+def validate(frame: pl.DataFrame, mapping: Mapping, source: str) -> pl.DataFrame:
+    """Check columns, dtypes, values and duplicates; add __row__ and __time__ columns."""
+    if frame.height == 0:
+        raise DataError(f"{source}: the log is empty (no data rows)")
+    for role, column in mapping.roles():
+        if column not in frame.columns:
+            near = difflib.get_close_matches(column, frame.columns, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise DataError(f"{source}: column {column!r} ({role}) is missing{hint} "
+                            f"Columns present: {frame.columns}")
+    frame = frame.with_row_index(_ROW, offset=1)
+    for role, column in (("user", mapping.user), ("item", mapping.item)):
+        _no_nulls(frame, column, role, source)
+    numeric = [(f"objective {o.name!r}", o.column) for o in mapping.objectives]
+    if mapping.reward:
+        numeric.append(("reward", mapping.reward))
+    for role, column in numeric:
+        _finite_numeric(frame, column, role, source)
+    frame = frame.with_columns(_time_column(frame, mapping, source).alias("__time__"))
+    return _duplicates(frame, mapping, source)
+
+
+def _no_nulls(frame: pl.DataFrame, column: str, role: str, source: str) -> None:
+    nulls = frame.filter(pl.col(column).is_null())
+    if nulls.height:
+        raise DataError(f"{source}: column {column!r} ({role}) is empty at row "
+                        f"{nulls[_ROW][0]}")
+
+
+def _finite_numeric(frame: pl.DataFrame, column: str, role: str, source: str) -> None:
+    dtype = frame.schema[column]
+    if not dtype.is_numeric() or dtype == pl.Boolean:
+        raise DataError(f"{source}: column {column!r} ({role}) must be numeric, "
+                        f"found {dtype}")
+    _no_nulls(frame, column, role, source)
+    values = frame[column].cast(pl.Float64).to_numpy()
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise DataError(f"{source}: column {column!r} ({role}) has a non-finite value "
+                        f"({values[bad[0]]}) at row {frame[_ROW][int(bad[0])]}")
+
+
+def _time_column(frame: pl.DataFrame, mapping: Mapping, source: str) -> pl.Series:
+    if mapping.timestamp is None:
+        return pl.Series("__time__", np.arange(frame.height, dtype=np.float64))
+    column = mapping.timestamp
+    dtype = frame.schema[column]
+    _no_nulls(frame, column, "timestamp", source)
+    if dtype in (pl.Date,) or isinstance(dtype, pl.Datetime):
+        seconds = frame[column].cast(pl.Datetime("us")).dt.epoch("s")
+        return seconds.cast(pl.Float64)
+    if dtype.is_numeric() and dtype != pl.Boolean:
+        _finite_numeric(frame, column, "timestamp", source)
+        return frame[column].cast(pl.Float64)
+    raise DataError(f"{source}: column {column!r} (timestamp) must be unix seconds or a "
+                    f"datetime, found {dtype}")
+
+
+def _duplicates(frame: pl.DataFrame, mapping: Mapping, source: str) -> pl.DataFrame:
+    key = [mapping.user, mapping.item, "__time__"]
+    dup = frame.filter(pl.struct(key).is_duplicated())
+    if dup.height == 0:
+        return frame
+    if mapping.duplicates == "keep-last":
+        return frame.unique(subset=key, keep="last", maintain_order=True)
+    first = dup.group_by(key, maintain_order=True).agg(pl.col(_ROW)).row(0)
+    rows = first[-1]
+    raise DataError(f"{source}: rows {rows[0]} and {rows[1]} repeat the same (user, item, "
+                    f"timestamp) = ({first[0]!r}, {first[1]!r}); set duplicates = "
+                    f"\"keep-last\" in the mapping to keep the last of such rows")
+
+
+def _normalise(values: np.ndarray, spec: ObjectiveSpec, source: str, rows: pl.Series
+               ) -> np.ndarray:
+    if spec.normalise == "minmax":
+        lo, hi = float(values.min()), float(values.max())
+        return (values - lo) / (hi - lo) if hi > lo else np.full_like(values, 0.5)
+    lo, hi = (0.0, 1.0) if spec.normalise == "none" else (float(spec.min), float(spec.max))  # type: ignore[arg-type]
+    bad = np.flatnonzero((values < lo) | (values > hi))
+    if bad.size:
+        how = ("objectives must lie in [0, 1] with normalise = 'none'; use 'minmax' or "
+               "'range'" if spec.normalise == "none" else f"outside its range [{lo}, {hi}]")
+        raise DataError(f"{source}: column {spec.column!r} (objective {spec.name!r}) has "
+                        f"value {values[bad[0]]} at row {rows[int(bad[0])]}: {how}")
+    return (values - lo) / (hi - lo)
+
+
+def _reward(frame: pl.DataFrame, mapping: Mapping, objectives: np.ndarray) -> np.ndarray:
+    if mapping.reward is None:
+        return objectives.mean(axis=1).astype(np.float32)
+    values = frame[mapping.reward].cast(pl.Float64).to_numpy()
+    if mapping.reward_min is not None and mapping.reward_max is not None:
+        values = (values - mapping.reward_min) / (mapping.reward_max - mapping.reward_min)
+    return values.astype(np.float32)
+
+
+def time_context(user: np.ndarray, time: np.ndarray, *, has_clock: bool
+                 ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Per-event context from the clock: hour and weekday on the unit circle, and
+    log1p(hours since the user's previous event). Events must be sorted by (user, time)."""
+    first = np.r_[True, user[1:] != user[:-1]]
+    gap = np.where(first, 0.0, np.r_[0.0, np.diff(time)])
+    if not has_clock:  # time is an event counter: only the gap (in events) is meaningful
+        return np.log1p(gap)[:, None].astype(np.float32), ("log_gap_events",)
+    hours = (time / 3600.0) % 24.0
+    days = (time / 86400.0 + 3.0) % 7.0  # 1970-01-01 was a Thursday: +3 makes Monday 0
+    cols = [np.sin(2 * np.pi * hours / 24), np.cos(2 * np.pi * hours / 24),
+            np.sin(2 * np.pi * days / 7), np.cos(2 * np.pi * days / 7),
+            np.log1p(gap / 3600.0) / 5.0]
+    return np.stack(cols, axis=1).astype(np.float32), CLOCK_CONTEXT
+
+
+def feature_matrix(frame: pl.DataFrame, columns: tuple[str, ...], source: str
+                   ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Numeric columns are z-scored; other columns are one-hot (MAX_CATEGORIES cap)."""
+    blocks: list[np.ndarray] = [np.zeros((frame.height, 0), dtype=np.float32)]
+    names: list[str] = []
+    for column in columns:
+        series = frame[column]
+        if series.dtype.is_numeric() and series.dtype != pl.Boolean:
+            values = series.cast(pl.Float64).to_numpy()
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:
+                row = frame[_ROW][int(bad[0])] if _ROW in frame.columns else int(bad[0]) + 1
+                raise DataError(f"{source}: column {column!r} (feature) has a missing or "
+                                f"non-finite value at row {row}")
+            std = values.std()
+            blocks.append(((values - values.mean()) / (std if std > 0 else 1.0))[:, None])
+            names.append(column)
+        else:
+            text = series.cast(pl.String).fill_null("<null>").to_numpy()
+            cats, counts = np.unique(text, return_counts=True)
+            keep = cats[np.argsort(-counts, kind="stable")[:MAX_CATEGORIES]]
+            blocks.append((text[:, None] == keep[None, :]).astype(np.float32))
+            names += [f"{column}={c}" for c in keep]
+    return np.concatenate(blocks, axis=1).astype(np.float32), tuple(names)
+
+
+def _entity_features(frame: pl.DataFrame, columns: tuple[str, ...], index: np.ndarray,
+                     n: int, source: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """[n + 1, F] table of static features, from each entity's first row; row 0 is zeros."""
+    rows, names = feature_matrix(frame, columns, source)
+    table = np.zeros((n + 1, rows.shape[1]), dtype=np.float32)
+    first = np.unique(index, return_index=True)[1]
+    table[index[first]] = rows[first]
+    return table, names

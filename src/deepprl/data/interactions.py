@@ -1,0 +1,152 @@
+"""The validated, id-encoded interaction log every model and evaluator reads.
+
+Indices: users and items are encoded to 1..U and 1..I; index 0 is reserved for
+padding (an empty history step) and never names a real id.
+Events are sorted by (user, time), so one user's events are contiguous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+class UnknownIdError(ValueError):
+    """Raised when an id that is not in the training log is asked for at inference."""
+
+
+class Valuer(Protocol):
+    """Ground truth for counterfactual items: what a candidate would have scored at an event."""
+
+    def values(
+        self, data: Interactions, events: np.ndarray, items: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """events [E] event indices, items [E, C] item indices (0 = padding)
+        -> (objectives [E, C, K] float32, reward [E, C] float32); NaN where unknown."""
+        ...
+
+
+@dataclass(frozen=True, eq=False)
+class Interactions:
+    """An encoded log. Arrays are aligned on the event axis N (sorted by user, then time)."""
+
+    name: str
+    objective_names: tuple[str, ...]
+    user: np.ndarray  # [N] int64, 1..U
+    item: np.ndarray  # [N] int64, 1..I
+    time: np.ndarray  # [N] float64, seconds (event order when the log has no clock)
+    objectives: np.ndarray  # [N, K] float32 in [0, 1]
+    reward: np.ndarray  # [N] float32
+    context: np.ndarray  # [N, Fc] float32, per-event context features
+    user_features: np.ndarray  # [U + 1, Fu] float32; row 0 is zeros
+    item_features: np.ndarray  # [I + 1, Fi] float32; row 0 is zeros
+    user_ids: tuple[str, ...]  # raw id of user index u is user_ids[u - 1]
+    item_ids: tuple[str, ...]
+    context_names: tuple[str, ...] = ()
+    user_feature_names: tuple[str, ...] = ()
+    item_feature_names: tuple[str, ...] = ()
+    valuer: Valuer | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.user)
+        for name in ("item", "time", "objectives", "reward", "context"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"Interactions.{name} has {len(getattr(self, name))} rows, "
+                                 f"expected {n}")
+        if self.objectives.shape[1] != len(self.objective_names):
+            raise ValueError("objective_names does not match the objectives' width")
+
+    # -- sizes ---------------------------------------------------------------------------
+    @property
+    def n_events(self) -> int:
+        return len(self.user)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_objectives(self) -> int:
+        return len(self.objective_names)
+
+    # -- id lookups ----------------------------------------------------------------------
+    def user_index(self, raw_id: object) -> int:
+        """Raw user id -> index; raises UnknownIdError for an id not in the log."""
+        return _lookup(self.user_ids, raw_id, "user", self.name)
+
+    def item_index(self, raw_id: object) -> int:
+        return _lookup(self.item_ids, raw_id, "item", self.name)
+
+    def item_indices(self, raw_ids: Sequence[object]) -> np.ndarray:
+        return np.array([self.item_index(r) for r in raw_ids], dtype=np.int64)
+
+    # -- ground truth --------------------------------------------------------------------
+    def candidate_values(self, events: np.ndarray, items: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """True objectives [E, C, K] and reward [E, C] of candidate items at events."""
+        valuer = self.valuer if self.valuer is not None else LoggedValuer()
+        return valuer.values(self, events, items)
+
+    def user_events(self, user: int) -> np.ndarray:
+        """Event indices of one user, in time order."""
+        lo, hi = np.searchsorted(self.user, [user, user + 1])
+        return np.arange(lo, hi)
+
+
+def _lookup(ids: tuple[str, ...], raw_id: object, kind: str, source: str) -> int:
+    index = _index_cache(ids)
+    key = str(raw_id)
+    if key not in index:
+        raise UnknownIdError(f"unknown {kind} id {key!r}: not in the training log of {source!r}")
+    return index[key]
+
+
+_INDEX_CACHE: dict[int, tuple[tuple[str, ...], dict[str, int]]] = {}
+
+
+def _index_cache(ids: tuple[str, ...]) -> dict[str, int]:
+    hit = _INDEX_CACHE.get(id(ids))
+    if hit is None or hit[0] is not ids:
+        hit = (ids, {raw: i + 1 for i, raw in enumerate(ids)})
+        _INDEX_CACHE[id(ids)] = hit
+    return hit[1]
+
+
+class LoggedValuer:
+    """Ground truth from the log itself: a candidate's values are those logged for the
+    (user, item) pair (the latest such event). Pairs never logged are NaN."""
+
+    def values(self, data: Interactions, events: np.ndarray, items: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+        keys, rows = _pair_table(data)
+        query = data.user[events][:, None] * (data.n_items + 1) + items  # [E, C]
+        pos = np.clip(np.searchsorted(keys, query), 0, len(keys) - 1)
+        found = (keys[pos] == query) & (items > 0)
+        src = rows[pos]
+        objectives = np.where(found[..., None], data.objectives[src], np.nan).astype(np.float32)
+        reward = np.where(found, data.reward[src], np.nan).astype(np.float32)
+        return objectives, reward
+
+
+_PAIR_CACHE: dict[int, tuple[Interactions, np.ndarray, np.ndarray]] = {}
+
+
+def _pair_table(data: Interactions) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (user, item) keys and the row of the latest event for each pair."""
+    hit = _PAIR_CACHE.get(id(data))
+    if hit is not None and hit[0] is data:
+        return hit[1], hit[2]
+    keys = data.user * (data.n_items + 1) + data.item
+    order = np.lexsort((data.time, keys))  # by key, then time: the last of a run is latest
+    sorted_keys = keys[order]
+    last = np.r_[sorted_keys[1:] != sorted_keys[:-1], True]
+    table = (sorted_keys[last], order[last])
+    _PAIR_CACHE[id(data)] = (data, *table)
+    return table

@@ -1,0 +1,118 @@
+"""MovieLens-100K with Kuaishou-style objectives (paper §5.1), bundled in the package.
+
+Objectives, both in [0, 1] and maximised:
+- consistency: Jaccard similarity between the genres of the item and those of the user's
+  previous item (0 for a user's first event, which has no previous item);
+- recency: exp(-age / tau) with age = interaction time - release date, in days
+  (tau = 365; an item without a release date uses its first rating time).
+Reward: rating / 5. Context: hour, weekday, time since the previous interaction; the
+user's age, gender and occupation are static user features.
+Ties in time (51% of consecutive events) keep the file's order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from deepprl.data.encode import encode_log
+from deepprl.data.interactions import Interactions, LoggedValuer
+from deepprl.data.schema import Mapping, ObjectiveSpec
+
+GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+          "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+          "Romance", "Sci-Fi", "Thriller", "War", "Western")
+RECENCY_TAU_DAYS = 365.0
+
+MAPPING = Mapping(
+    user="user_id", item="movie_id", timestamp="timestamp", reward="rating",
+    reward_min=0.0, reward_max=5.0,
+    objectives=(ObjectiveSpec("consistency", "consistency"), ObjectiveSpec("recency", "recency")),
+    user_features=("age", "gender", "occupation"),
+    item_features=(*GENRES, "release_year"),
+    source="movielens-100k",
+)
+
+
+def bundled_dir() -> Path:
+    return Path(str(resources.files("deepprl.data") / "bundled" / "movielens-100k"))
+
+
+def load_movielens_100k(path: str | Path | None = None) -> Interactions:
+    """Load the bundled copy (or the three Parquet files under `path`)."""
+    root = Path(path) if path is not None else bundled_dir()
+    ratings = pl.read_parquet(root / "data.parquet")
+    items = pl.read_parquet(root / "items.parquet")
+    users = pl.read_parquet(root / "users.parquet")
+
+    release = items["release_date"].str.strptime(pl.Date, "%d-%b-%Y", strict=False)
+    items = items.with_columns(
+        (release.cast(pl.Datetime("us")).dt.epoch("s").cast(pl.Float64)).alias("release_ts")
+    )
+    first_seen = ratings.group_by("movie_id").agg(pl.col("timestamp").min().alias("first"))
+    items = items.join(first_seen, on="movie_id", how="left").with_columns(
+        pl.col("release_ts").fill_null(pl.col("first").cast(pl.Float64)),
+    ).with_columns((pl.from_epoch(pl.col("release_ts").cast(pl.Int64), "s").dt.year()
+                    .cast(pl.Float64)).alias("release_year"))
+
+    frame = (ratings.with_row_index("__order__")
+             .join(items.select("movie_id", "release_ts", "release_year", *GENRES),
+                   on="movie_id", how="left")
+             .join(users.select("user_id", "age", "gender", "occupation"), on="user_id",
+                   how="left")
+             .sort(["user_id", "timestamp", "__order__"]))
+    genres = frame.select(GENRES).to_numpy().astype(np.float32)
+    first = np.r_[True, frame["user_id"].to_numpy()[1:] != frame["user_id"].to_numpy()[:-1]]
+    consistency = np.where(first, 0.0, jaccard(genres, np.roll(genres, 1, axis=0)))
+    age_days = np.maximum(frame["timestamp"].to_numpy() - frame["release_ts"].to_numpy(), 0.0)
+    frame = frame.with_columns(
+        pl.Series("consistency", consistency),
+        pl.Series("recency", np.exp(-age_days / 86400.0 / RECENCY_TAU_DAYS)),
+    ).drop("__order__")
+    data = encode_log(frame, MAPPING, source=str(root), name="movielens-100k")
+    keep = items.with_columns(pl.col("movie_id").cast(pl.String)).filter(
+        pl.col("movie_id").is_in(list(data.item_ids)))
+    order = data.item_indices(keep["movie_id"].to_list())
+    genre_table = np.zeros((data.n_items + 1, len(GENRES)), dtype=np.float32)
+    genre_table[order] = keep.select(GENRES).to_numpy()
+    release_table = np.zeros(data.n_items + 1)
+    release_table[order] = keep["release_ts"].to_numpy()
+    valuer = TimedGenreValuer(genres=genre_table, release_ts=release_table,
+                              tau_days=RECENCY_TAU_DAYS)
+    return replace(data, valuer=valuer)
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise Jaccard similarity of 0/1 vectors; 0 when both are empty. [..., G] -> [...]"""
+    inter = np.minimum(a, b).sum(-1)
+    union = np.maximum(a, b).sum(-1)
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
+class TimedGenreValuer:
+    """Values candidates at the event's time: consistency with the user's previous item at
+    that event, recency at that event's clock; the reward is the user's logged rating of the
+    candidate (NaN for an item the user never rated)."""
+
+    def __init__(self, *, genres: np.ndarray, release_ts: np.ndarray, tau_days: float) -> None:
+        self.genres = genres  # [I + 1, G]
+        self.release_ts = release_ts  # [I + 1]
+        self.tau_days = tau_days
+        self.logged = LoggedValuer()
+
+    def values(self, data: Interactions, events: np.ndarray, items: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+        has_prev = (events > 0) & (data.user[np.maximum(events - 1, 0)] == data.user[events])
+        prev = np.where(has_prev, data.item[np.maximum(events - 1, 0)], 0)  # [E]
+        consistency = jaccard(self.genres[items], self.genres[prev][:, None, :])  # [E, C]
+        consistency = np.where(has_prev[:, None], consistency, 0.0)
+        age = np.maximum(data.time[events][:, None] - self.release_ts[items], 0.0)
+        recency = np.exp(-age / 86400.0 / self.tau_days)
+        objectives = np.stack([consistency, recency], axis=-1).astype(np.float32)
+        _, reward = self.logged.values(data, events, items)
+        objectives[items == 0] = np.nan
+        return objectives, reward

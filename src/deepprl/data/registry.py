@@ -1,0 +1,58 @@
+"""Datasets by name, and rebuilding a run's data from the spec saved in its config."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from deepprl.data.generic import load_log
+from deepprl.data.interactions import Interactions
+from deepprl.data.movielens import load_movielens_100k
+from deepprl.data.schema import mapping_from_dict
+from deepprl.data.simulator import SimulatorConfig, load_simulator
+
+
+def _simulator(**options: Any) -> Interactions:
+    names = {f.name for f in dataclasses.fields(SimulatorConfig)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ValueError(f"simulator: unknown option {unknown[0]!r}; expected {sorted(names)}")
+    return load_simulator(SimulatorConfig(**options))
+
+
+def _movielens(path: str | None = None) -> Interactions:
+    return load_movielens_100k(path)
+
+
+DATASETS: dict[str, tuple[Callable[..., Interactions], str]] = {
+    "simulator": (_simulator, "the paper's discrete-choice simulator (fully observed, oracle)"),
+    "movielens-100k": (_movielens, "bundled MovieLens-100K: consistency, recency; rating/5"),
+}
+
+
+def dataset_spec(name: str | None = None, *, data: str | None = None,
+                 mapping: str | None = None, options: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """The JSON-able recipe saved in a run, from CLI-style arguments."""
+    if (name is None) == (data is None):
+        raise ValueError("give either a dataset name (--dataset) or a file (--data with "
+                         "--mapping)")
+    if data is not None:
+        if mapping is None:
+            raise ValueError("--data needs --mapping FILE (see README: 'Your own log')")
+        from deepprl.data.schema import read_mapping
+
+        return {"data": str(Path(data).resolve()), "mapping": read_mapping(mapping).to_dict()}
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+    return {"name": name, **(options or {})}
+
+
+def load_dataset(spec: dict[str, Any]) -> Interactions:
+    """Rebuild the data a spec describes."""
+    if "data" in spec:
+        return load_log(spec["data"], mapping_from_dict(spec["mapping"], source="run mapping"))
+    options = {k: v for k, v in spec.items() if k != "name"}
+    return DATASETS[spec["name"]][0](**options)

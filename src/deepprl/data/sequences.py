@@ -1,0 +1,88 @@
+"""Per-event model inputs: the user's last L events, their gaps and contexts; candidates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from deepprl.data.interactions import Interactions
+
+HISTORY_LENGTH = 10
+
+
+def history_index(data: Interactions, length: int = HISTORY_LENGTH) -> np.ndarray:
+    """[N, L] indices of each event's previous L events of the same user, oldest first;
+    -1 pads the left of a short history."""
+    steps = np.arange(length, 0, -1)  # L .. 1 events back
+    idx = np.arange(data.n_events)[:, None] - steps[None, :]
+    starts = np.flatnonzero(np.r_[True, data.user[1:] != data.user[:-1]])
+    first = np.repeat(starts, np.diff(np.r_[starts, data.n_events]))
+    return np.where(idx >= first[:, None], idx, -1)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Model inputs for B events (tensors)."""
+
+    user: torch.Tensor  # [B] int64
+    hist_items: torch.Tensor  # [B, L] int64, 0 = padding
+    hist_gaps: torch.Tensor  # [B, L] float32, log1p(hours before that step)
+    hist_context: torch.Tensor  # [B, L, Fc]
+    hist_mask: torch.Tensor  # [B, L] bool, True where a step exists
+    context: torch.Tensor  # [B, Fc] the event's own context
+
+    def __len__(self) -> int:
+        return int(self.user.shape[0])
+
+
+def make_batch(data: Interactions, hist: np.ndarray, events: np.ndarray) -> Batch:
+    """Gather inputs for `events` [B] whose histories are `hist` [B, L] (rows of
+    history_index, or built by hand for an event not yet logged)."""
+    mask = hist >= 0
+    safe = np.where(mask, hist, 0)
+    prev = np.where(mask, safe - 1, 0)
+    has_prev = mask & (prev >= 0) & (data.user[np.maximum(prev, 0)] == data.user[safe])
+    gap_hours = np.where(has_prev, (data.time[safe] - data.time[np.maximum(prev, 0)]) / 3600.0,
+                         0.0)
+    return Batch(
+        user=torch.from_numpy(data.user[events]),
+        hist_items=torch.from_numpy(np.where(mask, data.item[safe], 0)),
+        hist_gaps=torch.from_numpy(np.log1p(np.maximum(gap_hours, 0.0)).astype(np.float32)),
+        hist_context=torch.from_numpy(np.where(mask[..., None], data.context[safe], 0.0)
+                                      .astype(np.float32)),
+        hist_mask=torch.from_numpy(mask),
+        context=torch.from_numpy(data.context[events]),
+    )
+
+
+def fully_observed(data: Interactions) -> bool:
+    """True when ground truth is known for every (user, item, time), as in the simulator."""
+    return bool(getattr(data.valuer, "fully_observed", False))
+
+
+def candidate_items(data: Interactions, events: np.ndarray, pool: np.ndarray, *,
+                    max_candidates: int | None = None, seed: int = 0) -> np.ndarray:
+    """[E, C] candidate items per event, 0-padded.
+
+    Fully observed data: every item. Logged data: the distinct items the event's user has in
+    the `pool` events (a mask [N], e.g. the test period): the items whose ground truth exists.
+    With `max_candidates`, a user's larger set is subsampled (seeded, per user)."""
+    if fully_observed(data):
+        every = np.arange(1, data.n_items + 1)
+        return np.broadcast_to(every, (len(events), data.n_items)).copy()
+    users = data.user[events]
+    per_user: dict[int, np.ndarray] = {}
+    rng = np.random.default_rng(seed)
+    for u in np.unique(users):
+        span = data.user_events(int(u))
+        items = np.unique(data.item[span[pool[span]]])
+        if max_candidates is not None and len(items) > max_candidates:
+            items = np.sort(rng.choice(items, size=max_candidates, replace=False))
+        per_user[int(u)] = items
+    width = max((len(v) for v in per_user.values()), default=0)
+    out = np.zeros((len(events), width), dtype=np.int64)
+    for u, items in per_user.items():
+        out[users == u, : len(items)] = items
+    return out

@@ -1,0 +1,34 @@
+"""Small building blocks shared by models, policies and critics."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def mlp(sizes: list[int], activation: str = "relu", *, final_activation: bool = False
+        ) -> nn.Sequential:
+    """Fully connected layers sizes[0] -> ... -> sizes[-1] with `activation` between them."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected {sorted(ACTIVATIONS)}")
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2 or final_activation:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+def similarity_scores(query: torch.Tensor, key: torch.Tensor, kind: str) -> torch.Tensor:
+    """Attention scores [..., Q, D] x [..., S, D] -> [..., Q, S], larger = more similar.
+
+    neg_sq_dist: -||q - k||^2 / sqrt(D) (the paper's distance, turned into a similarity so
+    that the softmax favours the closest steps); dot: q . k / sqrt(D)."""
+    scale = query.shape[-1] ** 0.5
+    if kind == "dot":
+        return query @ key.transpose(-1, -2) / scale
+    if kind == "neg_sq_dist":
+        return -torch.cdist(query, key).pow(2) / scale
+    raise ValueError(f"unknown attention similarity {kind!r}; expected 'neg_sq_dist' or 'dot'")

@@ -1,0 +1,87 @@
+"""The embedding layer plus a registered encoder and predictor: the stage-1 model.
+
+Inputs are a Batch (deepprl.data.sequences) and candidate items [B, C]; outputs are the
+user state s_{u,t} [B, S] (for the weight policy) and predictions y_hat [B, C, K].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from deepprl.config import ModelConfig
+from deepprl.data.sequences import Batch
+from deepprl.models.encoders import ENCODERS
+from deepprl.models.predictors import PREDICTORS
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a model needs to know about the data it is built for; saved with the run."""
+
+    n_users: int
+    n_items: int
+    n_objectives: int
+    user_features: int
+    item_features: int
+    context_features: int
+
+
+class PredictorModel(nn.Module):
+    """Embedding layer -> encoder (user state) -> predictor (objective values)."""
+
+    def __init__(self, *, config: ModelConfig, shape: DataShape,
+                 user_features: torch.Tensor, item_features: torch.Tensor) -> None:
+        super().__init__()
+        if config.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {config.encoder!r}; expected {sorted(ENCODERS)}")
+        if config.predictor not in PREDICTORS:
+            raise ValueError(f"unknown predictor {config.predictor!r}; "
+                             f"expected {sorted(PREDICTORS)}")
+        self.config, self.shape = config, shape
+        self.register_buffer("user_feature_table", user_features.float())  # [U + 1, Fu]
+        self.register_buffer("item_feature_table", item_features.float())  # [I + 1, Fi]
+        self.item_id = nn.Embedding(shape.n_items + 1, config.item_dim, padding_idx=0)
+        self.item_proj = nn.Linear(shape.item_features, config.item_dim)
+        self.user_id = nn.Embedding(shape.n_users + 1, config.user_dim) \
+            if config.use_user_id else None
+        self.user_proj = nn.Linear(shape.user_features, config.user_dim)
+        self.context_proj = nn.Linear(shape.context_features, config.context_dim)
+        step_dim = config.item_dim + config.context_dim
+        self.encoder = ENCODERS[config.encoder][0](
+            input_dim=step_dim, hidden=config.hidden, use_attention=config.use_attention,
+            use_time_gate=config.use_time_gate, similarity=config.attention_similarity)
+        self.state_dim = config.hidden + config.user_dim
+        self.predictor = PREDICTORS[config.predictor][0](
+            user_dim=self.state_dim + config.context_dim, item_dim=config.item_dim,
+            n_objectives=shape.n_objectives, hidden=config.hidden,
+            tower_hidden=config.tower_hidden,
+            objective_embedding_dim=config.objective_embedding_dim,
+            similarity=config.attention_similarity)
+
+    def items(self, items: torch.Tensor) -> torch.Tensor:
+        """Item embeddings s_i: [...] -> [..., Di]; index 0 (padding) maps to zeros."""
+        emb = self.item_id(items) + self.item_proj(self.item_feature_table[items])
+        return emb * (items > 0).unsqueeze(-1)
+
+    def user(self, users: torch.Tensor) -> torch.Tensor:
+        emb = self.user_proj(self.user_feature_table[users])
+        return emb + self.user_id(users) if self.user_id is not None else emb
+
+    def state(self, batch: Batch) -> torch.Tensor:
+        """User state s_{u,t} = [h_t ; user embedding] [B, S]."""
+        steps = torch.cat([self.items(batch.hist_items),
+                           self.context_proj(batch.hist_context)], dim=-1)  # [B, L, Di + Dc]
+        h = self.encoder(steps, batch.hist_gaps, batch.hist_mask)  # [B, H]
+        return torch.cat([h, self.user(batch.user)], dim=-1)
+
+    def predict(self, state: torch.Tensor, context: torch.Tensor, items: torch.Tensor
+                ) -> torch.Tensor:
+        """state [B, S], context [B, Fc], items [B, C] -> y_hat [B, C, K]."""
+        user = torch.cat([state, self.context_proj(context)], dim=-1)
+        return self.predictor(user, self.items(items))
+
+    def forward(self, batch: Batch, items: torch.Tensor) -> torch.Tensor:
+        return self.predict(self.state(batch), batch.context, items)

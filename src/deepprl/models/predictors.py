@@ -1,0 +1,69 @@
+"""Objective predictors: (user representation, item embeddings) -> y_hat in [0, 1]^K.
+
+Every predictor maps user [B, Du] and items [B, C, Di] to y_hat [B, C, K].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from deepprl.models.layers import mlp, similarity_scores
+
+
+class MixtureOfHyperNetwork(nn.Module):
+    """Mixture of HyperNetwork (paper §4.2).
+
+    One hypernetwork (3 FC layers, sigmoid) maps a learned embedding of objective k to the
+    parameters of tower k: f_k([s_u; s_i]) = relu([s_u; s_i] W_k + b_k) -> z_k [T].
+    A mixture-attention layer lets objective m attend over all towers,
+    e_ml = softmax_l(sim(q(z_m), key(z_l))), and y_hat_m = sigmoid(w_m . sum_l e_ml z_l + c_m).
+    """
+
+    def __init__(self, *, user_dim: int, item_dim: int, n_objectives: int, hidden: int = 64,
+                 tower_hidden: int = 32, objective_embedding_dim: int = 16,
+                 similarity: str = "neg_sq_dist") -> None:
+        super().__init__()
+        self.user_dim, self.item_dim, self.tower_hidden = user_dim, item_dim, tower_hidden
+        self.objective_embedding = nn.Parameter(torch.randn(n_objectives, objective_embedding_dim))
+        n_params = (user_dim + item_dim + 1) * tower_hidden
+        self.hypernetwork = mlp([objective_embedding_dim, hidden, hidden, n_params], "sigmoid")
+        with torch.no_grad():  # generated weights start near a fan-in scaled init
+            last = self.hypernetwork[-1]
+            assert isinstance(last, nn.Linear)
+            last.weight.mul_(2.0 / (user_dim + item_dim) ** 0.5)
+            last.bias.mul_(1.0 / (user_dim + item_dim) ** 0.5)
+        self.query = nn.Linear(tower_hidden, tower_hidden, bias=False)
+        self.key = nn.Linear(tower_hidden, tower_hidden, bias=False)
+        self.head = nn.Parameter(torch.randn(n_objectives, tower_hidden) / tower_hidden**0.5)
+        self.head_bias = nn.Parameter(torch.zeros(n_objectives))
+        self.similarity = similarity
+        self.last_attention: torch.Tensor | None = None
+
+    def tower_parameters(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Generated (W_user [K, Du, T], W_item [K, Di, T], b [K, T])."""
+        params = self.hypernetwork(self.objective_embedding)  # [K, (Du + Di + 1) * T]
+        K, T = params.shape[0], self.tower_hidden
+        w = params.view(K, self.user_dim + self.item_dim + 1, T)
+        return w[:, : self.user_dim], w[:, self.user_dim : -1], w[:, -1]
+
+    def forward(self, user: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        w_user, w_item, bias = self.tower_parameters()
+        # [s_u; s_i] W_k split in two, so the user part is computed once per event
+        user_part = torch.einsum("bd,kdt->bkt", user, w_user) + bias  # [B, K, T]
+        item_part = torch.einsum("bcd,kdt->bckt", items, w_item)  # [B, C, K, T]
+        z = torch.relu(item_part + user_part[:, None])  # [B, C, K, T]: tower outputs
+        scores = similarity_scores(self.query(z), self.key(z), self.similarity)  # [B, C, K, K]
+        attention = torch.softmax(scores, dim=-1)
+        self.last_attention = attention.detach()
+        mixed = attention @ z  # [B, C, K, T]
+        return torch.sigmoid((mixed * self.head).sum(-1) + self.head_bias)  # [B, C, K]
+
+
+PredictorFactory = Callable[..., nn.Module]
+
+PREDICTORS: dict[str, tuple[PredictorFactory, str]] = {
+    "moh": (MixtureOfHyperNetwork, "Mixture of HyperNetwork with mixture attention (paper §4.2)"),
+}

@@ -1,0 +1,127 @@
+"""Encoder + predictor + weight policy -> top-K by sum_k alpha_k y_hat_k.
+
+NumPy in, NumPy out: the public methods own eval(), no_grad and batching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepprl.data.encode import CLOCK_CONTEXT, time_context
+from deepprl.data.interactions import Interactions
+from deepprl.data.sequences import Batch, history_index, make_batch
+from deepprl.eval.metrics import top_k, utility
+from deepprl.models.network import PredictorModel
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Model outputs for E events and their candidates (NumPy)."""
+
+    state: np.ndarray  # [E, S]
+    context: np.ndarray  # [E, Fc]
+    y_hat: np.ndarray  # [E, C, K]
+
+
+class Recommender:
+    """Ranks candidates for users of `data` with a trained model and a weight policy."""
+
+    def __init__(self, model: PredictorModel, policy: nn.Module, data: Interactions) -> None:
+        self.model, self.policy, self.data = model, policy, data
+        self.history = history_index(data, model.config.history_length)
+
+    @torch.no_grad()
+    def score_events(self, events: np.ndarray, items: np.ndarray, *, batch_size: int = 512
+                     ) -> Scored:
+        """States and predictions for logged events [E] and candidates [E, C]."""
+        self.model.eval()
+        states, y_hats = [], []
+        for lo in range(0, len(events), batch_size):
+            chunk = events[lo : lo + batch_size]
+            batch = make_batch(self.data, self.history[chunk], chunk)
+            state = self.model.state(batch)
+            states.append(state)
+            y_hats.append(self.model.predict(state, batch.context,
+                                             torch.from_numpy(items[lo : lo + batch_size])))
+        return Scored(state=_cat(states, (0, self.model.state_dim)),
+                      context=self.data.context[events],
+                      y_hat=_cat(y_hats, (0, items.shape[1], self.data.n_objectives)))
+
+    @torch.no_grad()
+    def weights(self, state: np.ndarray, context: np.ndarray,
+                policy: nn.Module | None = None) -> np.ndarray:
+        """alpha [E, K] of `policy` (default: the recommender's own) at states [E, S]."""
+        policy = policy if policy is not None else self.policy
+        policy.eval()
+        return policy(torch.from_numpy(state), torch.from_numpy(context)).numpy()
+
+    @torch.no_grad()
+    def recommend(self, user_id: object, *, k: int = 10, candidates: list[object] | None = None,
+                  at_time: float | None = None, exclude_seen: bool = False) -> dict[str, object]:
+        """Top-k for a user's next interaction, with alpha and every y_hat (explainability).
+
+        The state is built from the user's latest L events; the context from `at_time`
+        (default: the time of the user's last event)."""
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        user = self.data.user_index(user_id)
+        if candidates is None:
+            items = np.arange(1, self.data.n_items + 1)
+            if exclude_seen:
+                items = np.setdiff1d(items, self.data.item[self.data.user_events(user)])
+        else:
+            if not candidates:
+                raise ValueError("candidates must not be empty")
+            items = self.data.item_indices(candidates)
+        batch = next_event_batch(self.data, user, self.model.config.history_length, at_time)
+        self.model.eval()
+        self.policy.eval()
+        state = self.model.state(batch)
+        alpha = self.policy(state, batch.context)  # [1, K]
+        y_hat = self.model.predict(state, batch.context, torch.from_numpy(items)[None])
+        scores = utility(y_hat, alpha)
+        idx = top_k(scores, torch.ones_like(scores, dtype=torch.bool), k)[0].numpy()
+        names = self.data.objective_names
+        return {
+            "user": str(user_id),
+            "weights": dict(zip(names, alpha[0].tolist(), strict=True)),
+            "items": [
+                {"item": self.data.item_ids[int(items[j]) - 1], "score": float(scores[0, j]),
+                 "predicted": dict(zip(names, y_hat[0, j].tolist(), strict=True))}
+                for j in idx
+            ],
+        }
+
+
+def next_event_batch(data: Interactions, user: int, length: int,
+                     at_time: float | None = None) -> Batch:
+    """Inputs for a user's next (not yet logged) event: the last `length` events as history,
+    the context recomputed at `at_time` (clock features and the gap since the last event);
+    other context columns carry over from the last event."""
+    span = data.user_events(user)
+    last = int(span[-1])
+    hist = np.full(length, -1, dtype=np.int64)
+    recent = span[-length:]
+    hist[length - len(recent) :] = recent
+    batch = make_batch(data, hist[None], np.array([last]))
+    when = data.time[last] if at_time is None else float(at_time)
+    if when < data.time[last]:
+        raise ValueError(f"at_time {when} is before the user's last event ({data.time[last]})")
+    has_clock = data.context_names[: len(CLOCK_CONTEXT)] == CLOCK_CONTEXT
+    clock, _ = time_context(np.array([user, user]), np.array([data.time[last], when]),
+                            has_clock=has_clock)
+    context = data.context[last].copy()
+    context[: clock.shape[1]] = clock[1]
+    return Batch(user=batch.user, hist_items=batch.hist_items, hist_gaps=batch.hist_gaps,
+                 hist_context=batch.hist_context, hist_mask=batch.hist_mask,
+                 context=torch.from_numpy(context[None]))
+
+
+def _cat(parts: list[torch.Tensor], empty_shape: tuple[int, ...]) -> np.ndarray:
+    if not parts:
+        return np.zeros(empty_shape, dtype=np.float32)
+    return torch.cat(parts).numpy()

@@ -1,0 +1,128 @@
+"""Contextual Policy Gradient: deterministic policy gradient (DDPG) for the weight actor.
+
+The critic Q(s, C, alpha) regresses r + gamma * (1 - done) * Q'(s', C', mu'(s', C'))
+(paper eq. 5); the actor ascends Q(s, C, mu(s, C)) (eq. 4); targets follow by soft
+updates theta' <- tau * theta + (1 - tau) * theta' (eq. 6, with tau << 1).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from deepprl.models.layers import mlp
+from deepprl.policy.weights import Actor
+
+
+class Critic(nn.Module):
+    """Q(s, C, alpha) -> [B], as R(s, C, alpha) + F(s, C): the immediate reward of the
+    action plus the discounted value of what follows.
+
+    Both parts are trained together on the TD target r + gamma * Q'(s', C', mu'(s', C'))
+    (eq. 5), or, where the next state does not depend on the action (logged trajectories:
+    the next state is the user's next logged event), R on r and F on the rest; see
+    DDPG(decomposed=True)."""
+
+    def __init__(self, *, state_dim: int, context_dim: int, n_objectives: int,
+                 hidden: int = 64, layers: int = 3, use_context: bool = True) -> None:
+        super().__init__()
+        self.use_context = use_context
+        in_dim = state_dim + (context_dim if use_context else 0)
+        self.future = mlp([in_dim, *([hidden] * layers), 1], "relu")
+        self.immediate = mlp([in_dim + n_objectives, *([hidden] * layers), 1], "relu")
+
+    def parts(self, state: torch.Tensor, context: torch.Tensor, action: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(R(s, C, alpha) [B], F(s, C) [B])."""
+        x = torch.cat([state, context], dim=-1) if self.use_context else state
+        return (self.immediate(torch.cat([x, action], dim=-1)).squeeze(-1),
+                self.future(x).squeeze(-1))
+
+    def forward(self, state: torch.Tensor, context: torch.Tensor, action: torch.Tensor
+                ) -> torch.Tensor:
+        now, later = self.parts(state, context, action)
+        return now + later
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """theta' <- tau * theta + (1 - tau) * theta' for every parameter."""
+    for t, s in zip(target.parameters(), source.parameters(), strict=True):
+        t.mul_(1.0 - tau).add_(s, alpha=tau)
+
+
+def explore(alpha: torch.Tensor, share: float, generator: torch.Generator) -> torch.Tensor:
+    """Mix Dirichlet(1) noise into alpha [B, K]; a convex mix stays on the simplex."""
+    if share <= 0:
+        return alpha
+    gamma = torch.empty_like(alpha).exponential_(generator=generator)  # Dirichlet(1) draw
+    noise = gamma / gamma.sum(-1, keepdim=True)
+    return (1.0 - share) * alpha + share * noise
+
+
+@dataclass(frozen=True)
+class Transitions:
+    """A batch of (s, C, a, r, s', C', done) tensors."""
+
+    state: torch.Tensor  # [B, S]
+    context: torch.Tensor  # [B, Fc]
+    action: torch.Tensor  # [B, K]
+    reward: torch.Tensor  # [B]
+    next_state: torch.Tensor  # [B, S]
+    next_context: torch.Tensor  # [B, Fc]
+    done: torch.Tensor  # [B] float, 1 at the end of a user's trajectory
+
+
+class DDPG:
+    """Owns the critic, the target networks and both optimizers; the actor only acts.
+
+    decomposed: fit the critic's action part R to the reward and its state part F to the
+    discounted rest of the TD target. Valid when the next state does not depend on the
+    action; it keeps the action's small effect on r from being drowned by the error of a
+    long-horizon value (measured: see docs/model.md)."""
+
+    def __init__(self, actor: Actor, critic: Critic, *, gamma: float, tau: float,
+                 actor_lr: float, critic_lr: float, decomposed: bool = False) -> None:
+        if not 0 <= gamma < 1 or not 0 < tau <= 1:
+            raise ValueError(f"need 0 <= gamma < 1 and 0 < tau <= 1, got {gamma}, {tau}")
+        self.actor, self.critic = actor, critic
+        self.actor_target = copy.deepcopy(actor).requires_grad_(False)
+        self.critic_target = copy.deepcopy(critic).requires_grad_(False)
+        self.gamma, self.tau, self.decomposed = gamma, tau, decomposed
+        self.actor_opt = torch.optim.Adam(actor.parameters(), lr=actor_lr)
+        self.critic_opt = torch.optim.Adam(critic.parameters(), lr=critic_lr)
+
+    def td_target(self, t: Transitions) -> torch.Tensor:
+        with torch.no_grad():
+            next_q = self.critic_target(t.next_state, t.next_context,
+                                        self.actor_target(t.next_state, t.next_context))
+            return t.reward + self.gamma * (1.0 - t.done) * next_q
+
+    def critic_step(self, t: Transitions) -> float:
+        """One gradient step on the squared TD error (eq. 5); returns that error before it."""
+        target = self.td_target(t)
+        now, later = self.critic.parts(t.state, t.context, t.action)
+        td_loss = (now + later - target).pow(2).mean()
+        if self.decomposed:  # same fixed point, but the action's part sees only r
+            loss = (now - t.reward).pow(2).mean() + (later - (target - t.reward)).pow(2).mean()
+        else:
+            loss = td_loss
+        self.critic_opt.zero_grad()
+        loss.backward()
+        self.critic_opt.step()
+        return float(td_loss.detach())
+
+    def actor_step(self, state: torch.Tensor, context: torch.Tensor) -> float:
+        """One ascent step on Q(s, C, mu(s, C)) (eq. 4); returns -Q before it."""
+        loss = -self.critic(state, context, self.actor(state, context)).mean()
+        self.actor_opt.zero_grad()
+        loss.backward()
+        self.actor_opt.step()
+        return float(loss.detach())
+
+    def update_targets(self) -> None:
+        soft_update(self.actor_target, self.actor, self.tau)
+        soft_update(self.critic_target, self.critic, self.tau)

@@ -1,0 +1,83 @@
+"""Stage 1 of Algorithm 1: train embedding, encoder and predictor on logged objectives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deepprl.config import TrainConfig
+from deepprl.data.interactions import Interactions
+from deepprl.data.sequences import history_index, make_batch
+from deepprl.models.network import PredictorModel
+
+Progress = Callable[[str, int, int, dict[str, float]], None]
+
+
+def prediction_loss(y_hat: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+    """Paper eq. 2: sum over objectives of |y_hat - y|, averaged over events. [B, K] -> []"""
+    if kind == "l1":
+        return (y_hat - y).abs().sum(-1).mean()
+    if kind == "bce":
+        return F.binary_cross_entropy(y_hat.clamp(1e-6, 1 - 1e-6), y, reduction="none"
+                                      ).sum(-1).mean()
+    raise ValueError(f"unknown loss {kind!r}; expected 'l1' or 'bce'")
+
+
+def make_optimizer(params: object, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)  # type: ignore[arg-type]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)  # type: ignore[arg-type]
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; expected 'adam' or 'sgd'")
+
+
+def fit_predictor(model: PredictorModel, data: Interactions, train_events: np.ndarray,
+                  config: TrainConfig, *, seed: int, progress: Progress | None = None
+                  ) -> list[dict[str, float]]:
+    """Minibatch training; returns one record per epoch (mean loss, records/s)."""
+    import time
+
+    history = history_index(data, model.config.history_length)
+    optimizer = make_optimizer(model.parameters(), config)
+    rng = np.random.default_rng([seed, 11])
+    y_all = torch.from_numpy(data.objectives)
+    log = []
+    n_batches = -(-len(train_events) // config.batch_size)
+    for epoch in range(config.epochs):
+        model.train()
+        order = rng.permutation(train_events)
+        total, start = 0.0, time.perf_counter()
+        for b in range(n_batches):
+            events = order[b * config.batch_size : (b + 1) * config.batch_size]
+            batch = make_batch(data, history[events], events)
+            y_hat = model(batch, torch.from_numpy(data.item[events])[:, None])[:, 0]  # [B, K]
+            loss = prediction_loss(y_hat, y_all[events], model.config.loss)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(events)
+            if progress is not None:
+                progress("predictor", b + 1, n_batches, {"epoch": epoch + 1})
+        seconds = time.perf_counter() - start
+        log.append({"epoch": epoch + 1, "loss": total / max(len(train_events), 1),
+                    "seconds": seconds, "records_per_s": len(train_events) / seconds})
+    return log
+
+
+@torch.no_grad()
+def prediction_error(model: PredictorModel, data: Interactions, events: np.ndarray,
+                     batch_size: int = 1024) -> dict[str, float]:
+    """Mean absolute error per objective of the logged items at `events`."""
+    model.eval()
+    history = history_index(data, model.config.history_length)
+    errors = []
+    for lo in range(0, len(events), batch_size):
+        chunk = events[lo : lo + batch_size]
+        batch = make_batch(data, history[chunk], chunk)
+        y_hat = model(batch, torch.from_numpy(data.item[chunk])[:, None])[:, 0]
+        errors.append((y_hat - torch.from_numpy(data.objectives[chunk])).abs())
+    mae = torch.cat(errors).mean(0) if errors else torch.zeros(data.n_objectives)
+    return {name: float(v) for name, v in zip(data.objective_names, mae, strict=True)}

@@ -1,0 +1,109 @@
+"""Stage 2 of Algorithm 1: learn the objective weights with the contextual actor-critic.
+
+The stage-1 model is frozen. Each training event is a step of its user's trajectory:
+state s_{u,t} and context C_{u,t}; the action alpha ranks the user's candidate items (the
+items whose ground truth exists: the user's training-period items, or all items where the
+matrix is fully observed) by sum_k alpha_k y_hat_k; the reward is the mean true reward of
+the top-K; the next state is the user's next logged training event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from deepprl.config import PolicyConfig
+from deepprl.data.interactions import Interactions
+from deepprl.data.sequences import candidate_items
+from deepprl.eval.metrics import top_k_reward
+from deepprl.policy.weights import Actor
+from deepprl.recommender import Recommender
+from deepprl.rl.ddpg import DDPG, Critic, Transitions, explore
+from deepprl.train.stage1 import Progress
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """Precomputed environment of the weight policy (tensors; E sampled events)."""
+
+    state: torch.Tensor  # [N_train, S] every training event (next states included)
+    context: torch.Tensor  # [N_train, Fc]
+    sampled: torch.Tensor  # [E] rows of state that are decision points
+    next_row: torch.Tensor  # [E] row of the next step, or the row itself when done
+    done: torch.Tensor  # [E] float
+    y_hat: torch.Tensor  # [E, C, K] predictions for the candidates
+    reward: torch.Tensor  # [E, C] true reward of each candidate (0 where invalid)
+    valid: torch.Tensor  # [E, C] bool
+
+
+def build_trajectories(recommender: Recommender, data: Interactions, train: np.ndarray,
+                       config: PolicyConfig, *, k: int, max_candidates: int, seed: int
+                       ) -> Trajectories:
+    """Freeze stage 1 into states and candidate predictions for training events."""
+    rows = np.flatnonzero(train)  # training events in (user, time) order
+    items_all = np.zeros((len(rows), 1), dtype=np.int64)
+    scored = recommender.score_events(rows, items_all)
+    same_user_next = np.r_[data.user[rows[1:]] == data.user[rows[:-1]], False]
+    rng = np.random.default_rng([seed, 21])
+    pick = np.arange(len(rows))
+    if config.max_events and len(pick) > config.max_events:
+        pick = np.sort(rng.choice(pick, size=config.max_events, replace=False))
+    events = rows[pick]
+    items = candidate_items(data, events, train, max_candidates=max_candidates, seed=seed)
+    _, reward = data.candidate_values(events, items)
+    valid = (items > 0) & np.isfinite(reward)
+    keep = valid.sum(1) > k  # with <= k candidates every action gives the same top-K
+    pick, events, items, reward, valid = pick[keep], events[keep], items[keep], reward[keep], \
+        valid[keep]
+    y_hat = recommender.score_events(events, items).y_hat
+    return Trajectories(
+        state=torch.from_numpy(scored.state), context=torch.from_numpy(scored.context),
+        sampled=torch.from_numpy(pick),
+        next_row=torch.from_numpy(np.where(same_user_next[pick], pick + 1, pick)),
+        done=torch.from_numpy((~same_user_next[pick]).astype(np.float32)),
+        y_hat=torch.from_numpy(y_hat), reward=torch.from_numpy(np.nan_to_num(reward)),
+        valid=torch.from_numpy(valid),
+    )
+
+
+def fit_policy(actor: Actor, critic: Critic, env: Trajectories, config: PolicyConfig, *,
+               k: int, seed: int, progress: Progress | None = None) -> list[dict[str, float]]:
+    """DDPG on the precomputed trajectories; returns a log every 100 steps."""
+    if config.critic not in ("td", "decomposed"):
+        raise ValueError(f"policy.critic must be 'td' or 'decomposed', got {config.critic!r}")
+    algo = DDPG(actor, critic, gamma=config.gamma, tau=config.tau,
+                actor_lr=config.actor_lr, critic_lr=config.critic_lr,
+                decomposed=config.critic == "decomposed")
+    gen = torch.Generator().manual_seed(seed)
+    n = len(env.sampled)
+    if n == 0:
+        raise ValueError("no training event has more than k candidates: nothing to learn "
+                         "weights from (lower --k or use a longer log)")
+    log: list[dict[str, float]] = []
+    actor.train()
+    critic.train()
+    for step in range(config.steps):
+        j = torch.randint(n, (min(config.batch_size, n),), generator=gen)
+        row, nxt = env.sampled[j], env.next_row[j]
+        s, c = env.state[row], env.context[row]
+        with torch.no_grad():
+            action = explore(actor(s, c), config.exploration, gen)
+            r = top_k_reward(env.y_hat[j], env.reward[j], env.valid[j], action, k)
+        batch = Transitions(state=s, context=c, action=action, reward=r,
+                            next_state=env.state[nxt], next_context=env.context[nxt],
+                            done=env.done[j])
+        td = algo.critic_step(batch)
+        q = -algo.actor_step(s, c)
+        algo.update_targets()
+        if (step + 1) % 100 == 0 or step + 1 == config.steps:
+            with torch.no_grad():
+                greedy = top_k_reward(env.y_hat[j], env.reward[j], env.valid[j],
+                                      actor(s, c), k).mean()
+            log.append({"step": step + 1, "td_loss": td, "q": q,
+                        "explore_reward": float(r.mean()), "greedy_reward": float(greedy)})
+        if progress is not None:
+            progress("policy", step + 1, config.steps, {})
+    actor.eval()
+    return log
