@@ -6,10 +6,12 @@ Loading never unpickles: tensors come from safetensors, everything else from JSO
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -21,6 +23,8 @@ from deepprl.models.network import DataShape, PredictorModel
 from deepprl.policy.weights import Actor
 from deepprl.recommender import Recommender
 
+_SCHEMA_KEYS = {"deepprl_version", "shape", "objectives", "user_ids", "item_ids",
+                "data_fingerprint"}
 MODEL_FILE, ACTOR_FILE, CONFIG_FILE, SCHEMA_FILE = (
     "model.safetensors", "actor.safetensors", "config.json", "schema.json")
 
@@ -62,7 +66,16 @@ def save_run(out: Path, config: RunConfig, model: PredictorModel, actor: Actor,
         "user_features": list(data.user_feature_names),
         "item_features": list(data.item_feature_names),
         "user_ids": list(data.user_ids), "item_ids": list(data.item_ids),
+        "data_fingerprint": fingerprint(data),
     })
+
+
+def fingerprint(data: Interactions) -> str:
+    """SHA-256 of the encoded log (ids, times, objectives, rewards): detects changed data."""
+    digest = hashlib.sha256()
+    for array in (data.user, data.item, data.time, data.objectives, data.reward):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def load_run(run: str | Path) -> tuple[RunConfig, Recommender]:
@@ -79,13 +92,21 @@ def load_run(run: str | Path) -> tuple[RunConfig, Recommender]:
         schema = read_json(run / SCHEMA_FILE)
     except (ValueError, TypeError) as err:
         raise RunError(f"{run}: unreadable config or schema: {err}") from err
+    if not isinstance(schema, dict) or not set(schema) >= _SCHEMA_KEYS:
+        raise RunError(f"{run}: {SCHEMA_FILE} is incomplete; expected the keys "
+                       f"{sorted(_SCHEMA_KEYS)}")
+    # 0.x releases may change the format in any minor version, so 0.1 loads only 0.1
     major = str(schema.get("deepprl_version", "")).split(".")[:2]
     if major != __version__.split(".")[:2]:
         raise RunError(f"{run}: written by deepprl {schema.get('deepprl_version')}, "
                        f"this is {__version__}; retrain the model")
-    data = load_dataset(config.dataset)
-    if list(data.user_ids) != schema["user_ids"] or list(data.item_ids) != schema["item_ids"]:
-        raise RunError(f"{run}: the data no longer matches the ids the model was trained on")
+    try:
+        data = load_dataset(config.dataset)
+    except ValueError as err:
+        raise RunError(f"{run}: cannot rebuild the run's data: {err}") from err
+    if fingerprint(data) != schema["data_fingerprint"]:
+        raise RunError(f"{run}: the data no longer matches the log the model was trained on "
+                       f"({config.dataset.get('name') or config.dataset.get('data')})")
     torch.manual_seed(config.seed)
     model = build_model(config, data)
     actor = build_actor(config, model, data)

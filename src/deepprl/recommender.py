@@ -5,6 +5,7 @@ NumPy in, NumPy out: the public methods own eval(), no_grad and batching.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +61,8 @@ class Recommender:
         return policy(torch.from_numpy(state), torch.from_numpy(context)).numpy()
 
     @torch.no_grad()
-    def recommend(self, user_id: object, *, k: int = 10, candidates: list[object] | None = None,
+    def recommend(self, user_id: object, *, k: int = 10,
+                  candidates: Sequence[object] | None = None,
                   at_time: float | None = None, exclude_seen: bool = False) -> dict[str, object]:
         """Top-k for a user's next interaction, with alpha and every y_hat (explainability).
 
@@ -73,10 +75,15 @@ class Recommender:
             items = np.arange(1, self.data.n_items + 1)
             if exclude_seen:
                 items = np.setdiff1d(items, self.data.item[self.data.user_events(user)])
+                if len(items) == 0:
+                    raise ValueError(f"user {user_id!r} has seen every item: nothing left to "
+                                     f"recommend with exclude_seen")
         else:
             if not candidates:
                 raise ValueError("candidates must not be empty")
             items = self.data.item_indices(candidates)
+            if len(np.unique(items)) != len(items):
+                raise ValueError("candidates name the same item more than once")
         batch = next_event_batch(self.data, user, self.model.config.history_length, at_time)
         self.model.eval()
         self.policy.eval()
@@ -109,6 +116,8 @@ def next_event_batch(data: Interactions, user: int, length: int,
     hist[length - len(recent) :] = recent
     batch = make_batch(data, hist[None], np.array([last]))
     when = data.time[last] if at_time is None else float(at_time)
+    if not np.isfinite(when):
+        raise ValueError(f"at_time must be a finite number, got {at_time!r}")
     if when < data.time[last]:
         raise ValueError(f"at_time {when} is before the user's last event ({data.time[last]})")
     has_clock = data.context_names[: len(CLOCK_CONTEXT)] == CLOCK_CONTEXT

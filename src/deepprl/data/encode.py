@@ -13,7 +13,7 @@ import polars as pl
 from deepprl.data.interactions import Interactions, Valuer
 from deepprl.data.schema import DataError, Mapping, ObjectiveSpec
 
-MAX_CATEGORIES = 32  # one-hot width cap per categorical feature; the rest share "other"
+MAX_CATEGORIES = 32  # one-hot width cap per categorical feature; rarer values are all-zero
 _ROW = "__row__"
 CLOCK_CONTEXT = ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos", "log_gap_hours")
 
@@ -120,10 +120,11 @@ def _duplicates(frame: pl.DataFrame, mapping: Mapping, source: str) -> pl.DataFr
         return frame
     if mapping.duplicates == "keep-last":
         return frame.unique(subset=key, keep="last", maintain_order=True)
-    first = dup.group_by(key, maintain_order=True).agg(pl.col(_ROW)).row(0)
+    stamp = pl.col(mapping.timestamp or "__time__").first().alias("__stamp__")
+    first = dup.group_by(key, maintain_order=True).agg(stamp, pl.col(_ROW)).row(0)
     rows = first[-1]
     raise DataError(f"{source}: rows {rows[0]} and {rows[1]} repeat the same (user, item, "
-                    f"timestamp) = ({first[0]!r}, {first[1]!r}); set duplicates = "
+                    f"timestamp) = ({first[0]!r}, {first[1]!r}, {first[-2]!r}); set duplicates = "
                     f"\"keep-last\" in the mapping to keep the last of such rows")
 
 
@@ -195,9 +196,10 @@ def feature_matrix(frame: pl.DataFrame, columns: tuple[str, ...], source: str
 
 def _entity_features(frame: pl.DataFrame, columns: tuple[str, ...], index: np.ndarray,
                      n: int, source: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """[n + 1, F] table of static features, from each entity's first row; row 0 is zeros."""
-    rows, names = feature_matrix(frame, columns, source)
-    table = np.zeros((n + 1, rows.shape[1]), dtype=np.float32)
+    """[n + 1, F] table of static features from each entity's first row (standardised over
+    entities, not events, so active users weigh no more than others); row 0 is zeros."""
     first = np.unique(index, return_index=True)[1]
-    table[index[first]] = rows[first]
+    rows, names = feature_matrix(frame[first], columns, source)
+    table = np.zeros((n + 1, rows.shape[1]), dtype=np.float32)
+    table[index[first]] = rows
     return table, names

@@ -14,12 +14,19 @@ from deepprl.data.schema import mapping_from_dict
 from deepprl.data.simulator import SimulatorConfig, load_simulator
 
 
-def _simulator(**options: Any) -> Interactions:
+def _simulator_config(options: dict[str, Any]) -> SimulatorConfig:
     names = {f.name for f in dataclasses.fields(SimulatorConfig)}
     unknown = sorted(set(options) - names)
     if unknown:
         raise ValueError(f"simulator: unknown option {unknown[0]!r}; expected {sorted(names)}")
-    return load_simulator(SimulatorConfig(**options))
+    try:
+        return SimulatorConfig(**options)
+    except TypeError as err:
+        raise ValueError(f"simulator: bad option value: {err}") from err
+
+
+def _simulator(**options: Any) -> Interactions:
+    return load_simulator(_simulator_config(options))
 
 
 def _movielens(path: str | None = None) -> Interactions:
@@ -40,6 +47,8 @@ def dataset_spec(name: str | None = None, *, data: str | None = None,
         raise ValueError("give either a dataset name (--dataset) or a file (--data with "
                          "--mapping)")
     if data is not None:
+        if options:
+            raise ValueError("dataset options apply to built-in datasets, not to --data")
         if mapping is None:
             raise ValueError("--data needs --mapping FILE (see README: 'Your own log')")
         from deepprl.data.schema import read_mapping
@@ -47,12 +56,21 @@ def dataset_spec(name: str | None = None, *, data: str | None = None,
         return {"data": str(Path(data).resolve()), "mapping": read_mapping(mapping).to_dict()}
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
-    return {"name": name, **(options or {})}
+    options = options or {}
+    if name == "simulator":
+        _simulator_config(options)  # fail now, not after training, on a bad option
+    elif set(options) - {"path"}:
+        raise ValueError(f"{name}: unknown option {sorted(set(options) - {'path'})[0]!r}; "
+                         f"expected 'path'")
+    return {"name": name, **options}
 
 
 def load_dataset(spec: dict[str, Any]) -> Interactions:
     """Rebuild the data a spec describes."""
     if "data" in spec:
         return load_log(spec["data"], mapping_from_dict(spec["mapping"], source="run mapping"))
+    name = spec.get("name")
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
     options = {k: v for k, v in spec.items() if k != "name"}
-    return DATASETS[spec["name"]][0](**options)
+    return DATASETS[name][0](**options)

@@ -90,7 +90,7 @@ def oracle_scores(data: Interactions, eval_set: EvalSet) -> np.ndarray | None:
 
 
 def describe(eval_set: EvalSet, k: int) -> dict[str, Any]:
-    return {"k": k, "test_events": eval_set.total, "evaluated_events": int(len(eval_set.events)),
+    return {"k": k, "test_events": eval_set.total, "evaluated_events": len(eval_set.events),
             "excluded_events_with_at_most_k_candidates": eval_set.excluded,
             "mean_candidates": float(eval_set.valid.sum(1).mean()) if len(eval_set.events)
             else 0.0}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -14,7 +16,7 @@ def mlp(sizes: list[int], activation: str = "relu", *, final_activation: bool = 
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; expected {sorted(ACTIVATIONS)}")
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2 or final_activation:
             layers.append(ACTIVATIONS[activation]())

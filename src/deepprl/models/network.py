@@ -41,13 +41,18 @@ class PredictorModel(nn.Module):
             raise ValueError(f"unknown predictor {config.predictor!r}; "
                              f"expected {sorted(PREDICTORS)}")
         self.config, self.shape = config, shape
+        self.user_feature_table: torch.Tensor
+        self.item_feature_table: torch.Tensor
         self.register_buffer("user_feature_table", user_features.float())  # [U + 1, Fu]
         self.register_buffer("item_feature_table", item_features.float())  # [I + 1, Fi]
         self.item_id = nn.Embedding(shape.n_items + 1, config.item_dim, padding_idx=0)
-        self.item_proj = nn.Linear(shape.item_features, config.item_dim)
+        # logs without item/user features get id embeddings only
+        self.item_proj = nn.Linear(shape.item_features, config.item_dim) \
+            if shape.item_features else None
         self.user_id = nn.Embedding(shape.n_users + 1, config.user_dim) \
             if config.use_user_id else None
-        self.user_proj = nn.Linear(shape.user_features, config.user_dim)
+        self.user_proj = nn.Linear(shape.user_features, config.user_dim) \
+            if shape.user_features else None
         self.context_proj = nn.Linear(shape.context_features, config.context_dim)
         step_dim = config.item_dim + config.context_dim
         self.encoder = ENCODERS[config.encoder][0](
@@ -63,12 +68,19 @@ class PredictorModel(nn.Module):
 
     def items(self, items: torch.Tensor) -> torch.Tensor:
         """Item embeddings s_i: [...] -> [..., Di]; index 0 (padding) maps to zeros."""
-        emb = self.item_id(items) + self.item_proj(self.item_feature_table[items])
+        emb = self.item_id(items)
+        if self.item_proj is not None:
+            emb = emb + self.item_proj(self.item_feature_table[items])
         return emb * (items > 0).unsqueeze(-1)
 
     def user(self, users: torch.Tensor) -> torch.Tensor:
-        emb = self.user_proj(self.user_feature_table[users])
-        return emb + self.user_id(users) if self.user_id is not None else emb
+        if self.user_proj is None and self.user_id is None:
+            return self.user_feature_table.new_zeros(users.shape[0], self.config.user_dim)
+        parts = [self.user_proj(self.user_feature_table[users])] \
+            if self.user_proj is not None else []
+        if self.user_id is not None:
+            parts.append(self.user_id(users))
+        return torch.stack(parts).sum(0)
 
     def state(self, batch: Batch) -> torch.Tensor:
         """User state s_{u,t} = [h_t ; user embedding] [B, S]."""

@@ -36,6 +36,7 @@ class FixedWeights(nn.Module):
         if w.ndim != 1 or (w < 0).any() or not torch.isfinite(w).all() or w.sum() <= 0:
             raise ValueError(f"fixed weights must be non-negative and not all zero, got "
                              f"{w.tolist()}")
+        self.weights: torch.Tensor
         self.register_buffer("weights", w / w.sum())
 
     @classmethod

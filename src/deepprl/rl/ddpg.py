@@ -56,7 +56,9 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 def explore(alpha: torch.Tensor, share: float, generator: torch.Generator) -> torch.Tensor:
     """Mix Dirichlet(1) noise into alpha [B, K]; a convex mix stays on the simplex."""
-    if share <= 0:
+    if not 0 <= share <= 1:
+        raise ValueError(f"exploration share must lie in [0, 1], got {share}")
+    if share == 0:
         return alpha
     gamma = torch.empty_like(alpha).exponential_(generator=generator)  # Dirichlet(1) draw
     noise = gamma / gamma.sum(-1, keepdim=True)

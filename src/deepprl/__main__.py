@@ -1,0 +1,3 @@
+from deepprl.cli import main
+
+main()

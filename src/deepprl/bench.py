@@ -1,0 +1,77 @@
+"""Training-throughput benchmark: one warm-up epoch, then timed epochs (median reported)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepprl.artifacts import build_actor, build_model
+from deepprl.config import RunConfig, TrainConfig
+from deepprl.data.registry import load_dataset
+from deepprl.data.splits import temporal_holdout
+from deepprl.recommender import Recommender
+from deepprl.rl.ddpg import Critic
+from deepprl.train.run import seed_everything
+from deepprl.train.stage1 import fit_predictor
+from deepprl.train.stage2 import build_trajectories, fit_policy
+
+BENCH_MODELS = {
+    "predictor": "stage 1 only: embedding + SA-Time-LSTM + Mixture of HyperNetwork",
+    "deepprl": "Algorithm 1: stage 1 epochs plus the stage-2 actor-critic, records/s overall",
+}
+
+
+def bench_train(dataset: str, model: str, *, epochs: int = 3, batch_size: int = 256,
+                seed: int = 0) -> dict[str, Any]:
+    if model not in BENCH_MODELS:
+        raise ValueError(f"unknown model {model!r} for bench; expected {sorted(BENCH_MODELS)}")
+    if epochs < 1:
+        raise ValueError("epochs must be >= 1")
+    config = RunConfig(dataset={"name": dataset}, seed=seed,
+                       train=dataclasses.replace(TrainConfig(), batch_size=batch_size))
+    seed_everything(seed)
+    data = load_dataset(config.dataset)
+    split = temporal_holdout(data, test_fraction=config.train.test_fraction)
+    net = build_model(config, data)
+    train_events = np.flatnonzero(split.train)
+    warm = dataclasses.replace(config.train, epochs=1)
+    fit_predictor(net, data, train_events, warm, seed=seed)
+    timed = dataclasses.replace(config.train, epochs=epochs)
+    records = fit_predictor(net, data, train_events, timed, seed=seed + 1)
+    epoch_seconds = [r["seconds"] for r in records]
+    out: dict[str, Any] = {
+        "model": model, "dataset": dataset, "records": len(train_events),
+        "batch_size": batch_size, "timed_epochs": epochs,
+        "epoch_seconds_median": statistics.median(epoch_seconds),
+        "records_per_s": len(train_events) / statistics.median(epoch_seconds),
+    }
+    if model == "deepprl":
+        for p in net.parameters():
+            p.requires_grad_(False)
+        actor = build_actor(config, net, data)
+        critic = Critic(state_dim=net.state_dim, context_dim=data.context.shape[1],
+                        n_objectives=data.n_objectives, hidden=config.policy.hidden,
+                        layers=config.policy.layers)
+        start = time.perf_counter()
+        env = build_trajectories(Recommender(net, actor, data), data, split.train,
+                                 config.policy, k=config.eval.k,
+                                 max_candidates=config.train.max_candidates, seed=seed)
+        fit_policy(actor, critic, env, config.policy, k=config.eval.k, seed=seed)
+        stage2 = time.perf_counter() - start
+        stage1 = sum(epoch_seconds) / epochs * config.train.epochs
+        out.update({
+            "stage1_seconds_per_run": stage1, "stage2_seconds": stage2,
+            # a full run reads the training records `epochs` times in stage 1
+            "records_per_s": len(train_events) * config.train.epochs / (stage1 + stage2),
+            "run_epochs": config.train.epochs, "policy_steps": config.policy.steps,
+        })
+    out["machine"] = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                      "python": platform.python_version(), "torch": torch.__version__}
+    return out

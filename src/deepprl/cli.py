@@ -1,0 +1,262 @@
+"""Command line: deepprl train | evaluate | recommend | demo | models | datasets | bench."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Deep Pareto Reinforcement Learning for multi-objective recommendation.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (JSON on stdout).")
+app.add_typer(bench_app, name="bench")
+err = Console(stderr=True)
+
+MODELS = {"deepprl": "DeepPRL: SA-Time-LSTM + Mixture of HyperNetwork + contextual DDPG weights"}
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    raise typer.Exit(code=2)
+
+
+class _Bars:
+    """A rich progress bar per training stage, written to stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.completed}/{task.total}"),
+                                 TimeElapsedColumn(), console=err, disable=not enabled)
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, stage: str, done: int, total: int, info: dict[str, float]) -> None:
+        label = f"{stage} epoch {int(info['epoch'])}" if "epoch" in info else stage
+        if label not in self.tasks:
+            self.tasks[label] = self.progress.add_task(label, total=total)
+        self.progress.update(self.tasks[label], completed=done)
+
+
+def _parse_options(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE strings -> dict; values are parsed as JSON where they can be (numbers)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--dataset-option must look like KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def _run_config(dataset: str | None, data: Path | None, mapping: Path | None, seed: int,
+                epochs: int | None, policy_steps: int | None, k: int | None,
+                options: list[str] | None = None) -> Any:
+    from deepprl.config import RunConfig
+    from deepprl.data.registry import dataset_spec
+
+    spec = dataset_spec(dataset, data=str(data) if data else None,
+                        mapping=str(mapping) if mapping else None,
+                        options=_parse_options(options or []))
+    config = RunConfig(dataset=spec, seed=seed)
+    if epochs is not None:
+        if epochs < 1:
+            raise ValueError("--epochs must be >= 1")
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train,
+                                                                       epochs=epochs))
+    if policy_steps is not None:
+        if policy_steps < 1:
+            raise ValueError("--policy-steps must be >= 1")
+        config = dataclasses.replace(config, policy=dataclasses.replace(config.policy,
+                                                                        steps=policy_steps))
+    if k is not None:
+        if k < 1:
+            raise ValueError("--k must be >= 1")
+        config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, k=k))
+    return config
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Run directory to write.")],
+    dataset: Annotated[str | None, typer.Option(help="simulator | movielens-100k")] = None,
+    data: Annotated[Path | None, typer.Option(help="Your own CSV/Parquet log.")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="Mapping file for --data.")] = None,
+    model: Annotated[str, typer.Option(help="Registered model (deepprl models).")] = "deepprl",
+    seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
+    epochs: Annotated[int | None, typer.Option(help="Stage-1 epochs.")] = None,
+    policy_steps: Annotated[int | None, typer.Option(help="Stage-2 actor-critic steps.")] = None,
+    k: Annotated[int | None, typer.Option(help="Top-K for reward and evaluation.")] = None,
+    dataset_option: Annotated[list[str] | None, typer.Option(
+        help="KEY=VALUE passed to the dataset loader, e.g. seed=3 or n_users=500 for the "
+             "simulator; repeatable.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Train a model; OUT receives config, seed, weights, metrics and train.log."""
+    from deepprl.train.run import train_run
+
+    if model not in MODELS:
+        _fail(f"unknown model {model!r}; expected one of {sorted(MODELS)}")
+    try:
+        config = _run_config(dataset, data, mapping, seed, epochs, policy_steps, k,
+                             dataset_option)
+        bars = _Bars(enabled=not quiet)
+        with bars.progress:
+            metrics = train_run(config, out, progress=bars)
+    except ValueError as error:
+        _fail(str(error))
+    _print_table(metrics, title=f"{metrics['dataset']} (seed {seed}) -> {out}")
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Option(help="Run directory written by train.")],
+    weights: Annotated[str, typer.Option(help="learned | equal")] = "learned",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Offline metrics of a run: mean true objectives and reward of the top-K."""
+    from deepprl.eval.offline import evaluate_run
+
+    try:
+        result = evaluate_run(run, weights)
+    except ValueError as error:
+        _fail(str(error))
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    table = Table(title=f"{run} ({weights} weights, top-{result['k']})")
+    for name in result["objectives"]:
+        table.add_column(name, justify="right")
+    table.add_column("reward", justify="right")
+    table.add_row(*[f"{v:.4f}" for v in result["objectives"].values()],
+                  f"{result['reward']:.4f}")
+    Console().print(table)
+
+
+@app.command()
+def recommend(
+    run: Annotated[Path, typer.Option(help="Run directory written by train.")],
+    user: Annotated[str, typer.Option(help="User id, as in the log.")],
+    k: Annotated[int, typer.Option(help="How many items.")] = 10,
+    candidates: Annotated[str | None, typer.Option(help="Comma-separated item ids.")] = None,
+    exclude_seen: Annotated[bool, typer.Option(help="Skip items the user has had.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
+) -> None:
+    """Top-K for a user's next interaction, with the weights alpha and every y_hat."""
+    from deepprl.artifacts import load_run
+
+    try:
+        _, recommender = load_run(run)
+        items = [c.strip() for c in candidates.split(",")] if candidates is not None else None
+        result = recommender.recommend(user, k=k, candidates=items, exclude_seen=exclude_seen)
+    except ValueError as error:
+        _fail(str(error))
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    weights = ", ".join(f"{n}={w:.3f}" for n, w in result["weights"].items())  # type: ignore[attr-defined]
+    table = Table(title=f"user {user}: weights {weights}")
+    table.add_column("item")
+    table.add_column("score", justify="right")
+    names = list(result["weights"])  # type: ignore[call-overload]
+    for name in names:
+        table.add_column(f"ŷ {name}", justify="right")
+    for row in result["items"]:  # type: ignore[attr-defined]
+        table.add_row(row["item"], f"{row['score']:.4f}",
+                      *[f"{row['predicted'][n]:.4f}" for n in names])
+    Console().print(table)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where the two runs go.")] = Path("runs/demo"),
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """The main job: DeepPRL on bundled MovieLens-100K and on the simulator, with tables of
+    DeepPRL vs fixed equal weights vs popularity (and the oracle on the simulator)."""
+    from deepprl.config import RunConfig
+    from deepprl.train.run import train_run
+
+    for name in ("movielens-100k", "simulator"):
+        bars = _Bars(enabled=sys.stderr.isatty())
+        err.print(f"training DeepPRL on {name} ...")
+        with bars.progress:
+            metrics = train_run(RunConfig(dataset={"name": name}, seed=seed), out / name,
+                                progress=bars)
+        _print_table(metrics, title=f"{name}: top-{metrics['protocol']['k']} of "
+                                    f"{metrics['protocol']['evaluated_events']} test events "
+                                    f"(run in {out / name})")
+
+
+def _print_table(metrics: dict[str, Any], *, title: str) -> None:
+    labels = {"learned": "DeepPRL (learned weights)", "equal": "fixed equal weights",
+              "popularity": "popularity", "oracle": "oracle (true preferences)"}
+    rows = [m for m in labels if m in metrics]
+    names = list(metrics[rows[0]]["objectives"])
+    table = Table(title=title)
+    table.add_column("method")
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_column("reward", justify="right")
+    for method in rows:
+        m = metrics[method]
+        table.add_row(labels[method], *[f"{m['objectives'][n]:.4f}" for n in names],
+                      f"{m['reward']:.4f}")
+    Console().print(table)
+    p = metrics["protocol"]
+    mae = {n: round(v, 4) for n, v in metrics["test_mae"].items()}
+    Console().print(f"excluded {p['excluded_events_with_at_most_k_candidates']} of "
+                    f"{p['test_events']} test events with <= {p['k']} candidates; "
+                    f"mean candidates {p['mean_candidates']:.1f}; "
+                    f"prediction MAE on test events {json.dumps(mae)}", highlight=False)
+
+
+@app.command()
+def models() -> None:
+    """List the registered models."""
+    for name, text in MODELS.items():
+        typer.echo(f"{name:12s} {text}")
+
+
+@app.command()
+def datasets() -> None:
+    """List the built-in datasets."""
+    from deepprl.data.registry import DATASETS
+
+    for name, (_, text) in DATASETS.items():
+        typer.echo(f"{name:16s} {text}")
+
+
+@bench_app.command("train")
+def bench_train_cmd(
+    dataset: Annotated[str, typer.Option(help="Dataset name.")] = "movielens-100k",
+    model: Annotated[str, typer.Option(help="predictor | deepprl")] = "deepprl",
+    epochs: Annotated[int, typer.Option(help="Timed epochs after one warm-up.")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Events per step.")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
+) -> None:
+    """Training throughput in records/s."""
+    from deepprl.bench import bench_train
+
+    try:
+        result = bench_train(dataset, model, epochs=epochs, batch_size=batch_size, seed=seed)
+    except ValueError as error:
+        _fail(str(error))
+    sys.stdout.write(json.dumps(result, indent=None if as_json else 2) + "\n")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The CLI contract (core issue §5) on a small simulator, through typer's test runner."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from deepprl.cli import app
+
+SMALL = ["--dataset", "simulator", "--dataset-option", "n_users=25",
+         "--dataset-option", "n_items=30", "--dataset-option", "events_per_user=20",
+         "--epochs", "1", "--policy-steps", "50", "--k", "5", "--quiet"]
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="module")
+def runner() -> CliRunner:
+    torch.set_num_threads(1)
+    return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(runner: CliRunner, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = runner.invoke(app, ["train", *SMALL, "--out", str(out), "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_the_run(run_dir: Path) -> None:
+    for name in ("config.json", "seed.txt", "schema.json", "model.safetensors",
+                 "actor.safetensors", "metrics.json", "train.log"):
+        assert (run_dir / name).is_file(), name
+    assert json.loads((run_dir / "config.json").read_text())["seed"] == 1
+    assert json.loads((run_dir / "config.json").read_text())["dataset"]["n_users"] == 25
+
+
+@pytest.mark.parametrize("weights", ["learned", "equal"])
+def test_evaluate_json_contract(runner: CliRunner, run_dir: Path, weights: str) -> None:
+    args = ["evaluate", "--run", str(run_dir), "--json"]
+    if weights == "equal":
+        args += ["--weights", "equal"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert set(out["objectives"]) == {"o1", "o2"}
+    assert all(math.isfinite(v) for v in out["objectives"].values())
+    assert math.isfinite(out["reward"])
+    assert out["k"] == 5 and out["weights"] == weights
+
+
+def test_evaluate_matches_metrics_json(runner: CliRunner, run_dir: Path) -> None:
+    out = json.loads(runner.invoke(app, ["evaluate", "--run", str(run_dir), "--json"]).stdout)
+    saved = json.loads((run_dir / "metrics.json").read_text())["learned"]
+    assert out["reward"] == saved["reward"]
+    assert out["objectives"] == saved["objectives"]
+
+
+def test_recommend_json(runner: CliRunner, run_dir: Path) -> None:
+    result = runner.invoke(app, ["recommend", "--run", str(run_dir), "--user", "1", "--k", "3",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert len(out["items"]) == 3
+    assert sum(out["weights"].values()) == pytest.approx(1.0, abs=1e-5)
+    table = runner.invoke(app, ["recommend", "--run", str(run_dir), "--user", "1"])
+    assert table.exit_code == 0 and "weights" in table.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["recommend", "--user", "nobody"], "unknown user id"),
+    (["recommend", "--user", "1", "--k", "0"], "k must be positive"),
+    (["recommend", "--user", "1", "--candidates", "1,zz"], "unknown item id"),
+    (["evaluate", "--weights", "best"], "--weights must be"),
+])
+def test_bad_requests_exit_2_with_a_message(runner: CliRunner, run_dir: Path,
+                                            args: list[str], message: str) -> None:
+    result = runner.invoke(app, [args[0], "--run", str(run_dir), *args[1:]])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--dataset", "nope"], "unknown dataset"),
+    (["--dataset", "simulator", "--dataset-option", "n_userz=3"], "unknown option"),
+    (["--dataset", "simulator", "--dataset-option", "n_users"], "KEY=VALUE"),
+    (["--data", "x.csv"], "--mapping"),
+    (["--dataset", "simulator", "--model", "nope"], "unknown model"),
+    (["--dataset", "simulator", "--epochs", "0"], "--epochs must be"),
+    ([], "either a dataset name"),
+])
+def test_train_rejects_bad_arguments(runner: CliRunner, tmp_path: Path, args: list[str],
+                                     message: str) -> None:
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "r"), *args])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+def test_missing_run_is_a_clear_error(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--run", str(tmp_path / "none"), "--json"])
+    assert result.exit_code == 2
+    assert "no such run directory" in result.output
+
+
+def test_train_on_your_own_log(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    result = runner.invoke(app, ["train", "--data", str(EXAMPLES / "log.csv"), "--mapping",
+                                 str(EXAMPLES / "mapping.toml"), "--out", str(out),
+                                 "--epochs", "1", "--policy-steps", "30", "--k", "3",
+                                 "--quiet"])
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(runner.invoke(app, ["evaluate", "--run", str(out), "--json"]).stdout)
+    assert set(evaluated["objectives"]) == {"ctr", "watch"}
+    rec = json.loads(runner.invoke(app, ["recommend", "--run", str(out), "--user", "u1",
+                                         "--k", "2", "--json"]).stdout)
+    assert all(item["item"].startswith("v") for item in rec["items"])
+
+
+def test_listings(runner: CliRunner) -> None:
+    assert "deepprl" in runner.invoke(app, ["models"]).stdout
+    listed = runner.invoke(app, ["datasets"]).stdout
+    assert "simulator" in listed and "movielens-100k" in listed
+
+
+def test_bench_train_prints_records_per_second(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["bench", "train", "--dataset", "simulator", "--model",
+                                 "predictor", "--epochs", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["model"] == "predictor" and out["records_per_s"] > 0

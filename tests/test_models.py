@@ -1,0 +1,356 @@
+"""Model building blocks: Time-LSTM cell, causal self-attention, MoH predictor, the full
+stage-1 network and the weight policies."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from deepprl.artifacts import build_model
+from deepprl.config import ModelConfig, RunConfig
+from deepprl.data.sequences import history_index, make_batch
+from deepprl.data.simulator import SimulatorConfig, load_simulator
+from deepprl.models.encoders import CausalSelfAttention, SelfAttentiveTimeLSTM, TimeLSTMCell
+from deepprl.models.predictors import MixtureOfHyperNetwork
+from deepprl.policy.weights import Actor, FixedWeights
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # type: ignore[no-untyped-def]
+    """Tiny tensors: one intra-op thread avoids oversubscription on busy machines."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+# -- TimeLSTMCell ------------------------------------------------------------------------
+
+# Math convention of the docstring: row vectors, x W with W [in, out]. nn.Linear stores W^T.
+WX = np.array([[0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8],
+               [0.9, 0.15, -0.25, 0.35, 0.45, -0.55, 0.65, 0.05]])  # [D=2, 4H=8]
+BX = np.array([0.01, -0.02, 0.03, -0.04, 0.05, -0.06, 0.07, -0.08])  # b_i, b_f, b_o, b_c
+WH = np.array([[0.2, 0.1, -0.3, 0.5, -0.1, 0.25, -0.35, 0.45],
+               [-0.4, 0.3, 0.2, -0.15, 0.6, -0.05, 0.1, 0.3]])  # [H=2, 4H=8]
+WXT = np.array([[0.3, -0.6], [0.8, 0.2]])  # [D, H]
+BT = np.array([-0.1, 0.2])  # [H]
+WTT = np.array([[1.5, -0.7]])  # [1, H]
+
+X = np.array([[0.5, -1.0], [1.2, 0.3]])  # [B=2, D]
+DT = np.array([0.0, 2.5])  # [B]
+H0 = np.array([[0.1, -0.2], [0.4, 0.3]])  # [B, H]
+C0 = np.array([[-0.3, 0.5], [0.2, -0.6]])
+
+
+def _set_cell_weights(cell: TimeLSTMCell) -> None:
+    with torch.no_grad():
+        cell.x_gates.weight.copy_(torch.tensor(WX.T))
+        cell.x_gates.bias.copy_(torch.tensor(BX))
+        cell.h_gates.weight.copy_(torch.tensor(WH.T))
+        if cell.use_time_gate:
+            cell.x_time.weight.copy_(torch.tensor(WXT.T))
+            cell.x_time.bias.copy_(torch.tensor(BT))
+            cell.dt_time.weight.copy_(torch.tensor(WTT.T))
+
+
+def _cell_by_hand(use_time_gate: bool) -> tuple[np.ndarray, np.ndarray]:
+    gates = X @ WX + BX + H0 @ WH
+    i, f, o, g = np.split(gates, 4, axis=-1)
+    if use_time_gate:
+        t_gate = _sigmoid(X @ WXT + BT + _sigmoid(DT[:, None] @ WTT))
+    else:
+        t_gate = np.ones_like(i)
+    c = _sigmoid(f) * C0 + _sigmoid(i) * t_gate * np.tanh(g)
+    h = _sigmoid(o) * np.tanh(c)
+    return h, c
+
+
+@pytest.mark.parametrize("use_time_gate", [True, False])
+def test_time_lstm_cell_matches_hand_computation(use_time_gate: bool) -> None:
+    cell = TimeLSTMCell(2, 2, use_time_gate=use_time_gate)
+    _set_cell_weights(cell)
+    f32 = torch.float32
+    h, c = cell(torch.tensor(X, dtype=f32), torch.tensor(DT, dtype=f32),
+                torch.tensor(H0, dtype=f32), torch.tensor(C0, dtype=f32))
+    h_ref, c_ref = _cell_by_hand(use_time_gate)
+    np.testing.assert_allclose(c.detach().numpy(), c_ref, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(h.detach().numpy(), h_ref, atol=1e-6, rtol=0)
+
+
+def test_time_gate_changes_the_cell() -> None:
+    """The hand values with and without the time gate differ, so each test above pins its
+    own variant (and the gap dt matters with the gate)."""
+    h_gate, _ = _cell_by_hand(True)
+    h_plain, _ = _cell_by_hand(False)
+    assert np.abs(h_gate - h_plain).max() > 1e-3
+    cell = TimeLSTMCell(2, 2, use_time_gate=True)
+    _set_cell_weights(cell)
+    x, h0, c0 = (torch.tensor(a, dtype=torch.float32) for a in (X, H0, C0))
+    h_a, _ = cell(x, torch.tensor([0.0, 0.0]), h0, c0)
+    h_b, _ = cell(x, torch.tensor([3.0, 3.0]), h0, c0)
+    assert (h_a - h_b).abs().max() > 1e-4
+
+
+# -- causal self-attention and the encoder ---------------------------------------------------
+
+def _attention_reference(x: np.ndarray, mask: np.ndarray, w_value: np.ndarray, kind: str
+                         ) -> np.ndarray:
+    """Naive loops: query q attends to keys k <= q that exist (and always to itself)."""
+    B, L, D = x.shape
+    out = np.zeros_like(x)
+    for b in range(B):
+        v = x[b] @ w_value.T
+        for q in range(L):
+            keys = [k for k in range(L) if (k <= q and mask[b, k]) or k == q]
+            if kind == "dot":
+                s = np.array([x[b, q] @ x[b, k] for k in keys]) / math.sqrt(D)
+            else:
+                s = np.array([-((x[b, q] - x[b, k]) ** 2).sum() for k in keys]) / math.sqrt(D)
+            e = np.exp(s - s.max())
+            e /= e.sum()
+            out[b, q] = sum(w * v[k] for w, k in zip(e, keys, strict=True))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["neg_sq_dist", "dot"])
+def test_causal_attention_matches_naive_loop(kind: str) -> None:
+    torch.manual_seed(0)
+    att = CausalSelfAttention(3, similarity=kind)
+    x = torch.randn(2, 5, 3)
+    mask = torch.tensor([[False, False, True, True, True], [True, True, False, True, True]])
+    out = att(x, mask).detach().numpy()
+    ref = _attention_reference(x.numpy().astype(np.float64), mask.numpy(),
+                               att.value.weight.detach().numpy().astype(np.float64), kind)
+    np.testing.assert_allclose(out, ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["neg_sq_dist", "dot"])
+def test_attention_weights_sum_to_one(kind: str) -> None:
+    """With a constant input coordinate passed through unchanged by W_att, that output
+    coordinate is exactly the sum of the attention weights of its row."""
+    torch.manual_seed(1)
+    att = CausalSelfAttention(4, similarity=kind)
+    with torch.no_grad():
+        att.value.weight[0] = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    x = torch.randn(3, 6, 4) * 3
+    x[..., 0] = 1.0
+    mask = torch.rand(3, 6) > 0.3
+    out = att(x, mask)
+    torch.testing.assert_close(out[..., 0], torch.ones(3, 6), atol=1e-5, rtol=0)
+
+
+def _encoder_inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 6, 4, generator=g)
+    gaps = torch.rand(2, 6, generator=g) * 3
+    mask = torch.tensor([[False, False, True, True, True, True], [True] * 6])
+    return x, gaps, mask
+
+
+@pytest.mark.parametrize("use_attention", [True, False])
+@pytest.mark.parametrize("kind", ["neg_sq_dist", "dot"])
+@pytest.mark.parametrize("changed", ["x", "gaps"])
+def test_encoder_is_causal(use_attention: bool, kind: str, changed: str) -> None:
+    torch.manual_seed(0)
+    enc = SelfAttentiveTimeLSTM(4, 5, use_attention=use_attention, similarity=kind)
+    x, gaps, mask = _encoder_inputs()
+    base = enc.states(x, gaps, mask)
+    assert base.shape == (2, 6, 5)
+    j = 3
+    x2, gaps2 = x.clone(), gaps.clone()
+    if changed == "x":
+        x2[:, j] += 2.0
+    else:
+        gaps2[:, j] += 2.0
+    after = enc.states(x2, gaps2, mask)
+    torch.testing.assert_close(after[:, :j], base[:, :j], atol=0, rtol=0)
+    diff = (after[:, j:] - base[:, j:]).abs().amax(-1)  # [B, L - j]
+    assert (diff > 1e-6).all(), diff
+    torch.testing.assert_close(enc(x2, gaps2, mask), after[:, -1])
+
+
+@pytest.mark.parametrize("use_attention", [True, False])
+def test_masked_steps_leave_the_state_untouched(use_attention: bool) -> None:
+    torch.manual_seed(0)
+    enc = SelfAttentiveTimeLSTM(4, 5, use_attention=use_attention)
+    x, gaps, _ = _encoder_inputs()
+    mask = torch.tensor([[False, False, True, True, False, True],
+                         [True, False, True, True, True, False]])
+    states = enc.states(x, gaps, mask)
+    # left padding: the initial (zero) state; a masked step copies the previous state
+    torch.testing.assert_close(states[0, :2], torch.zeros(2, 5), atol=0, rtol=0)
+    for b in range(2):
+        for k in range(1, 6):
+            if not mask[b, k]:
+                torch.testing.assert_close(states[b, k], states[b, k - 1], atol=0, rtol=0)
+            else:
+                assert (states[b, k] - states[b, k - 1]).abs().max() > 1e-6
+    # whatever a masked step holds, no state changes
+    x2, gaps2 = x.clone(), gaps.clone()
+    x2[~mask] = torch.randn(int((~mask).sum()), 4) * 10
+    gaps2[~mask] = 7.0
+    torch.testing.assert_close(enc.states(x2, gaps2, mask), states, atol=1e-6, rtol=0)
+
+
+# -- Mixture of HyperNetwork ---------------------------------------------------------------
+
+def _moh(seed: int = 0) -> MixtureOfHyperNetwork:
+    torch.manual_seed(seed)
+    return MixtureOfHyperNetwork(user_dim=5, item_dim=4, n_objectives=3, hidden=8,
+                                 tower_hidden=6, objective_embedding_dim=4)
+
+
+def test_moh_tower_parameters_per_objective() -> None:
+    model = _moh()
+    w_user, w_item, bias = model.tower_parameters()
+    assert w_user.shape == (3, 5, 6)
+    assert w_item.shape == (3, 4, 6)
+    assert bias.shape == (3, 6)
+    for w in (w_user, w_item, bias):
+        for a in range(3):
+            for b in range(a + 1, 3):
+                assert (w[a] - w[b]).abs().max() > 1e-6
+    # the split covers the hypernetwork's output exactly, in order
+    flat = model.hypernetwork(model.objective_embedding).view(3, 10, 6)
+    torch.testing.assert_close(torch.cat([w_user, w_item, bias[:, None]], dim=1), flat)
+
+
+def test_moh_outputs_attention_and_gradients() -> None:
+    model = _moh()
+    torch.manual_seed(1)
+    user, items = torch.randn(7, 5), torch.randn(7, 9, 4)
+    y_hat = model(user, items)
+    assert y_hat.shape == (7, 9, 3)
+    assert ((y_hat > 0) & (y_hat < 1)).all()
+    att = model.last_attention
+    assert att is not None and att.shape == (7, 9, 3, 3)
+    assert (att >= 0).all()
+    torch.testing.assert_close(att.sum(-1), torch.ones(7, 9, 3), atol=1e-6, rtol=0)
+
+    target = torch.rand(7, 9, 3)
+    (y_hat - target).abs().sum().backward()
+    grads = {"objective_embedding": model.objective_embedding.grad}
+    grads.update({f"hypernetwork.{n}": p.grad for n, p in model.hypernetwork.named_parameters()})
+    grads.update({n: p.grad for n, p in model.named_parameters()})
+    for name, grad in grads.items():
+        assert grad is not None, name
+        assert torch.isfinite(grad).all(), name
+        assert grad.abs().sum() > 0, name
+
+
+def test_moh_attention_mixes_objectives() -> None:
+    """Objective m's prediction depends on the other towers through the mixture attention:
+    perturbing only objective 0's generated tower moves objective 1's output."""
+    model = _moh()
+    user, items = torch.randn(4, 5), torch.randn(4, 3, 4)
+    base = model(user, items).detach()
+    with torch.no_grad():
+        model.objective_embedding[0] += 1.0
+    moved = model(user, items).detach()
+    assert (moved[..., 1] - base[..., 1]).abs().max() > 1e-6
+
+
+# -- the stage-1 network ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sim_data():  # type: ignore[no-untyped-def]
+    return load_simulator(SimulatorConfig(n_users=20, n_items=30, events_per_user=15))
+
+
+def _small_config(**model: object) -> RunConfig:
+    base = {"item_dim": 6, "user_dim": 4, "context_dim": 3, "hidden": 8, "tower_hidden": 5,
+            "objective_embedding_dim": 4, "history_length": 5}
+    base.update(model)
+    return RunConfig(dataset={"name": "simulator", "n_users": 20, "n_items": 30,
+                              "events_per_user": 15},
+                     model=ModelConfig(**base))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("variant", [{}, {"use_attention": False, "use_time_gate": False,
+                                          "use_user_id": False}])
+def test_predictor_model_shapes_and_gradients(sim_data, variant: dict) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    config = _small_config(**variant)
+    model = build_model(config, sim_data)
+    history = history_index(sim_data, config.model.history_length)
+    events = np.array([0, 1, 3, 16, 40, 299])  # first events (empty history) included
+    batch = make_batch(sim_data, history[events], events)
+    items = torch.from_numpy(np.random.default_rng(0).integers(1, 31, size=(6, 7)))
+    y_hat = model(batch, items)
+    assert y_hat.shape == (6, 7, sim_data.n_objectives)
+    assert ((y_hat > 0) & (y_hat < 1)).all()
+    state = model.state(batch)
+    assert state.shape == (6, model.state_dim)
+    assert model.state_dim == config.model.hidden + config.model.user_dim
+    assert model.items(torch.zeros(2, 3, dtype=torch.long)).abs().sum() == 0  # padding
+
+    target = torch.rand_like(y_hat)
+    (y_hat - target).abs().sum().backward()
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert len(trainable) > 10
+    for name, p in trainable:
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_predictor_model_rejects_unknown_components(sim_data) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="encoder"):
+        build_model(_small_config(encoder="nope"), sim_data)
+    with pytest.raises(ValueError, match="predictor"):
+        build_model(_small_config(predictor="nope"), sim_data)
+
+
+# -- weight policies ------------------------------------------------------------------------
+
+def _assert_simplex(alpha: torch.Tensor, k: int) -> None:
+    assert alpha.shape[-1] == k
+    assert torch.isfinite(alpha).all()
+    assert (alpha >= 0).all()
+    torch.testing.assert_close(alpha.sum(-1), torch.ones(alpha.shape[0]), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("use_context", [True, False])
+@pytest.mark.parametrize("scale", [1.0, 1e3, 1e6])
+def test_actor_outputs_on_simplex(use_context: bool, scale: float) -> None:
+    torch.manual_seed(0)
+    actor = Actor(state_dim=6, context_dim=3, n_objectives=4, hidden=8,
+                  use_context=use_context)
+    state = torch.randn(50, 6) * scale
+    context = torch.randn(50, 3) * scale
+    state[0], state[1] = 0.0, -scale
+    alpha = actor(state, context)
+    assert alpha.shape == (50, 4)
+    _assert_simplex(alpha, 4)
+
+
+def test_actor_context_matters_only_when_used() -> None:
+    torch.manual_seed(0)
+    state, c1, c2 = torch.randn(5, 6), torch.randn(5, 3), torch.randn(5, 3)
+    with_ctx = Actor(state_dim=6, context_dim=3, n_objectives=3, use_context=True)
+    assert (with_ctx(state, c1) - with_ctx(state, c2)).abs().max() > 1e-7
+    without = Actor(state_dim=6, context_dim=3, n_objectives=3, use_context=False)
+    torch.testing.assert_close(without(state, c1), without(state, c2), atol=0, rtol=0)
+
+
+def test_fixed_weights_normalise_and_broadcast() -> None:
+    policy = FixedWeights([1.0, 3.0, 0.0])
+    alpha = policy(torch.zeros(4, 7), torch.zeros(4, 2))
+    assert alpha.shape == (4, 3)
+    torch.testing.assert_close(alpha, torch.tensor([[0.25, 0.75, 0.0]] * 4))
+    torch.testing.assert_close(FixedWeights.equal(4)(torch.zeros(2, 1), torch.zeros(2, 1)),
+                               torch.full((2, 4), 0.25))
+
+
+@pytest.mark.parametrize("weights", [[-0.1, 1.1], [0.0, 0.0], [float("nan"), 1.0],
+                                     [float("inf"), 1.0], [[0.5, 0.5]], []])
+def test_fixed_weights_reject_invalid(weights: list) -> None:
+    with pytest.raises(ValueError):
+        FixedWeights(weights)
