@@ -49,7 +49,7 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--dataset-option must look like KEY=VALUE, got {pair!r}")
+            raise ValueError(f"options must look like KEY=VALUE, got {pair!r}")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -57,9 +57,23 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
+def _apply_settings(config: Any, settings: list[str]) -> Any:
+    """--set SECTION.FIELD=VALUE overrides, e.g. policy.gamma=0.9 or model.hidden=32."""
+    from deepprl.config import RunConfig
+
+    raw = config.to_dict()
+    for section_field, value in _parse_options(settings).items():
+        section, _, name = section_field.partition(".")
+        if section not in ("model", "train", "policy", "eval") or not name:
+            raise ValueError(f"--set needs SECTION.FIELD=VALUE with SECTION one of model, "
+                             f"train, policy, eval; got {section_field!r}")
+        raw[section][name] = value
+    return RunConfig.from_dict(raw)
+
+
 def _run_config(dataset: str | None, data: Path | None, mapping: Path | None, seed: int,
                 epochs: int | None, policy_steps: int | None, k: int | None,
-                options: list[str] | None = None) -> Any:
+                options: list[str] | None = None, settings: list[str] | None = None) -> Any:
     from deepprl.config import RunConfig
     from deepprl.data.registry import dataset_spec
 
@@ -81,7 +95,7 @@ def _run_config(dataset: str | None, data: Path | None, mapping: Path | None, se
         if k < 1:
             raise ValueError("--k must be >= 1")
         config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, k=k))
-    return config
+    return _apply_settings(config, settings or [])
 
 
 @app.command()
@@ -98,6 +112,9 @@ def train(
     dataset_option: Annotated[list[str] | None, typer.Option(
         help="KEY=VALUE passed to the dataset loader, e.g. seed=3 or n_users=500 for the "
              "simulator; repeatable.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Config override SECTION.FIELD=VALUE (sections model, train, policy, "
+                      "eval; see deepprl/config.py), e.g. policy.gamma=0.9; repeatable.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Train a model; OUT receives config, seed, weights, metrics and train.log."""
@@ -107,7 +124,7 @@ def train(
         _fail(f"unknown model {model!r}; expected one of {sorted(MODELS)}")
     try:
         config = _run_config(dataset, data, mapping, seed, epochs, policy_steps, k,
-                             dataset_option)
+                             dataset_option, set_)
         bars = _Bars(enabled=not quiet)
         with bars.progress:
             metrics = train_run(config, out, progress=bars)
@@ -198,7 +215,7 @@ def demo(
 
 def _print_table(metrics: dict[str, Any], *, title: str) -> None:
     labels = {"learned": "DeepPRL (learned weights)", "equal": "fixed equal weights",
-              "popularity": "popularity", "oracle": "oracle (true preferences)"}
+              "popularity": "popularity", "oracle": "upper bound: rank by true reward"}
     rows = [m for m in labels if m in metrics]
     names = list(metrics[rows[0]]["objectives"])
     table = Table(title=title)

@@ -144,8 +144,14 @@ _SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig,
 
 
 def build(kind: type[T], raw: dict[str, Any], where: str) -> T:
-    """Instantiate a config dataclass from a dict, rejecting unknown keys."""
+    """Instantiate a config dataclass from a dict, rejecting unknown keys and wrong types."""
     _check_keys(kind, raw, where)
+    defaults = kind()
+    for name, value in raw.items():
+        default = getattr(defaults, name)
+        expected: tuple[type, ...] = (int, float) if type(default) is float else (type(default),)
+        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expected):
+            raise ValueError(f"{where}.{name} must be {type(default).__name__}, got {value!r}")
     return kind(**raw)
 
 

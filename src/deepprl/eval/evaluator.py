@@ -81,11 +81,10 @@ def popularity_scores(data: Interactions, train: np.ndarray, eval_set: EvalSet) 
     return counts[eval_set.items]
 
 
-def oracle_scores(data: Interactions, eval_set: EvalSet) -> np.ndarray | None:
-    """The true reward itself: the best any ranking can do. Only where the valuer can
-    reveal each user's true preference (the simulator)."""
-    if not hasattr(data.valuer, "oracle_weights"):
-        return None
+def oracle_scores(eval_set: EvalSet) -> np.ndarray:
+    """Rank by the true reward itself: the most any ranking of these candidates can earn.
+    On the simulator this is ranking by each user's true preference over the true
+    objectives; on a log, by the user's actual reward (e.g. rating) of each candidate."""
     return eval_set.reward
 
 

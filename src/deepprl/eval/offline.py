@@ -24,8 +24,7 @@ METHODS = ("learned", "equal", "popularity", "oracle")
 
 def evaluate_recommender(recommender: Recommender, config: RunConfig,
                          methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
-    """{method: {"objectives": {...}, "reward": x}} plus "protocol"; the oracle only where
-    ground truth is fully known."""
+    """{method: {"objectives": {...}, "reward": x}} plus "protocol"."""
     data, k = recommender.data, config.eval.k
     split = temporal_holdout(data, test_fraction=config.train.test_fraction)
     eval_set = build_eval_set(data, split, k=k, max_events=config.eval.max_events,
@@ -46,9 +45,8 @@ def evaluate_recommender(recommender: Recommender, config: RunConfig,
             out[method] = score_table(eval_set, popularity_scores(data, split.train, eval_set),
                                       k, data.objective_names)
         elif method == "oracle":
-            oracle = oracle_scores(data, eval_set)
-            if oracle is not None:
-                out[method] = score_table(eval_set, oracle, k, data.objective_names)
+            out[method] = score_table(eval_set, oracle_scores(eval_set), k,
+                                      data.objective_names)
         else:
             raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
     return out
