@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from deepprl.cli import app
@@ -20,7 +19,6 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 @pytest.fixture(scope="module")
 def runner() -> CliRunner:
-    torch.set_num_threads(1)
     return CliRunner()
 
 
@@ -136,3 +134,15 @@ def test_bench_train_prints_records_per_second(runner: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["model"] == "predictor" and out["records_per_s"] > 0
+
+
+def test_time_stratified_fold_as_the_split(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "fold"
+    result = runner.invoke(app, ["train", *SMALL, "--out", str(out), "--set", "train.split=kfold",
+                                 "--set", "train.folds=4", "--set", "train.fold=2"])
+    assert result.exit_code == 0, result.output
+    protocol = json.loads((out / "metrics.json").read_text())["protocol"]
+    assert protocol["test_events"] == 25 * 20 // 4  # one fold of 500 events
+    bad = runner.invoke(app, ["train", *SMALL, "--out", str(tmp_path / "b"),
+                              "--set", "train.split=kfold", "--set", "train.fold=9"])
+    assert bad.exit_code == 2 and "fold must be in" in bad.output

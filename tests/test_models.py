@@ -18,15 +18,6 @@ from deepprl.models.predictors import MixtureOfHyperNetwork
 from deepprl.policy.weights import Actor, FixedWeights
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Tiny tensors: one intra-op thread avoids oversubscription on busy machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 

@@ -16,15 +16,6 @@ from deepprl.rl.ddpg import DDPG, Critic, Transitions, explore, soft_update
 S, FC, K = 5, 3, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Tiny tensors: one intra-op thread avoids oversubscription on busy machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _nets(seed: int = 0, use_context: bool = True) -> tuple[Actor, Critic]:
     torch.manual_seed(seed)
     actor = Actor(state_dim=S, context_dim=FC, n_objectives=K, hidden=16,

@@ -31,15 +31,6 @@ def small_config(seed: int = 0) -> RunConfig:
                      policy=PolicyConfig(steps=200), eval=EvalConfig(k=5), seed=seed)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Small tensors: one intra-op thread avoids oversubscription on busy machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, _one_thread: None) -> dict[str, Path]:
     """Three trained runs: seed 0 twice, seed 1 once."""

@@ -53,6 +53,16 @@ class Recommender:
                       y_hat=_cat(y_hats, (0, items.shape[1], self.data.n_objectives)))
 
     @torch.no_grad()
+    def states(self, events: np.ndarray, *, batch_size: int = 2048) -> np.ndarray:
+        """User states s_{u,t} [E, S] at logged events [E]."""
+        self.model.eval()
+        parts = []
+        for lo in range(0, len(events), batch_size):
+            chunk = events[lo : lo + batch_size]
+            parts.append(self.model.state(make_batch(self.data, self.history[chunk], chunk)))
+        return _cat(parts, (0, self.model.state_dim))
+
+    @torch.no_grad()
     def weights(self, state: np.ndarray, context: np.ndarray,
                 policy: nn.Module | None = None) -> np.ndarray:
         """alpha [E, K] of `policy` (default: the recommender's own) at states [E, S]."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -77,12 +78,20 @@ class Interactions:
         return len(self.objective_names)
 
     # -- id lookups ----------------------------------------------------------------------
+    @cached_property
+    def _user_index(self) -> dict[str, int]:
+        return {raw: i + 1 for i, raw in enumerate(self.user_ids)}
+
+    @cached_property
+    def _item_index(self) -> dict[str, int]:
+        return {raw: i + 1 for i, raw in enumerate(self.item_ids)}
+
     def user_index(self, raw_id: object) -> int:
         """Raw user id -> index; raises UnknownIdError for an id not in the log."""
-        return _lookup(self.user_ids, raw_id, "user", self.name)
+        return _lookup(self._user_index, raw_id, "user", self.name)
 
     def item_index(self, raw_id: object) -> int:
-        return _lookup(self.item_ids, raw_id, "item", self.name)
+        return _lookup(self._item_index, raw_id, "item", self.name)
 
     def item_indices(self, raw_ids: Sequence[object]) -> np.ndarray:
         return np.array([self.item_index(r) for r in raw_ids], dtype=np.int64)
@@ -94,29 +103,26 @@ class Interactions:
         valuer = self.valuer if self.valuer is not None else LoggedValuer()
         return valuer.values(self, events, items)
 
+    @cached_property
+    def pair_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted (user, item) keys and the row of the latest event of each pair."""
+        keys = self.user * (self.n_items + 1) + self.item
+        order = np.lexsort((self.time, keys))  # by key, then time: a run's last is latest
+        sorted_keys = keys[order]
+        last = np.r_[sorted_keys[1:] != sorted_keys[:-1], True]
+        return sorted_keys[last], order[last]
+
     def user_events(self, user: int) -> np.ndarray:
         """Event indices of one user, in time order."""
         lo, hi = np.searchsorted(self.user, [user, user + 1])
         return np.arange(lo, hi)
 
 
-def _lookup(ids: tuple[str, ...], raw_id: object, kind: str, source: str) -> int:
-    index = _index_cache(ids)
+def _lookup(index: dict[str, int], raw_id: object, kind: str, source: str) -> int:
     key = str(raw_id)
     if key not in index:
         raise UnknownIdError(f"unknown {kind} id {key!r}: not in the training log of {source!r}")
     return index[key]
-
-
-_INDEX_CACHE: dict[int, tuple[tuple[str, ...], dict[str, int]]] = {}
-
-
-def _index_cache(ids: tuple[str, ...]) -> dict[str, int]:
-    hit = _INDEX_CACHE.get(id(ids))
-    if hit is None or hit[0] is not ids:
-        hit = (ids, {raw: i + 1 for i, raw in enumerate(ids)})
-        _INDEX_CACHE[id(ids)] = hit
-    return hit[1]
 
 
 class LoggedValuer:
@@ -125,7 +131,7 @@ class LoggedValuer:
 
     def values(self, data: Interactions, events: np.ndarray, items: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:
-        keys, rows = _pair_table(data)
+        keys, rows = data.pair_table
         query = data.user[events][:, None] * (data.n_items + 1) + items  # [E, C]
         pos = np.clip(np.searchsorted(keys, query), 0, len(keys) - 1)
         found = (keys[pos] == query) & (items > 0)
@@ -133,20 +139,3 @@ class LoggedValuer:
         objectives = np.where(found[..., None], data.objectives[src], np.nan).astype(np.float32)
         reward = np.where(found, data.reward[src], np.nan).astype(np.float32)
         return objectives, reward
-
-
-_PAIR_CACHE: dict[int, tuple[Interactions, np.ndarray, np.ndarray]] = {}
-
-
-def _pair_table(data: Interactions) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (user, item) keys and the row of the latest event for each pair."""
-    hit = _PAIR_CACHE.get(id(data))
-    if hit is not None and hit[0] is data:
-        return hit[1], hit[2]
-    keys = data.user * (data.n_items + 1) + data.item
-    order = np.lexsort((data.time, keys))  # by key, then time: the last of a run is latest
-    sorted_keys = keys[order]
-    last = np.r_[sorted_keys[1:] != sorted_keys[:-1], True]
-    table = (sorted_keys[last], order[last])
-    _PAIR_CACHE[id(data)] = (data, *table)
-    return table

@@ -43,8 +43,7 @@ def build_trajectories(recommender: Recommender, data: Interactions, train: np.n
                        ) -> Trajectories:
     """Freeze stage 1 into states and candidate predictions for training events."""
     rows = np.flatnonzero(train)  # training events in (user, time) order
-    items_all = np.zeros((len(rows), 1), dtype=np.int64)
-    scored = recommender.score_events(rows, items_all)
+    state = recommender.states(rows)
     same_user_next = np.r_[data.user[rows[1:]] == data.user[rows[:-1]], False]
     rng = np.random.default_rng([seed, 21])
     pick = np.arange(len(rows))
@@ -59,7 +58,7 @@ def build_trajectories(recommender: Recommender, data: Interactions, train: np.n
         valid[keep]
     y_hat = recommender.score_events(events, items).y_hat
     return Trajectories(
-        state=torch.from_numpy(scored.state), context=torch.from_numpy(scored.context),
+        state=torch.from_numpy(state), context=torch.from_numpy(data.context[rows]),
         sampled=torch.from_numpy(pick),
         next_row=torch.from_numpy(np.where(same_user_next[pick], pick + 1, pick)),
         done=torch.from_numpy((~same_user_next[pick]).astype(np.float32)),
