@@ -19,6 +19,7 @@ from deepprl import __version__
 from deepprl.config import RunConfig
 from deepprl.data.interactions import Interactions
 from deepprl.data.registry import load_dataset
+from deepprl.data.splits import Split, make_split
 from deepprl.models.network import DataShape, PredictorModel
 from deepprl.policy.weights import Actor
 from deepprl.recommender import Recommender
@@ -31,6 +32,13 @@ MODEL_FILE, ACTOR_FILE, CONFIG_FILE, SCHEMA_FILE = (
 
 class RunError(ValueError):
     """A run directory that is missing, corrupt or incompatible."""
+
+
+def run_split(data: Interactions, config: RunConfig) -> Split:
+    """The train/test split of a run, as its config says."""
+    t = config.train
+    return make_split(data, kind=t.split, test_fraction=t.test_fraction, folds=t.folds,
+                      fold=t.fold, seed=config.seed)
 
 
 def data_shape(data: Interactions) -> DataShape:

@@ -12,10 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepprl.artifacts import build_actor, build_model
+from deepprl.artifacts import build_actor, build_model, run_split
 from deepprl.config import RunConfig, TrainConfig
 from deepprl.data.registry import load_dataset
-from deepprl.data.splits import temporal_holdout
 from deepprl.recommender import Recommender
 from deepprl.rl.ddpg import Critic
 from deepprl.train.run import seed_everything
@@ -38,7 +37,7 @@ def bench_train(dataset: str, model: str, *, epochs: int = 3, batch_size: int = 
                        train=dataclasses.replace(TrainConfig(), batch_size=batch_size))
     seed_everything(seed)
     data = load_dataset(config.dataset)
-    split = temporal_holdout(data, test_fraction=config.train.test_fraction)
+    split = run_split(data, config)
     net = build_model(config, data)
     train_events = np.flatnonzero(split.train)
     warm = dataclasses.replace(config.train, epochs=1)

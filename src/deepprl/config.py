@@ -61,8 +61,14 @@ class TrainConfig:
     """adam or sgd (the paper's SGD with lr 0.01)."""
     weight_decay: float = 0.0
     """L2 penalty."""
+    split: str = "temporal"
+    """temporal (per-user hold-out of the latest events) or kfold (time-stratified)."""
     test_fraction: float = 0.2
-    """Per-user share of the latest events held out for testing."""
+    """Per-user share of the latest events held out for testing (split = temporal)."""
+    folds: int = 5
+    """Number of time-stratified folds (split = kfold; paper: 5)."""
+    fold: int = 0
+    """Which fold is the test set (split = kfold), 0 .. folds - 1."""
     max_candidates: int = 100
     """Cap on a user's candidate set during policy training (seeded subsample)."""
 

@@ -23,6 +23,19 @@ class Split:
             raise ValueError("split parts overlap")
 
 
+def make_split(data: Interactions, *, kind: str = "temporal", test_fraction: float = 0.2,
+               folds: int = 5, fold: int = 0, seed: int = 0) -> Split:
+    """The split a run uses, by name: temporal hold-out or one fold of a time-stratified
+    k-fold."""
+    if kind == "temporal":
+        return temporal_holdout(data, test_fraction=test_fraction)
+    if kind == "kfold":
+        if not 0 <= fold < folds:
+            raise ValueError(f"fold must be in [0, {folds}), got {fold}")
+        return time_stratified_kfold(data, k=folds, seed=seed)[fold]
+    raise ValueError(f"unknown split {kind!r}; expected 'temporal' or 'kfold'")
+
+
 def _position_in_user(data: Interactions) -> tuple[np.ndarray, np.ndarray]:
     """Each event's 0-based rank within its user's events, and that user's event count."""
     starts = np.flatnonzero(np.r_[True, data.user[1:] != data.user[:-1]])

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deepprl.artifacts import load_run
+from deepprl.artifacts import load_run, run_split
 from deepprl.config import RunConfig
-from deepprl.data.splits import temporal_holdout
 from deepprl.eval.evaluator import (
     build_eval_set,
     describe,
@@ -26,7 +25,7 @@ def evaluate_recommender(recommender: Recommender, config: RunConfig,
                          methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
     """{method: {"objectives": {...}, "reward": x}} plus "protocol"."""
     data, k = recommender.data, config.eval.k
-    split = temporal_holdout(data, test_fraction=config.train.test_fraction)
+    split = run_split(data, config)
     eval_set = build_eval_set(data, split, k=k, max_events=config.eval.max_events,
                               seed=config.seed)
     out: dict[str, Any] = {"protocol": describe(eval_set, k)}

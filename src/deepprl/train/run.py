@@ -12,10 +12,9 @@ import numpy as np
 import torch
 
 from deepprl import __version__
-from deepprl.artifacts import build_actor, build_model, save_run, write_json
+from deepprl.artifacts import build_actor, build_model, run_split, save_run, write_json
 from deepprl.config import RunConfig
 from deepprl.data.registry import load_dataset
-from deepprl.data.splits import temporal_holdout
 from deepprl.eval.offline import evaluate_recommender
 from deepprl.recommender import Recommender
 from deepprl.rl.ddpg import Critic
@@ -51,7 +50,7 @@ def _train(config: RunConfig, out: Path, progress: Progress | None) -> dict[str,
     started = time.perf_counter()
     seed_everything(config.seed)
     data = load_dataset(config.dataset)
-    split = temporal_holdout(data, test_fraction=config.train.test_fraction)
+    split = run_split(data, config)
     log.info("deepprl %s, seed %d, data %s: %d events, %d users, %d items, objectives %s",
              __version__, config.seed, data.name, data.n_events, data.n_users, data.n_items,
              data.objective_names)
