@@ -64,7 +64,7 @@ def bench_train(dataset: str, model: str, *, epochs: int = 3, batch_size: int = 
                                  max_candidates=config.train.max_candidates, seed=seed)
         fit_policy(actor, critic, env, config.policy, k=config.eval.k, seed=seed)
         stage2 = time.perf_counter() - start
-        stage1 = sum(epoch_seconds) / epochs * config.train.epochs
+        stage1 = statistics.median(epoch_seconds) * config.train.epochs
         out.update({
             "stage1_seconds_per_run": stage1, "stage2_seconds": stage2,
             # a full run reads the training records `epochs` times in stage 1

@@ -144,3 +144,106 @@ def _cat(parts: list[torch.Tensor], empty_shape: tuple[int, ...]) -> np.ndarray:
     if not parts:
         return np.zeros(empty_shape, dtype=np.float32)
     return torch.cat(parts).numpy()
+
+
+# -- scoring from an explicit history (serving: logged events + live feedback) -------------
+
+
+@dataclass(frozen=True)
+class HistoryScores:
+    """Model outputs for one user state built by hand (batch_from_history) (NumPy)."""
+
+    state: np.ndarray  # [S]
+    weights: np.ndarray  # [K] alpha on the simplex
+    y_hat: np.ndarray  # [C, K]
+    scores: np.ndarray  # [C] sum_k alpha_k y_hat_k
+    top: np.ndarray  # [min(k, C)] positions into the candidates, best first
+
+
+def clock_columns(data: Interactions) -> int:
+    """How many leading context columns come from the clock: 5 (hour, weekday, gap) for a
+    log with timestamps, 1 (log_gap_events) for a log whose time is an event counter."""
+    return len(CLOCK_CONTEXT) if data.context_names[: len(CLOCK_CONTEXT)] == CLOCK_CONTEXT \
+        else 1
+
+
+def clock_context(data: Interactions, times: np.ndarray, prev_time: float | None
+                  ) -> np.ndarray:
+    """Clock context [n, clock_columns(data)] of n steps of ONE user at `times` [n]
+    (non-decreasing), the gap of the first measured from `prev_time` (None: the user's
+    first step, gap 0). The same encoding as the training log (time_context)."""
+    has_clock = clock_columns(data) == len(CLOCK_CONTEXT)
+    lead = np.array([] if prev_time is None else [prev_time], dtype=np.float64)
+    full = np.r_[lead, np.asarray(times, dtype=np.float64)]
+    clock, _ = time_context(np.zeros(len(full), dtype=np.int64), full, has_clock=has_clock)
+    return clock[len(lead):]
+
+
+def batch_from_history(*, user: int, items: np.ndarray, times: np.ndarray,
+                       contexts: np.ndarray, context: np.ndarray, length: int,
+                       prev_time: float | None = None) -> Batch:
+    """A one-event Batch from an explicit history rather than from logged event indices.
+
+    items [n] item indices (1..I), times [n] (non-decreasing), contexts [n, Fc] the steps'
+    own context rows, oldest first; only the last `length` steps are used. `prev_time` is
+    the time of the step before items[0] (None: items[0] is the user's first step), for
+    the first step's gap. context [Fc] is the context of the event to predict. `user` is
+    the user index (0 for a user unknown to the log). Same encoding as make_batch."""
+    n = len(items)
+    if not (len(times) == n == len(contexts)):
+        raise ValueError(f"items, times and contexts must have the same length, got "
+                         f"{n}, {len(times)} and {len(contexts)}")
+    if n > length:
+        prev_time, items, times, contexts = (float(times[n - length - 1]), items[-length:],
+                                             times[-length:], contexts[-length:])
+        n = length
+    times = np.asarray(times, dtype=np.float64)
+    before = np.r_[times[0] if prev_time is None else prev_time, times[:-1]] if n else times
+    gap_hours = np.maximum(times - before, 0.0) / 3600.0  # [n]
+    pad = length - n
+    hist_items = np.zeros((1, length), dtype=np.int64)
+    hist_items[0, pad:] = items
+    hist_gaps = np.zeros((1, length), dtype=np.float32)
+    hist_gaps[0, pad:] = np.log1p(gap_hours)
+    hist_context = np.zeros((1, length, context.shape[-1]), dtype=np.float32)
+    hist_context[0, pad:] = contexts
+    mask = np.zeros((1, length), dtype=bool)
+    mask[0, pad:] = True
+    return Batch(user=torch.tensor([user], dtype=torch.int64),
+                 hist_items=torch.from_numpy(hist_items), hist_gaps=torch.from_numpy(hist_gaps),
+                 hist_context=torch.from_numpy(hist_context), hist_mask=torch.from_numpy(mask),
+                 context=torch.from_numpy(np.asarray(context, dtype=np.float32)[None]))
+
+
+@torch.no_grad()
+def mean_user_embedding(model: PredictorModel) -> torch.Tensor:
+    """[Du] the mean user embedding of the users the model was trained on (indices 1..U):
+    a cold-start stand-in, because index 0 is never trained (its id embedding, if the
+    model has one, keeps its random initial value)."""
+    model.eval()
+    users = torch.arange(1, model.shape.n_users + 1)
+    return model.user(users).mean(0)
+
+
+@torch.no_grad()
+def score_history(recommender: Recommender, batch: Batch, items: torch.Tensor, *, k: int,
+                  user_embedding: torch.Tensor | None = None) -> HistoryScores:
+    """Weights, predictions and top-k for a one-event batch and candidates items [1, C].
+
+    `user_embedding` [Du], when given, replaces the user part of the state
+    s = [h ; user embedding] (e.g. mean_user_embedding for a user unknown to the log)."""
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    model, policy = recommender.model, recommender.policy
+    model.eval()
+    policy.eval()
+    state = model.state(batch)  # [1, S]
+    if user_embedding is not None:
+        state = torch.cat([state[:, : state.shape[1] - user_embedding.shape[0]],
+                           user_embedding[None]], dim=1)
+    alpha = policy(state, batch.context)  # [1, K]
+    y_hat = model.predict(state, batch.context, items)  # [1, C, K]
+    scores = utility(y_hat, alpha)  # [1, C]
+    top = top_k(scores, torch.ones_like(scores, dtype=torch.bool), min(k, items.shape[1]))
+    return HistoryScores(state=state[0].numpy(), weights=alpha[0].numpy(),
+                         y_hat=y_hat[0].numpy(), scores=scores[0].numpy(), top=top[0].numpy())
