@@ -16,7 +16,7 @@ from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
 from deepprl.data.interactions import UnknownIdError
 from deepprl.data.registry import load_dataset
 from deepprl.data.splits import temporal_holdout
-from deepprl.eval.offline import METHODS, evaluate_recommender
+from deepprl.eval.offline import METHODS, evaluate_ranker
 from deepprl.recommender import Recommender
 from deepprl.train.run import train_run
 from deepprl.train.stage1 import fit_predictor
@@ -97,7 +97,7 @@ def test_loaded_run_reproduces_saved_metrics(runs: dict[str, Path],
                                              loaded: tuple[RunConfig, Recommender]) -> None:
     config, recommender = loaded
     assert config == small_config(0)
-    again = evaluate_recommender(recommender, config)
+    again = evaluate_ranker(recommender, config)
     saved = _metrics(runs["a"])
     for method in METHODS:
         assert again[method]["objectives"] == saved[method]["objectives"], method
@@ -271,10 +271,10 @@ def test_recommend_rejects_nan_time(loaded: tuple[RunConfig, Recommender]) -> No
 
 # -- offline evaluation ------------------------------------------------------------------------
 
-def test_evaluate_recommender_methods_and_oracle(loaded: tuple[RunConfig, Recommender]
+def test_evaluate_ranker_methods_and_oracle(loaded: tuple[RunConfig, Recommender]
                                                  ) -> None:
     config, rec = loaded
-    result = evaluate_recommender(rec, config)
+    result = evaluate_ranker(rec, config)
     assert set(METHODS) <= set(result)
     assert result["protocol"]["k"] == 5
     assert result["protocol"]["evaluated_events"] > 0

@@ -14,15 +14,17 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from deepprl import __version__
-from deepprl.config import RunConfig
+from deepprl.baselines.registry import ITEM_POLICIES
+from deepprl.config import RunConfig, build
 from deepprl.data.interactions import Interactions
 from deepprl.data.registry import load_dataset
 from deepprl.data.splits import Split, make_split
 from deepprl.models.network import DataShape, PredictorModel
-from deepprl.policy.weights import Actor
-from deepprl.recommender import Recommender
+from deepprl.policy.weights import Actor, FixedWeights, GridQPolicy
+from deepprl.recommender import ItemRanker, Recommender
 
 _SCHEMA_KEYS = {"deepprl_version", "shape", "objectives", "user_ids", "item_ids",
                 "data_fingerprint"}
@@ -37,8 +39,9 @@ class RunError(ValueError):
 def run_split(data: Interactions, config: RunConfig) -> Split:
     """The train/test split of a run, as its config says."""
     t = config.train
-    return make_split(data, kind=t.split, test_fraction=t.test_fraction, folds=t.folds,
-                      fold=t.fold, seed=config.seed)
+    return make_split(data, kind=t.split, test_fraction=t.test_fraction,
+                      valid_fraction=t.valid_fraction, folds=t.folds, fold=t.fold,
+                      seed=config.seed)
 
 
 def data_shape(data: Interactions) -> DataShape:
@@ -61,11 +64,54 @@ def build_actor(config: RunConfig, model: PredictorModel, data: Interactions) ->
                  layers=config.policy.layers, use_context=config.policy.use_context)
 
 
-def save_run(out: Path, config: RunConfig, model: PredictorModel, actor: Actor,
+def build_policy(config: RunConfig, model: PredictorModel, data: Interactions) -> nn.Module:
+    """The acting weight policy a run's algorithm learns (its weights come from training
+    or from the run's policy file)."""
+    p = config.policy
+    if p.algorithm in ("ddpg", "reinforce"):
+        return build_actor(config, model, data)
+    if p.algorithm == "dqn":
+        return GridQPolicy(state_dim=model.state_dim, context_dim=data.context.shape[1],
+                           n_objectives=data.n_objectives, hidden=p.hidden, layers=p.layers,
+                           steps=p.grid_steps, use_context=p.use_context)
+    if p.algorithm == "static":
+        return FixedWeights.equal(data.n_objectives)
+    raise ValueError(f"unknown policy.algorithm {p.algorithm!r}; expected ddpg, dqn, "
+                     f"reinforce or static")
+
+
+def build_item_policy(config: RunConfig, data: Interactions) -> tuple[nn.Module, Any]:
+    """An item-level baseline's module and its own config (from config.baseline)."""
+    entry = ITEM_POLICIES.get(config.name)
+    if entry is None:
+        raise ValueError(f"{config.name!r} is not an item-level baseline; expected one of "
+                         f"{sorted(ITEM_POLICIES)}")
+    baseline_config: Any = build(entry.config, config.baseline, "baseline")
+    return entry.build(baseline_config, data, config.model.history_length), baseline_config
+
+
+def save_run(out: Path, config: RunConfig, model: PredictorModel, actor: nn.Module,
              data: Interactions) -> None:
+    """A weighted model: predictor weights, policy weights, config and schema."""
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / MODEL_FILE)
-    save_file({k: v.contiguous() for k, v in actor.state_dict().items()}, out / ACTOR_FILE)
+    _save_module(model, out / MODEL_FILE)
+    _save_module(actor, out / ACTOR_FILE)
+    _save_meta(out, config, data)
+
+
+def save_item_run(out: Path, config: RunConfig, module: nn.Module, data: Interactions
+                  ) -> None:
+    """An item-level baseline: its module's weights (as the model file), config, schema."""
+    out.mkdir(parents=True, exist_ok=True)
+    _save_module(module, out / MODEL_FILE)
+    _save_meta(out, config, data)
+
+
+def _save_module(module: nn.Module, path: Path) -> None:
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, path)
+
+
+def _save_meta(out: Path, config: RunConfig, data: Interactions) -> None:
     write_json(out / CONFIG_FILE, config.to_dict())
     write_json(out / SCHEMA_FILE, {
         "deepprl_version": __version__, "dataset": data.name,
@@ -86,12 +132,12 @@ def fingerprint(data: Interactions) -> str:
     return digest.hexdigest()
 
 
-def load_run(run: str | Path) -> tuple[RunConfig, Recommender]:
+def load_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRanker]:
     """Rebuild data, model and actor of a run; RunError with a clear message otherwise."""
     run = Path(run)
     if not run.is_dir():
         raise RunError(f"{run}: no such run directory")
-    for name in (MODEL_FILE, ACTOR_FILE, CONFIG_FILE, SCHEMA_FILE):
+    for name in (MODEL_FILE, CONFIG_FILE, SCHEMA_FILE):
         if not (run / name).is_file():
             raise RunError(f"{run}: missing {name}; is this a directory written by "
                            f"'deepprl train'?")
@@ -116,16 +162,44 @@ def load_run(run: str | Path) -> tuple[RunConfig, Recommender]:
         raise RunError(f"{run}: the data no longer matches the log the model was trained on "
                        f"({config.dataset.get('name') or config.dataset.get('data')})")
     torch.manual_seed(config.seed)
-    model = build_model(config, data)
-    actor = build_actor(config, model, data)
+    if config.name in ITEM_POLICIES:
+        try:
+            module, _ = build_item_policy(config, data)
+        except ValueError as err:
+            raise RunError(f"{run}: cannot build this run's model: {err}") from err
+        _load_module(module, run / MODEL_FILE, run)
+        return config, ItemRanker(module, data, config.model.history_length)
+    if not (run / ACTOR_FILE).is_file():
+        raise RunError(f"{run}: missing {ACTOR_FILE}; is this a directory written by "
+                       f"'deepprl train'?")
     try:
-        model.load_state_dict(load_file(run / MODEL_FILE))
-        actor.load_state_dict(load_file(run / ACTOR_FILE))
+        model = build_model(config, data)
+        actor = build_policy(config, model, data)
+    except ValueError as err:
+        raise RunError(f"{run}: cannot build this run's model: {err}") from err
+    _load_module(model, run / MODEL_FILE, run)
+    _load_module(actor, run / ACTOR_FILE, run)
+    recommender = Recommender(model, actor, data)
+    if not config.policy.dynamic:
+        recommender.fix_weights_at(run_split(data, config))
+    return config, recommender
+
+
+def load_weighted_run(run: str | Path) -> tuple[RunConfig, Recommender]:
+    """load_run for a model that ranks by sum_k alpha_k y_hat_k (RunError otherwise)."""
+    config, ranker = load_run(run)
+    if not isinstance(ranker, Recommender):
+        raise RunError(f"{run}: model {config.name!r} ranks items directly; this needs a "
+                       f"model with objective weights (e.g. deepprl)")
+    return config, ranker
+
+
+def _load_module(module: nn.Module, path: Path, run: Path) -> None:
+    try:
+        module.load_state_dict(load_file(path))
     except Exception as err:  # safetensors' own error type, RuntimeError on shape mismatch
-        raise RunError(f"{run}: corrupt or incompatible weights: {err}") from err
-    model.eval()
-    actor.eval()
-    return config, Recommender(model, actor, data)
+        raise RunError(f"{run}: corrupt or incompatible weights in {path.name}: {err}") from err
+    module.eval()
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -16,10 +16,9 @@ from deepprl.artifacts import build_actor, build_model, run_split
 from deepprl.config import RunConfig, TrainConfig
 from deepprl.data.registry import load_dataset
 from deepprl.recommender import Recommender
-from deepprl.rl.ddpg import Critic
 from deepprl.train.run import seed_everything
 from deepprl.train.stage1 import fit_predictor
-from deepprl.train.stage2 import build_trajectories, fit_policy
+from deepprl.train.stage2 import build_trajectories, learn_ddpg
 
 BENCH_MODELS = {
     "predictor": "stage 1 only: embedding + SA-Time-LSTM + Mixture of HyperNetwork",
@@ -55,14 +54,11 @@ def bench_train(dataset: str, model: str, *, epochs: int = 3, batch_size: int = 
         for p in net.parameters():
             p.requires_grad_(False)
         actor = build_actor(config, net, data)
-        critic = Critic(state_dim=net.state_dim, context_dim=data.context.shape[1],
-                        n_objectives=data.n_objectives, hidden=config.policy.hidden,
-                        layers=config.policy.layers)
         start = time.perf_counter()
-        env = build_trajectories(Recommender(net, actor, data), data, split.train,
+        env = build_trajectories(Recommender(net, actor, data), data, split.train | split.valid,
                                  config.policy, k=config.eval.k,
                                  max_candidates=config.train.max_candidates, seed=seed)
-        fit_policy(actor, critic, env, config.policy, k=config.eval.k, seed=seed)
+        learn_ddpg(actor, env, config.policy, k=config.eval.k, seed=seed)
         stage2 = time.perf_counter() - start
         stage1 = statistics.median(epoch_seconds) * config.train.epochs
         out.update({

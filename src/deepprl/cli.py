@@ -19,9 +19,6 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (JSON on stdout).
 app.add_typer(bench_app, name="bench")
 err = Console(stderr=True)
 
-MODELS = {"deepprl": "DeepPRL: SA-Time-LSTM + Mixture of HyperNetwork + contextual DDPG weights"}
-
-
 def _fail(message: str) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(code=2)
@@ -73,14 +70,16 @@ def _apply_settings(config: Any, settings: list[str]) -> Any:
 
 def _run_config(dataset: str | None, data: Path | None, mapping: Path | None, seed: int,
                 epochs: int | None, policy_steps: int | None, k: int | None,
-                options: list[str] | None = None, settings: list[str] | None = None) -> Any:
+                options: list[str] | None = None, settings: list[str] | None = None,
+                model: str = "deepprl") -> Any:
     from deepprl.config import RunConfig
     from deepprl.data.registry import dataset_spec
+    from deepprl.zoo import configure
 
     spec = dataset_spec(dataset, data=str(data) if data else None,
                         mapping=str(mapping) if mapping else None,
                         options=_parse_options(options or []))
-    config = RunConfig(dataset=spec, seed=seed)
+    config = configure(model, RunConfig(dataset=spec, seed=seed))
     if epochs is not None:
         if epochs < 1:
             raise ValueError("--epochs must be >= 1")
@@ -120,17 +119,16 @@ def train(
     """Train a model; OUT receives config, seed, weights, metrics and train.log."""
     from deepprl.train.run import train_run
 
-    if model not in MODELS:
-        _fail(f"unknown model {model!r}; expected one of {sorted(MODELS)}")
     try:
         config = _run_config(dataset, data, mapping, seed, epochs, policy_steps, k,
-                             dataset_option, set_)
+                             dataset_option, set_, model)
         bars = _Bars(enabled=not quiet)
         with bars.progress:
             metrics = train_run(config, out, progress=bars)
     except ValueError as error:
         _fail(str(error))
-    _print_table(metrics, title=f"{metrics['dataset']} (seed {seed}) -> {out}")
+    _print_table(metrics, title=f"{metrics['model']} on {metrics['dataset']} (seed {seed}) "
+                                f"-> {out}")
 
 
 @app.command()
@@ -214,7 +212,9 @@ def demo(
 
 
 def _print_table(metrics: dict[str, Any], *, title: str) -> None:
-    labels = {"learned": "DeepPRL (learned weights)", "equal": "fixed equal weights",
+    model = metrics.get("model", "deepprl")
+    own = "DeepPRL (learned weights)" if model == "deepprl" else f"{model} (its own ranking)"
+    labels = {"learned": own, "equal": "same predictor, fixed equal weights",
               "popularity": "popularity", "oracle": "upper bound: rank by true reward"}
     rows = [m for m in labels if m in metrics]
     names = list(metrics[rows[0]]["objectives"])
@@ -229,18 +229,24 @@ def _print_table(metrics: dict[str, Any], *, title: str) -> None:
                       f"{m['reward']:.4f}")
     Console().print(table)
     p = metrics["protocol"]
-    mae = {n: round(v, 4) for n, v in metrics["test_mae"].items()}
-    Console().print(f"excluded {p['excluded_events_with_at_most_k_candidates']} of "
-                    f"{p['test_events']} test events with <= {p['k']} candidates; "
-                    f"mean candidates {p['mean_candidates']:.1f}; "
-                    f"prediction MAE on test events {json.dumps(mae)}", highlight=False)
+    line = (f"excluded {p['excluded_events_with_at_most_k_candidates']} of "
+            f"{p['test_events']} test events with <= {p['k']} candidates; "
+            f"mean candidates {p['mean_candidates']:.1f}")
+    if "test_mae" in metrics:
+        mae = {n: round(v, 4) for n, v in metrics["test_mae"].items()}
+        line += f"; prediction MAE on test events {json.dumps(mae)}"
+    Console().print(line, highlight=False)
 
 
 @app.command()
 def models() -> None:
-    """List the registered models."""
-    for name, text in MODELS.items():
-        typer.echo(f"{name:12s} {text}")
+    """List the registered models: DeepPRL, its variants and the baselines."""
+    from deepprl.zoo import models as registry
+
+    entries = registry()
+    width = max(len(name) for name in entries)
+    for name, entry in entries.items():
+        typer.echo(f"{name:{width}s}  {entry.description}")
 
 
 @app.command()
@@ -266,6 +272,90 @@ def bench_train_cmd(
 
     try:
         result = bench_train(dataset, model, epochs=epochs, batch_size=batch_size, seed=seed)
+    except ValueError as error:
+        _fail(str(error))
+    sys.stdout.write(json.dumps(result, indent=None if as_json else 2) + "\n")
+
+
+@app.command()
+def serve(
+    run: Annotated[Path, typer.Option(help="Run directory written by train.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on (loopback by default).")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    db: Annotated[Path | None, typer.Option(
+        help="Feedback store (SQLite). Default: RUN/serve.sqlite3; give a path when the run "
+             "directory is read-only.")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="DEEPPRL_API_KEY", show_envvar=True,
+        help="Require this key in header X-API-Key (prefer the environment variable: a "
+             "command-line value is visible to other local users).")] = None,
+    max_k: Annotated[int, typer.Option(help="Largest k per request.")] = 1000,
+    max_candidates: Annotated[int, typer.Option(help="Longest candidates list.")] = 10_000,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 1 << 20,
+    inference_threads: Annotated[int, typer.Option(
+        help="Forward passes at once (about one per core); the rest queue in order.")] = 2,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """HTTP service: POST /recommend, POST /feedback, GET /health, GET /metrics, /docs."""
+    from deepprl.serve.server import serve as run_server
+    from deepprl.serve.settings import ServeSettings
+
+    if not 0 <= port <= 65535:
+        _fail(f"--port must be in 0..65535, got {port}")
+    if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
+        _fail(f"--log-level must be one of critical, error, warning, info, debug, trace; "
+              f"got {log_level!r}")
+    try:
+        settings = ServeSettings(max_k=max_k, max_candidates=max_candidates,
+                                 max_body_bytes=max_body_bytes, api_key=api_key or None,
+                                 inference_threads=inference_threads)
+        if host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
+            err.print(f"[yellow]warning:[/] listening on {host} without an API key; set "
+                      f"DEEPPRL_API_KEY to require one", highlight=False)
+        run_server(run, host=host, port=port, db=db, settings=settings, log_level=log_level)
+    except ValueError as error:
+        _fail(str(error))
+    except OSError as error:  # e.g. the port is taken
+        _fail(f"cannot listen on {host}:{port}: {error}")
+
+
+@bench_app.command("serve")
+def bench_serve_cmd(
+    run: Annotated[Path | None, typer.Option(
+        help="Run directory to serve; default: train a small simulator run with 2,000 items "
+             "in a temporary directory.")] = None,
+    candidates: Annotated[int, typer.Option(help="Candidates per request.")] = 2000,
+    k: Annotated[int, typer.Option(help="Top-k per request.")] = 10,
+    requests_c1: Annotated[int, typer.Option(help="Timed requests at concurrency 1.")] = 500,
+    requests_c50: Annotated[int, typer.Option(help="Timed requests at concurrency 50.")
+                            ] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the trained run.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
+) -> None:
+    """Serving latency (p50/p99) and requests/s of POST /recommend at concurrency 1 and 50."""
+    import tempfile
+
+    from deepprl.serve.bench import bench_serve
+
+    try:
+        if run is not None:
+            result = bench_serve(run, candidates=candidates, k=k, requests_c1=requests_c1,
+                                 requests_c50=requests_c50)
+        else:
+            from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
+            from deepprl.train.run import train_run
+
+            with tempfile.TemporaryDirectory(prefix="deepprl-bench-run-") as tmp:
+                err.print(f"training a simulator run with {max(candidates, 2)} items ...")
+                config = RunConfig(dataset={"name": "simulator", "n_users": 30,
+                                            "n_items": max(candidates, 2),
+                                            "events_per_user": 20, "seed": seed},
+                                   train=TrainConfig(epochs=1), policy=PolicyConfig(steps=50),
+                                   eval=EvalConfig(k=k, max_events=200), seed=seed)
+                train_run(config, Path(tmp) / "run")
+                result = bench_serve(Path(tmp) / "run", candidates=candidates, k=k,
+                                     requests_c1=requests_c1, requests_c50=requests_c50)
     except ValueError as error:
         _fail(str(error))
     sys.stdout.write(json.dumps(result, indent=None if as_json else 2) + "\n")

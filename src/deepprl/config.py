@@ -65,6 +65,9 @@ class TrainConfig:
     """temporal (per-user hold-out of the latest events) or kfold (time-stratified)."""
     test_fraction: float = 0.2
     """Per-user share of the latest events held out for testing (split = temporal)."""
+    valid_fraction: float = 0.1
+    """Per-user share of the training period held out for validation (static-weight
+    tuning); the predictor never trains on it (split = temporal)."""
     folds: int = 5
     """Number of time-stratified folds (split = kfold; paper: 5)."""
     fold: int = 0
@@ -78,7 +81,11 @@ class PolicyConfig:
     """Stage 2: the contextual actor-critic that sets the objective weights (paper §4.3)."""
 
     algorithm: str = "ddpg"
-    """Registered weight-learning algorithm."""
+    """How the weights are learned: ddpg (the paper's contextual policy gradient), dqn
+    (grid over the simplex), reinforce (Dirichlet policy) or static (Optuna on validation)."""
+    dynamic: bool = True
+    """Recompute alpha at every event (off: each user keeps the alpha of their last event
+    before the test period: the w/o-dynamic-updating variant)."""
     gamma: float = 0.99
     """Discount of future rewards (paper: 0.99)."""
     tau: float = 0.05
@@ -103,6 +110,16 @@ class PolicyConfig:
     """Feed the context to actor and critic (off: the w/o-contextualisation variant)."""
     max_events: int = 30000
     """Cap on training transitions (seeded subsample of users' trajectories)."""
+    grid_steps: int = 10
+    """dqn: the simplex grid has coordinates in {0, 1/steps, ..., 1}."""
+    epsilon: float = 0.1
+    """dqn: probability of a uniformly random grid point while learning."""
+    concentration: float = 20.0
+    """reinforce: Dirichlet concentration around the actor's mean."""
+    samples: int = 4
+    """reinforce: actions sampled per state (leave-one-out baseline)."""
+    static_trials: int = 60
+    """static: Optuna (TPE) trials over the simplex, scored on validation events."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +136,8 @@ class EvalConfig:
 class RunConfig:
     """Everything a run needs; saved as config.json in the run directory."""
 
+    name: str = "deepprl"
+    """Registered model (deepprl models); the sections below hold its settings."""
     dataset: dict[str, Any] = field(default_factory=lambda: {"name": "simulator"})
     """How to rebuild the data: {"name": ..., options} or {"data": path, "mapping": {...}}."""
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -129,6 +148,8 @@ class RunConfig:
     """Stage 2."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation."""
+    baseline: dict[str, Any] = field(default_factory=dict)
+    """Overrides of an item-level baseline's own config (deepprl.baselines)."""
     seed: int = 0
     """Seed of every random draw of the run."""
 

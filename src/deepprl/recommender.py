@@ -15,6 +15,7 @@ from torch import nn
 from deepprl.data.encode import CLOCK_CONTEXT, time_context
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import Batch, history_index, make_batch
+from deepprl.data.splits import Split
 from deepprl.eval.metrics import top_k, utility
 from deepprl.models.network import PredictorModel
 
@@ -34,6 +35,29 @@ class Recommender:
     def __init__(self, model: PredictorModel, policy: nn.Module, data: Interactions) -> None:
         self.model, self.policy, self.data = model, policy, data
         self.history = history_index(data, model.config.history_length)
+        self.anchor: np.ndarray | None = None  # [U + 1] event whose alpha a user keeps
+
+    def fix_weights_at(self, split: Split) -> None:
+        """Freeze each user's alpha at their last event outside the test set (the
+        w/o-dynamic-updating variant); users without such an event stay dynamic."""
+        anchor = np.full(self.data.n_users + 1, -1, dtype=np.int64)
+        before = np.flatnonzero(~split.test)
+        np.maximum.at(anchor, self.data.user[before], before)
+        self.anchor = anchor
+
+    def event_weights(self, events: np.ndarray, scored: Scored,
+                      policy: nn.Module | None = None) -> np.ndarray:
+        """alpha [E, K] at logged events: `policy` (e.g. fixed weights) or the
+        recommender's own, frozen at each user's anchor event when fix_weights_at was set."""
+        state, context = scored.state, scored.context
+        if policy is None and self.anchor is not None:
+            anchor = self.anchor[self.data.user[events]]
+            has = anchor >= 0
+            if has.any():
+                state, context = state.copy(), context.copy()
+                state[has] = self.states(anchor[has])
+                context[has] = self.data.context[anchor[has]]
+        return self.weights(state, context, policy)
 
     @torch.no_grad()
     def score_events(self, events: np.ndarray, items: np.ndarray, *, batch_size: int = 512
@@ -62,6 +86,11 @@ class Recommender:
             parts.append(self.model.state(make_batch(self.data, self.history[chunk], chunk)))
         return _cat(parts, (0, self.model.state_dim))
 
+    def scores(self, events: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Utility sum_k alpha_k y_hat_k [E, C] of candidates at logged events."""
+        scored = self.score_events(events, items)
+        return np.einsum("eck,ek->ec", scored.y_hat, self.event_weights(events, scored))
+
     @torch.no_grad()
     def weights(self, state: np.ndarray, context: np.ndarray,
                 policy: nn.Module | None = None) -> np.ndarray:
@@ -78,27 +107,16 @@ class Recommender:
 
         The state is built from the user's latest L events; the context from `at_time`
         (default: the time of the user's last event)."""
-        if k <= 0:
-            raise ValueError(f"k must be positive, got {k}")
-        user = self.data.user_index(user_id)
-        if candidates is None:
-            items = np.arange(1, self.data.n_items + 1)
-            if exclude_seen:
-                items = np.setdiff1d(items, self.data.item[self.data.user_events(user)])
-                if len(items) == 0:
-                    raise ValueError(f"user {user_id!r} has seen every item: nothing left to "
-                                     f"recommend with exclude_seen")
-        else:
-            if not candidates:
-                raise ValueError("candidates must not be empty")
-            items = self.data.item_indices(candidates)
-            if len(np.unique(items)) != len(items):
-                raise ValueError("candidates name the same item more than once")
+        user, items = _candidate_list(self.data, user_id, k, candidates, exclude_seen)
         batch = next_event_batch(self.data, user, self.model.config.history_length, at_time)
         self.model.eval()
         self.policy.eval()
         state = self.model.state(batch)
         alpha = self.policy(state, batch.context)  # [1, K]
+        if self.anchor is not None and self.anchor[user] >= 0:  # weights frozen per user
+            frozen = self.anchor[user : user + 1]
+            alpha = torch.from_numpy(self.weights(self.states(frozen),
+                                                  self.data.context[frozen]))
         y_hat = self.model.predict(state, batch.context, torch.from_numpy(items)[None])
         scores = utility(y_hat, alpha)
         idx = top_k(scores, torch.ones_like(scores, dtype=torch.bool), k)[0].numpy()
@@ -112,6 +130,65 @@ class Recommender:
                 for j in idx
             ],
         }
+
+
+class ItemRanker:
+    """Ranks with an item-level policy (deepprl.baselines): module(batch, items) -> scores.
+
+    Same public surface as Recommender for evaluation and recommend(); there are no
+    objective weights or per-objective predictions to report."""
+
+    def __init__(self, module: nn.Module, data: Interactions, history_length: int) -> None:
+        self.module, self.data, self.history_length = module, data, history_length
+        self.history = history_index(data, history_length)
+
+    @torch.no_grad()
+    def scores(self, events: np.ndarray, items: np.ndarray, *, batch_size: int = 512
+               ) -> np.ndarray:
+        """Scores [E, C] of candidates [E, C] at logged events [E]."""
+        self.module.eval()
+        parts = []
+        for lo in range(0, len(events), batch_size):
+            chunk = events[lo : lo + batch_size]
+            batch = make_batch(self.data, self.history[chunk], chunk)
+            parts.append(self.module(batch, torch.from_numpy(items[lo : lo + batch_size])))
+        return _cat(parts, (0, items.shape[1]))
+
+    @torch.no_grad()
+    def recommend(self, user_id: object, *, k: int = 10,
+                  candidates: Sequence[object] | None = None, at_time: float | None = None,
+                  exclude_seen: bool = False) -> dict[str, object]:
+        user, items = _candidate_list(self.data, user_id, k, candidates, exclude_seen)
+        batch = next_event_batch(self.data, user, self.history_length, at_time)
+        self.module.eval()
+        scores = self.module(batch, torch.from_numpy(items)[None])
+        idx = top_k(scores, torch.ones_like(scores, dtype=torch.bool), k)[0].numpy()
+        return {"user": str(user_id), "weights": None,
+                "items": [{"item": self.data.item_ids[int(items[j]) - 1],
+                           "score": float(scores[0, j])} for j in idx]}
+
+
+def _candidate_list(data: Interactions, user_id: object, k: int,
+                    candidates: Sequence[object] | None, exclude_seen: bool
+                    ) -> tuple[int, np.ndarray]:
+    """Validated (user index, candidate item indices) of a recommend() call."""
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    user = data.user_index(user_id)
+    if candidates is None:
+        items = np.arange(1, data.n_items + 1)
+        if exclude_seen:
+            items = np.setdiff1d(items, data.item[data.user_events(user)])
+            if len(items) == 0:
+                raise ValueError(f"user {user_id!r} has seen every item: nothing left to "
+                                 f"recommend with exclude_seen")
+        return user, items
+    if not candidates:
+        raise ValueError("candidates must not be empty")
+    items = data.item_indices(candidates)
+    if len(np.unique(items)) != len(items):
+        raise ValueError("candidates name the same item more than once")
+    return user, items
 
 
 def next_event_batch(data: Interactions, user: int, length: int,
@@ -170,12 +247,19 @@ def clock_columns(data: Interactions) -> int:
 def clock_context(data: Interactions, times: np.ndarray, prev_time: float | None
                   ) -> np.ndarray:
     """Clock context [n, clock_columns(data)] of n steps of ONE user at `times` [n]
-    (non-decreasing), the gap of the first measured from `prev_time` (None: the user's
-    first step, gap 0). The same encoding as the training log (time_context)."""
-    has_clock = clock_columns(data) == len(CLOCK_CONTEXT)
+    (non-decreasing; a step earlier than its predecessor gets gap 0), the gap of the first
+    measured from `prev_time` (None: the user's first step, gap 0). The same encoding as the
+    training log (time_context)."""
+    width = clock_columns(data)
+    if len(times) == 0:
+        return np.zeros((0, width), dtype=np.float32)
+    has_clock = width == len(CLOCK_CONTEXT)
     lead = np.array([] if prev_time is None else [prev_time], dtype=np.float64)
     full = np.r_[lead, np.asarray(times, dtype=np.float64)]
-    clock, _ = time_context(np.zeros(len(full), dtype=np.int64), full, has_clock=has_clock)
+    with np.errstate(invalid="ignore", divide="ignore"):  # negative gaps are zeroed below
+        clock, _ = time_context(np.zeros(len(full), dtype=np.int64), full, has_clock=has_clock)
+    backwards = np.r_[False, np.diff(full) < 0]
+    clock[backwards, -1] = 0.0  # the gap is the last clock column (log1p(0) = 0)
     return clock[len(lead):]
 
 

@@ -24,15 +24,21 @@ class Split:
 
 
 def make_split(data: Interactions, *, kind: str = "temporal", test_fraction: float = 0.2,
-               folds: int = 5, fold: int = 0, seed: int = 0) -> Split:
+               valid_fraction: float = 0.0, folds: int = 5, fold: int = 0, seed: int = 0
+               ) -> Split:
     """The split a run uses, by name: temporal hold-out or one fold of a time-stratified
-    k-fold."""
+    k-fold (with validation, the next fold is the validation set)."""
     if kind == "temporal":
-        return temporal_holdout(data, test_fraction=test_fraction)
+        return temporal_holdout(data, test_fraction=test_fraction,
+                                valid_fraction=valid_fraction)
     if kind == "kfold":
         if not 0 <= fold < folds:
             raise ValueError(f"fold must be in [0, {folds}), got {fold}")
-        return time_stratified_kfold(data, k=folds, seed=seed)[fold]
+        parts = time_stratified_kfold(data, k=folds, seed=seed)
+        if valid_fraction <= 0:
+            return parts[fold]
+        valid = parts[(fold + 1) % folds].test  # the next fold validates
+        return Split(train=parts[fold].train & ~valid, test=parts[fold].test, valid=valid)
     raise ValueError(f"unknown split {kind!r}; expected 'temporal' or 'kfold'")
 
 

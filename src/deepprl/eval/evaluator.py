@@ -68,10 +68,10 @@ def score_table(eval_set: EvalSet, scores: np.ndarray, k: int, names: tuple[str,
             "reward": reward}
 
 
-def policy_scores(recommender: Recommender, scored: Scored, policy: nn.Module | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def policy_scores(recommender: Recommender, events: np.ndarray, scored: Scored,
+                  policy: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Utility sum_k alpha_k y_hat_k [E, C] and the weights alpha [E, K] of a policy."""
-    alpha = recommender.weights(scored.state, scored.context, policy)
+    alpha = recommender.event_weights(events, scored, policy)
     return np.einsum("eck,ek->ec", scored.y_hat, alpha), alpha
 
 

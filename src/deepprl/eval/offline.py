@@ -7,6 +7,7 @@ from typing import Any
 
 from deepprl.artifacts import load_run, run_split
 from deepprl.config import RunConfig
+from deepprl.data.splits import Split
 from deepprl.eval.evaluator import (
     build_eval_set,
     describe,
@@ -16,30 +17,38 @@ from deepprl.eval.evaluator import (
     score_table,
 )
 from deepprl.policy.weights import FixedWeights
-from deepprl.recommender import Recommender
+from deepprl.recommender import ItemRanker, Recommender
 
 METHODS = ("learned", "equal", "popularity", "oracle")
 
 
-def evaluate_recommender(recommender: Recommender, config: RunConfig,
-                         methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
-    """{method: {"objectives": {...}, "reward": x}} plus "protocol"."""
-    data, k = recommender.data, config.eval.k
-    split = run_split(data, config)
+def evaluate_ranker(ranker: Recommender | ItemRanker, config: RunConfig,
+                    split: Split | None = None, methods: tuple[str, ...] = METHODS
+                    ) -> dict[str, Any]:
+    """{method: {"objectives": {...}, "reward": x}} plus "protocol".
+
+    learned: the run's own ranking; equal: the run's predictor with fixed equal weights
+    (weighted models only); popularity; oracle: rank by the true reward (upper bound)."""
+    data, k = ranker.data, config.eval.k
+    split = split if split is not None else run_split(data, config)
     eval_set = build_eval_set(data, split, k=k, max_events=config.eval.max_events,
                               seed=config.seed)
     out: dict[str, Any] = {"protocol": describe(eval_set, k)}
-    scored = None
-    if {"learned", "equal"} & set(methods):
-        scored = recommender.score_events(eval_set.events, eval_set.items)
+    scored = ranker.score_events(eval_set.events, eval_set.items) \
+        if isinstance(ranker, Recommender) else None
     for method in methods:
-        if method in ("learned", "equal"):
-            assert scored is not None
+        if method == "learned" and isinstance(ranker, ItemRanker):
+            out[method] = score_table(eval_set, ranker.scores(eval_set.events, eval_set.items),
+                                      k, data.objective_names)
+        elif method in ("learned", "equal") and isinstance(ranker, Recommender) \
+                and scored is not None:
             policy = FixedWeights.equal(data.n_objectives) if method == "equal" else None
-            scores, alpha = policy_scores(recommender, scored, policy)
+            scores, alpha = policy_scores(ranker, eval_set.events, scored, policy)
             out[method] = {**score_table(eval_set, scores, k, data.objective_names),
                            "mean_weights": dict(zip(data.objective_names,
                                                     alpha.mean(0).tolist(), strict=True))}
+        elif method == "equal":
+            continue  # an item-level policy has no predictor to weight equally
         elif method == "popularity":
             out[method] = score_table(eval_set, popularity_scores(data, split.train, eval_set),
                                       k, data.objective_names)
@@ -52,10 +61,13 @@ def evaluate_recommender(recommender: Recommender, config: RunConfig,
 
 
 def evaluate_run(run: str | Path, weights: str = "learned") -> dict[str, Any]:
-    """The CLI contract's JSON: objectives, reward, k, weights (+ protocol details)."""
+    """The CLI contract's JSON: objectives, reward, k, weights (+ model, protocol)."""
     if weights not in ("learned", "equal"):
         raise ValueError(f"--weights must be 'learned' or 'equal', got {weights!r}")
-    config, recommender = load_run(run)
-    result = evaluate_recommender(recommender, config, methods=(weights,))
-    return {**result[weights], "k": config.eval.k, "weights": weights,
+    config, ranker = load_run(run)
+    if weights == "equal" and not isinstance(ranker, Recommender):
+        raise ValueError(f"--weights equal needs a model with an objective predictor; "
+                         f"{config.name!r} ranks items directly")
+    result = evaluate_ranker(ranker, config, methods=(weights,))
+    return {**result[weights], "k": config.eval.k, "weights": weights, "model": config.name,
             "protocol": result["protocol"]}

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from deepprl.models.layers import similarity_scores
+from deepprl.models.sequential import CausalTransformer, LSTMExperts
 
 
 class CausalSelfAttention(nn.Module):
@@ -97,4 +98,7 @@ EncoderFactory = Callable[..., nn.Module]
 
 ENCODERS: dict[str, tuple[EncoderFactory, str]] = {
     "sa-time-lstm": (SelfAttentiveTimeLSTM, "Self-Attentive Time-LSTM (paper §4.3)"),
+    "transformer": (CausalTransformer, "causal Transformer over the history (ablation variant 3)"),
+    "lstm-experts": (LSTMExperts, "MoSE's sequential experts: n LSTMs, state [B, n * hidden] "
+                                  "(Qin et al. 2020; pair with predictor 'mose')"),
 }

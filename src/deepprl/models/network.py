@@ -58,7 +58,8 @@ class PredictorModel(nn.Module):
         self.encoder = ENCODERS[config.encoder][0](
             input_dim=step_dim, hidden=config.hidden, use_attention=config.use_attention,
             use_time_gate=config.use_time_gate, similarity=config.attention_similarity)
-        self.state_dim = config.hidden + config.user_dim
+        encoder_dim: int = self.encoder.out_dim  # type: ignore[assignment]  # MoSE: experts
+        self.state_dim = encoder_dim + config.user_dim
         self.predictor = PREDICTORS[config.predictor][0](
             user_dim=self.state_dim + config.context_dim, item_dim=config.item_dim,
             n_objectives=shape.n_objectives, hidden=config.hidden,

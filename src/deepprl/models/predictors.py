@@ -11,6 +11,13 @@ import torch
 from torch import nn
 
 from deepprl.models.layers import mlp, similarity_scores
+from deepprl.models.multitask import (
+    CrossStitch,
+    MultiGateMixtureOfExperts,
+    ProgressiveLayeredExtraction,
+    SharedBottom,
+)
+from deepprl.models.sequential import MixtureOfSequentialExperts
 
 
 class MixtureOfHyperNetwork(nn.Module):
@@ -66,4 +73,11 @@ PredictorFactory = Callable[..., nn.Module]
 
 PREDICTORS: dict[str, tuple[PredictorFactory, str]] = {
     "moh": (MixtureOfHyperNetwork, "Mixture of HyperNetwork with mixture attention (paper §4.2)"),
+    "shared-bottom": (SharedBottom, "Shared-Bottom, one tower per objective (Caruana 1997; "
+                                    "ablation variant 4)"),
+    "mmoe": (MultiGateMixtureOfExperts, "Multi-gate Mixture-of-Experts (Ma et al. 2018)"),
+    "ple": (ProgressiveLayeredExtraction, "Progressive Layered Extraction (Tang et al. 2020)"),
+    "cross-stitch": (CrossStitch, "Cross-Stitch columns (Misra et al. 2016; ablation variant 5)"),
+    "mose": (MixtureOfSequentialExperts, "Mixture of Sequential Experts, gates and towers "
+                                         "(Qin et al. 2020; needs encoder 'lstm-experts')"),
 }

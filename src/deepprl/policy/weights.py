@@ -6,6 +6,8 @@ sum_k alpha_k = 1. Learning lives in deepprl.rl.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -45,3 +47,41 @@ class FixedWeights(nn.Module):
 
     def forward(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         return self.weights.expand(state.shape[0], -1)
+
+
+def simplex_grid(n_objectives: int, steps: int) -> torch.Tensor:
+    """Every alpha on the simplex with coordinates in {0, 1/steps, ..., 1}: [G, K]."""
+    if n_objectives < 1 or steps < 1:
+        raise ValueError("simplex_grid needs n_objectives >= 1 and steps >= 1")
+    points = [c for c in itertools.product(range(steps + 1), repeat=n_objectives - 1)
+              if sum(c) <= steps]
+    grid = torch.tensor([[*c, steps - sum(c)] for c in points], dtype=torch.float32)
+    return grid / steps
+
+
+class GridQPolicy(nn.Module):
+    """DQN weights (ablation variant 6): Q(s, C) over a discretised simplex; acts greedily.
+
+    The Q-network is split like the DDPG critic: R(s, C) [G] for the immediate reward of
+    each grid point plus F(s, C) for what follows (see deepprl.rl.ddpg.Critic)."""
+
+    def __init__(self, *, state_dim: int, context_dim: int, n_objectives: int,
+                 hidden: int = 64, layers: int = 3, steps: int = 10,
+                 use_context: bool = True) -> None:
+        super().__init__()
+        self.use_context = use_context
+        self.grid: torch.Tensor
+        self.register_buffer("grid", simplex_grid(n_objectives, steps))  # [G, K]
+        in_dim = state_dim + (context_dim if use_context else 0)
+        self.immediate = mlp([in_dim, *([hidden] * layers), len(self.grid)], "relu")
+        self.future = mlp([in_dim, *([hidden] * layers), 1], "relu")
+
+    def q_values(self, state: torch.Tensor, context: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(R [B, G], F [B]); Q = R + F[:, None]."""
+        x = torch.cat([state, context], dim=-1) if self.use_context else state
+        return self.immediate(x), self.future(x).squeeze(-1)
+
+    def forward(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        now, _ = self.q_values(state, context)
+        return self.grid[now.argmax(-1)]  # [B, K]

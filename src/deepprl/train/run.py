@@ -1,4 +1,7 @@
-"""Algorithm 1 end to end: data -> stage 1 -> stage 2 -> saved run -> offline metrics."""
+"""Algorithm 1 end to end: data -> stage 1 -> stage 2 -> saved run -> offline metrics.
+
+Item-level baselines take their own path: build -> fit -> save -> the same evaluation.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +15,27 @@ import numpy as np
 import torch
 
 from deepprl import __version__
-from deepprl.artifacts import build_actor, build_model, run_split, save_run, write_json
+from deepprl.artifacts import (
+    build_item_policy,
+    build_model,
+    build_policy,
+    run_split,
+    save_item_run,
+    save_run,
+    write_json,
+)
+from deepprl.baselines.registry import ITEM_POLICIES
 from deepprl.config import RunConfig
+from deepprl.data.interactions import Interactions
 from deepprl.data.registry import load_dataset
-from deepprl.eval.offline import evaluate_recommender
-from deepprl.recommender import Recommender
-from deepprl.rl.ddpg import Critic
+from deepprl.data.splits import Split
+from deepprl.eval.offline import evaluate_ranker
+from deepprl.policy.weights import FixedWeights
+from deepprl.recommender import ItemRanker, Recommender
 from deepprl.train.stage1 import Progress, fit_predictor, prediction_error
-from deepprl.train.stage2 import build_trajectories, fit_policy
+from deepprl.train.stage2 import TRAJECTORY_LEARNERS, build_trajectories
+from deepprl.train.static import tune_static_weights
+from deepprl.zoo import models
 
 log = logging.getLogger("deepprl.train")
 
@@ -32,7 +48,7 @@ def seed_everything(seed: int) -> None:
 
 def train_run(config: RunConfig, out: str | Path, *, progress: Progress | None = None
               ) -> dict[str, Any]:
-    """Train DeepPRL as configured, save it under `out`, return (and save) its metrics."""
+    """Train the configured model, save it under `out`, return (and save) its metrics."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / "train.log", mode="w", encoding="utf-8")
@@ -48,16 +64,32 @@ def train_run(config: RunConfig, out: str | Path, *, progress: Progress | None =
 
 def _train(config: RunConfig, out: Path, progress: Progress | None) -> dict[str, Any]:
     started = time.perf_counter()
+    entry = models().get(config.name)
+    if entry is None:
+        raise ValueError(f"unknown model {config.name!r}; expected one of {sorted(models())}")
     seed_everything(config.seed)
     data = load_dataset(config.dataset)
     split = run_split(data, config)
-    log.info("deepprl %s, seed %d, data %s: %d events, %d users, %d items, objectives %s",
-             __version__, config.seed, data.name, data.n_events, data.n_users, data.n_items,
-             data.objective_names)
+    log.info("deepprl %s, model %s, seed %d, data %s: %d events, %d users, %d items, "
+             "objectives %s", __version__, config.name, config.seed, data.name, data.n_events,
+             data.n_users, data.n_items, data.objective_names)
+    if entry.item_policy is not None:
+        metrics = _train_item_policy(config, data, split, out)
+    else:
+        metrics = _train_weighted(config, data, split, out, progress)
+    metrics.update({"model": config.name, "dataset": data.name, "seed": config.seed,
+                    "seconds": time.perf_counter() - started})
+    write_json(out / "seed.txt", config.seed)
+    write_json(out / "metrics.json", metrics)
+    log.info("metrics %s", {m: metrics[m] for m in ("learned", "equal") if m in metrics})
+    return metrics
+
+
+def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Path,
+                    progress: Progress | None) -> dict[str, Any]:
     model = build_model(config, data)
-    train_events = np.flatnonzero(split.train)
-    stage1 = fit_predictor(model, data, train_events, config.train, seed=config.seed,
-                           progress=progress)
+    stage1 = fit_predictor(model, data, np.flatnonzero(split.train), config.train,
+                           seed=config.seed, progress=progress)
     for record in stage1:
         log.info("stage 1 %s", record)
     mae = prediction_error(model, data, np.flatnonzero(split.test))
@@ -65,24 +97,41 @@ def _train(config: RunConfig, out: Path, progress: Progress | None) -> dict[str,
 
     for p in model.parameters():  # stage 2 sees a frozen stage-1 model
         p.requires_grad_(False)
-    actor = build_actor(config, model, data)
-    critic = Critic(state_dim=model.state_dim, context_dim=data.context.shape[1],
-                    n_objectives=data.n_objectives, hidden=config.policy.hidden,
-                    layers=config.policy.layers, use_context=config.policy.use_context)
-    recommender = Recommender(model, actor, data)
-    env = build_trajectories(recommender, data, split.train, config.policy, k=config.eval.k,
-                             max_candidates=config.train.max_candidates, seed=config.seed)
-    stage2 = fit_policy(actor, critic, env, config.policy, k=config.eval.k, seed=config.seed,
-                        progress=progress)
+    recommender = Recommender(model, build_policy(config, model, data), data)
+    k = config.eval.k
+    if config.policy.algorithm == "static":
+        weights, stage2 = tune_static_weights(recommender, data, split, k=k,
+                                              trials=config.policy.static_trials,
+                                              seed=config.seed)
+        recommender.policy = FixedWeights(torch.from_numpy(weights.astype(np.float32)))
+        log.info("static weights tuned on validation: %s", weights.tolist())
+    else:
+        env = build_trajectories(recommender, data, split.train | split.valid, config.policy,
+                                 k=k, max_candidates=config.train.max_candidates,
+                                 seed=config.seed)
+        learner = TRAJECTORY_LEARNERS[config.policy.algorithm]
+        stage2 = learner(recommender.policy, env, config.policy, k=k, seed=config.seed,
+                         progress=progress)
     for record in stage2[:: max(1, len(stage2) // 10)]:
         log.info("stage 2 %s", record)
-    save_run(out, config, model, actor, data)
-    write_json(out / "seed.txt", config.seed)
+    if not config.policy.dynamic:
+        recommender.fix_weights_at(split)
+    save_run(out, config, model, recommender.policy, data)
+    metrics = evaluate_ranker(recommender, config, split)
+    metrics.update({"test_mae": mae, "stage1": stage1, "stage2_last": stage2[-1]})
+    return metrics
 
-    metrics = evaluate_recommender(recommender, config)
-    metrics.update({"dataset": data.name, "seed": config.seed, "test_mae": mae,
-                    "stage1": stage1, "stage2_last": stage2[-1],
-                    "seconds": time.perf_counter() - started})
-    write_json(out / "metrics.json", metrics)
-    log.info("metrics %s", {m: metrics[m] for m in ("learned", "equal") if m in metrics})
+
+def _train_item_policy(config: RunConfig, data: Interactions, split: Split, out: Path
+                       ) -> dict[str, Any]:
+    name = config.name
+    module, baseline_config = build_item_policy(config, data)
+    fit_log = ITEM_POLICIES[name].fit(module, data, split, baseline_config, config.eval.k,
+                                      config.seed)
+    for record in fit_log[:: max(1, len(fit_log) // 10)]:
+        log.info("fit %s", record)
+    save_item_run(out, config, module, data)
+    ranker = ItemRanker(module, data, config.model.history_length)
+    metrics = evaluate_ranker(ranker, config, split)
+    metrics["fit_last"] = fit_log[-1] if fit_log else {}
     return metrics

@@ -9,18 +9,22 @@ the top-K; the next state is the user's next logged training event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from deepprl.config import PolicyConfig
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import candidate_items
 from deepprl.eval.metrics import top_k_reward
-from deepprl.policy.weights import Actor
+from deepprl.policy.weights import Actor, GridQPolicy
 from deepprl.recommender import Recommender
 from deepprl.rl.ddpg import DDPG, Critic, Transitions, explore
+from deepprl.rl.dqn import GridDQN
+from deepprl.rl.reinforce import DirichletReinforce
 from deepprl.train.stage1 import Progress
 
 
@@ -67,42 +71,116 @@ def build_trajectories(recommender: Recommender, data: Interactions, train: np.n
     )
 
 
-def fit_policy(actor: Actor, critic: Critic, env: Trajectories, config: PolicyConfig, *,
-               k: int, seed: int, progress: Progress | None = None) -> list[dict[str, float]]:
-    """DDPG on the precomputed trajectories; returns a log every 100 steps."""
-    if config.critic not in ("td", "decomposed"):
-        raise ValueError(f"policy.critic must be 'td' or 'decomposed', got {config.critic!r}")
-    algo = DDPG(actor, critic, gamma=config.gamma, tau=config.tau,
-                actor_lr=config.actor_lr, critic_lr=config.critic_lr,
-                decomposed=config.critic == "decomposed")
-    gen = torch.Generator().manual_seed(seed)
+def _sample(env: Trajectories, batch_size: int, gen: torch.Generator) -> torch.Tensor:
     n = len(env.sampled)
     if n == 0:
         raise ValueError("no training event has more than k candidates: nothing to learn "
                          "weights from (lower --k or use a longer log)")
+    return torch.randint(n, (min(batch_size, n),), generator=gen)
+
+
+def _transitions(env: Trajectories, j: torch.Tensor, action: torch.Tensor,
+                 reward: torch.Tensor) -> Transitions:
+    row, nxt = env.sampled[j], env.next_row[j]
+    return Transitions(state=env.state[row], context=env.context[row], action=action,
+                       reward=reward, next_state=env.state[nxt],
+                       next_context=env.context[nxt], done=env.done[j])
+
+
+def _greedy_reward(policy: nn.Module, env: Trajectories, j: torch.Tensor, k: int) -> float:
+    row = env.sampled[j]
+    with torch.no_grad():
+        alpha = policy(env.state[row], env.context[row])
+        return float(top_k_reward(env.y_hat[j], env.reward[j], env.valid[j], alpha, k).mean())
+
+
+def learn_ddpg(actor: Actor, env: Trajectories, config: PolicyConfig, *, k: int,
+               seed: int, progress: Progress | None = None) -> list[dict[str, float]]:
+    """The paper's contextual policy gradient (DDPG); returns a log every 100 steps."""
+    if config.critic not in ("td", "decomposed"):
+        raise ValueError(f"policy.critic must be 'td' or 'decomposed', got {config.critic!r}")
+    critic = Critic(state_dim=env.state.shape[1], context_dim=env.context.shape[1],
+                    n_objectives=env.y_hat.shape[2], hidden=config.hidden,
+                    layers=config.layers, use_context=config.use_context)
+    algo = DDPG(actor, critic, gamma=config.gamma, tau=config.tau,
+                actor_lr=config.actor_lr, critic_lr=config.critic_lr,
+                decomposed=config.critic == "decomposed")
+    gen = torch.Generator().manual_seed(seed)
     log: list[dict[str, float]] = []
     actor.train()
-    critic.train()
     for step in range(config.steps):
-        j = torch.randint(n, (min(config.batch_size, n),), generator=gen)
-        row, nxt = env.sampled[j], env.next_row[j]
-        s, c = env.state[row], env.context[row]
+        j = _sample(env, config.batch_size, gen)
+        t = _transitions(env, j, torch.empty(0), torch.empty(0))
         with torch.no_grad():
-            action = explore(actor(s, c), config.exploration, gen)
+            action = explore(actor(t.state, t.context), config.exploration, gen)
             r = top_k_reward(env.y_hat[j], env.reward[j], env.valid[j], action, k)
-        batch = Transitions(state=s, context=c, action=action, reward=r,
-                            next_state=env.state[nxt], next_context=env.context[nxt],
-                            done=env.done[j])
-        td = algo.critic_step(batch)
-        q = -algo.actor_step(s, c)
+        t = _transitions(env, j, action, r)
+        td = algo.critic_step(t)
+        q = -algo.actor_step(t.state, t.context)
         algo.update_targets()
         if (step + 1) % 100 == 0 or step + 1 == config.steps:
-            with torch.no_grad():
-                greedy = top_k_reward(env.y_hat[j], env.reward[j], env.valid[j],
-                                      actor(s, c), k).mean()
             log.append({"step": step + 1, "td_loss": td, "q": q,
-                        "explore_reward": float(r.mean()), "greedy_reward": float(greedy)})
+                        "explore_reward": float(r.mean()),
+                        "greedy_reward": _greedy_reward(actor, env, j, k)})
         if progress is not None:
             progress("policy", step + 1, config.steps, {})
     actor.eval()
     return log
+
+
+def learn_dqn(policy: GridQPolicy, env: Trajectories, config: PolicyConfig, *, k: int,
+              seed: int, progress: Progress | None = None) -> list[dict[str, float]]:
+    """Ablation variant 6: DQN over a grid on the simplex."""
+    algo = GridDQN(policy, gamma=config.gamma, tau=config.tau, lr=config.critic_lr,
+                   decomposed=config.critic == "decomposed")
+    gen = torch.Generator().manual_seed(seed)
+    log: list[dict[str, float]] = []
+    policy.train()
+    for step in range(config.steps):
+        j = _sample(env, config.batch_size, gen)
+        row = env.sampled[j]
+        index = algo.act(env.state[row], env.context[row], config.epsilon, gen)
+        action = policy.grid[index]
+        r = top_k_reward(env.y_hat[j], env.reward[j], env.valid[j], action, k)
+        td = algo.step(_transitions(env, j, action, r), index)
+        if (step + 1) % 100 == 0 or step + 1 == config.steps:
+            log.append({"step": step + 1, "td_loss": td, "explore_reward": float(r.mean()),
+                        "greedy_reward": _greedy_reward(policy, env, j, k)})
+        if progress is not None:
+            progress("policy", step + 1, config.steps, {})
+    policy.eval()
+    return log
+
+
+def learn_reinforce(actor: Actor, env: Trajectories, config: PolicyConfig, *, k: int,
+                    seed: int, progress: Progress | None = None) -> list[dict[str, float]]:
+    """Ablation variant 7: REINFORCE with a Dirichlet policy on the simplex."""
+    algo = DirichletReinforce(actor, lr=config.actor_lr, concentration=config.concentration,
+                              samples=config.samples)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # Dirichlet sampling draws from the global generator
+    log: list[dict[str, float]] = []
+    actor.train()
+    for step in range(config.steps):
+        j = _sample(env, config.batch_size, gen)
+        row = env.sampled[j]
+        s, c = env.state[row], env.context[row]
+        actions = algo.sample(s, c)  # [M, B, K]
+        rewards = torch.stack([top_k_reward(env.y_hat[j], env.reward[j], env.valid[j], a, k)
+                               for a in actions])
+        loss = algo.step(s, c, actions, rewards)
+        if (step + 1) % 100 == 0 or step + 1 == config.steps:
+            log.append({"step": step + 1, "loss": loss, "explore_reward": float(rewards.mean()),
+                        "greedy_reward": _greedy_reward(actor, env, j, k)})
+        if progress is not None:
+            progress("policy", step + 1, config.steps, {})
+    actor.eval()
+    return log
+
+
+Learner = Callable[..., list[dict[str, float]]]
+
+# algorithms that learn from the logged trajectories; "static" is tuned in train/static.py
+TRAJECTORY_LEARNERS: dict[str, Learner] = {
+    "ddpg": learn_ddpg, "dqn": learn_dqn, "reinforce": learn_reinforce,
+}

@@ -1,0 +1,149 @@
+"""The FastAPI app: routes, and errors as 4xx JSON that names the offending field."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import anyio.to_thread
+from anyio import CapacityLimiter
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
+
+from deepprl import __version__
+from deepprl.serve.middleware import Guard, Metrics, error_body
+from deepprl.serve.schemas import (
+    MAX_ID_LENGTH,
+    FeedbackRequest,
+    FeedbackResponse,
+    HealthResponse,
+    RecommendRequest,
+    RecommendResponse,
+    UserStateResponse,
+)
+from deepprl.serve.service import FieldError, Service
+from deepprl.serve.settings import API_KEY_HEADER
+
+log = logging.getLogger("deepprl.serve")
+T = TypeVar("T")
+
+DESCRIPTION = """Top-K recommendations scored by sum_k alpha_k y_hat_k, with the
+per-user, per-context objective weights alpha of DeepPRL's actor, every prediction
+y_hat and the model version. Feedback appends to the user's history: the next
+recommendation for that user uses the new state, hence new weights. Errors are JSON
+`{"detail": "field: message", "errors": [{"field", "message"}]}`."""
+
+
+def create_app(service: Service) -> FastAPI:
+    """The app for a loaded service; limits and the API key come from service.settings."""
+    settings = service.settings
+    metrics = Metrics(service.version)
+    app = FastAPI(title="deepprl", version=__version__, description=DESCRIPTION,
+                  redoc_url=None)
+    app.state.service, app.state.metrics = service, metrics
+    _routes(app, service, metrics)
+    _error_handlers(app)
+    app.add_middleware(Guard, metrics=metrics, max_body_bytes=settings.max_body_bytes,
+                       api_key=settings.api_key, key_header=API_KEY_HEADER)
+    return app
+
+
+class _Inference:
+    """Runs forward passes in worker threads, at most `threads` at once, first come first
+    served (anyio's limiter queues waiters in order); created on the event loop."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.limiter: CapacityLimiter | None = None
+
+    async def run(self, func: Callable[[], T]) -> T:
+        if self.limiter is None:
+            self.limiter = CapacityLimiter(self.threads)
+        return await anyio.to_thread.run_sync(func, limiter=self.limiter)
+
+
+def _routes(app: FastAPI, service: Service, metrics: Metrics) -> None:
+    inference = _Inference(service.settings.inference_threads)
+
+    @app.post("/recommend", response_model=RecommendResponse)
+    async def recommend(body: RecommendRequest) -> Any:
+        """Top-k items for a user, with scores, every y_hat and the weights alpha used."""
+        return await inference.run(lambda: service.recommend(body))
+
+    @app.post("/feedback", response_model=FeedbackResponse, status_code=201)
+    def feedback(body: FeedbackRequest) -> Any:
+        """Append an interaction to the user's history (durable once answered)."""
+        result = service.feedback(body)
+        metrics.feedback.inc()
+        return result
+
+    @app.get("/users/{user_id}", response_model=UserStateResponse)
+    async def user_state(
+        user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
+        timestamp: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    ) -> Any:
+        """The user's current history, state s_{u,t} and weights alpha."""
+        return await inference.run(lambda: service.user_state(user_id, timestamp))
+
+    @app.get("/health", response_model=HealthResponse)
+    def health() -> Any:
+        """Liveness and readiness: the model is loaded and the store answers."""
+        return service.health()
+
+    @app.get("/metrics", response_class=Response)
+    def prometheus() -> Response:
+        """Prometheus text format: request counts, latencies, errors."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    """('body', 'candidates', 3) -> 'candidates[3]'; ('query', 'timestamp') -> 'timestamp'."""
+    parts = list(loc)
+    if len(parts) > 1 and parts[0] in ("body", "query", "path"):
+        parts = parts[1:]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            e = next(e for e in errors if e.get("type") == "json_invalid")
+            why = (e.get("ctx") or {}).get("error", "invalid JSON")
+            return _error(400, [("body", f"malformed JSON: {why}")])
+        return _error(422, [(_field(e["loc"]), str(e["msg"])) for e in errors])
+
+    @app.exception_handler(FieldError)
+    async def bad_field(request: Request, exc: FieldError) -> Response:
+        return _error(exc.status, [(exc.field, exc.message)])
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 404:
+            return _error(404, [("path", f"no endpoint {request.url.path!r}")])
+        if exc.status_code == 405:
+            return _error(405, [("method", f"{request.method} is not allowed on "
+                                           f"{request.url.path!r}")])
+        if exc.status_code == 400:  # FastAPI could not decode the body (e.g. nesting depth)
+            return _error(400, [("body", f"malformed JSON: {exc.detail}")])
+        return _error(exc.status_code, [("request", str(exc.detail))])
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> Response:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return _error(500, [("server", f"internal error ({type(exc).__name__})")])
+
+
+def _error(status: int, errors: list[tuple[str, str]]) -> Response:
+    return Response(error_body(errors), status_code=status, media_type="application/json")
+
+
+__all__ = ["create_app"]

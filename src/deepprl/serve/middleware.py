@@ -1,0 +1,214 @@
+"""Pure ASGI middleware in front of the app: metrics, API key, content type, body limit.
+
+Order of checks for every HTTP request: route label and timer start; API key (401); for
+requests with a body, Content-Type (415), Content-Length (413 beyond the limit, before
+reading), then the body is read up to the limit (413 if a chunked body grows past it) and
+checked to be JSON without repeated keys (400), then handed to the app whole: nothing is
+parsed before its size is known.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+ROUTES = ("/recommend", "/feedback", "/health", "/metrics", "/docs", "/openapi.json")
+OPEN_ROUTES = frozenset({"/health", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
+                   0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """Prometheus metrics in a registry of their own (GET /metrics)."""
+
+    def __init__(self, version: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("deepprl_http_requests", "HTTP requests answered.",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("deepprl_http_request_duration_seconds",
+                                 "Time from request to the end of the response.",
+                                 ["method", "route"], buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)
+        self.errors = Counter("deepprl_http_errors", "Requests answered 4xx (client) or 5xx "
+                              "(server).", ["route", "kind"], registry=self.registry)
+        self.in_flight = Gauge("deepprl_http_requests_in_flight", "Requests being handled.",
+                               registry=self.registry)
+        self.feedback = Counter("deepprl_feedback_events", "Feedback events stored.",
+                                registry=self.registry)
+        info = Gauge("deepprl_model_info", "The served model (value 1).", ["version"],
+                     registry=self.registry)
+        info.labels(version=version).set(1)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method=method, route=route, status=str(status)).inc()
+        self.latency.labels(method=method, route=route).observe(seconds)
+        if status >= 400:
+            self.errors.labels(route=route, kind="server" if status >= 500 else "client").inc()
+
+
+def route_label(path: str) -> str:
+    """A bounded label for a path (never the raw path: unknown paths are 'other')."""
+    if path in ROUTES:
+        return path
+    if path.startswith("/users/"):
+        return "/users/{user_id}"
+    return "other"
+
+
+class Guard:
+    """The ASGI middleware; see the module docstring."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int,
+                 api_key: str | None, key_header: str) -> None:
+        self.app, self.metrics, self.max_body = app, metrics, max_body_bytes
+        self.api_key = api_key.encode() if api_key is not None else None
+        self.key_header, self.key_header_raw = key_header, key_header.lower().encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        method, route = scope["method"], route_label(scope["path"])
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self._handle(scope, receive, send_status, route)
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.observe(method, route, status, time.perf_counter() - start)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
+        headers = dict(scope["headers"])
+        if self.api_key is not None and scope["path"] not in OPEN_ROUTES:
+            given = headers.get(self.key_header_raw)
+            if given is None or not hmac.compare_digest(given, self.api_key):
+                what = "is missing" if given is None else "is wrong"
+                await _reply(send, 401, self.key_header, f"the API key header {what}")
+                return
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        ctype = headers.get(b"content-type", b"application/json").decode("latin-1")
+        if ctype.split(";")[0].strip().lower() != "application/json":
+            await _reply(send, 415, "Content-Type",
+                         f"must be application/json, got {ctype!r}")
+            return
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                await _reply(send, 400, "Content-Length", f"not a number: {length!r}")
+                return
+            if int(length) > self.max_body:
+                await _reply(send, 413, "body", f"{int(length)} bytes, above the limit of "
+                                                f"{self.max_body}")
+                return
+        body = await self._read_body(receive)
+        if body is None:
+            await _reply(send, 413, "body", f"more than the limit of {self.max_body} bytes")
+            return
+        problem = json_problem(body)
+        if problem is not None:
+            await _reply(send, 400, *problem)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKeyError(key)
+        out[key] = value
+    return out
+
+
+def json_problem(body: bytes) -> tuple[str, str] | None:
+    """(field, message) when a non-empty body is not acceptable JSON: not UTF-8, malformed,
+    nested too deep, a number too long, or an object that repeats a key (JSON parsers
+    disagree on which one wins, so we refuse to guess). None when it parses."""
+    if not body:
+        return None  # the app answers 422 "body: Field required"
+    try:
+        json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except _DuplicateKeyError as err:
+        return err.key, "the key appears more than once in the object"
+    except UnicodeDecodeError as err:
+        return "body", f"not UTF-8 ({err.reason} at byte {err.start})"
+    except json.JSONDecodeError as err:
+        return "body", f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}"
+    except RecursionError:
+        return "body", "malformed JSON: nested too deeply"
+    except ValueError as err:  # an integer literal of more than 4300 digits
+        why = "a number has too many digits" if "digits" in str(err) else str(err)
+        return "body", f"malformed JSON: {why}"
+    return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: wait for the disconnect
+
+    return replay
+
+
+async def _reply(send: Send, status: int, field: str, message: str) -> None:
+    payload = error_body([(field, message)])
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def error_body(errors: list[tuple[str, str]]) -> bytes:
+    """{"detail": "field: message; ...", "errors": [{"field", "message"}]} as JSON."""
+    return json.dumps({
+        "detail": "; ".join(f"{f}: {m}" for f, m in errors),
+        "errors": [{"field": f, "message": m} for f, m in errors],
+    }).encode()

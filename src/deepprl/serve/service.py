@@ -1,0 +1,301 @@
+"""The serving logic without HTTP: user histories, cold start, scoring, feedback.
+
+State of a user = their last L steps: the training-log events of the user followed by the
+feedback stored for that user id (ordered by timestamp, then arrival), newest last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepprl import __version__
+from deepprl.artifacts import ACTOR_FILE, MODEL_FILE, RunError, fingerprint, load_weighted_run
+from deepprl.config import RunConfig
+from deepprl.recommender import (
+    HistoryScores,
+    Recommender,
+    batch_from_history,
+    clock_columns,
+    clock_context,
+    mean_user_embedding,
+    score_history,
+)
+from deepprl.serve.schemas import FeedbackRequest, RecommendRequest
+from deepprl.serve.settings import ServeSettings
+from deepprl.serve.store import FeedbackEvent, FeedbackStore
+
+DB_FILE = "serve.sqlite3"
+
+
+class FieldError(ValueError):
+    """A request that parsed but names something wrong: answered 4xx naming `field`."""
+
+    def __init__(self, field: str, message: str, status: int = 422) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message, self.status = field, message, status
+
+
+@dataclass(frozen=True)
+class History:
+    """The tail of a user's steps (at most L + 1, oldest first) and where they came from."""
+
+    user: int  # user index, 0 for a user unknown to the log
+    items: np.ndarray  # [n] item indices
+    times: np.ndarray  # [n] float64
+    contexts: np.ndarray  # [n, Fc] float32
+    sources: tuple[str, ...]  # "log" | "feedback" per step
+    base_context: np.ndarray  # [Fc - clock] non-clock context of the user's last logged event
+    logged_events: int
+
+    @property
+    def last_time(self) -> float | None:
+        return float(self.times[-1]) if len(self.times) else None
+
+
+def model_version(run: Path) -> str:
+    """deepprl version + the first 12 hex digits of the SHA-256 of the weight files."""
+    digest = hashlib.sha256()
+    for name in (MODEL_FILE, ACTOR_FILE):
+        digest.update((run / name).read_bytes())
+    return f"{__version__}+{digest.hexdigest()[:12]}"
+
+
+class Service:
+    """A loaded run plus its feedback store; thread-safe (inference holds no state)."""
+
+    def __init__(self, config: RunConfig, recommender: Recommender, *, store: FeedbackStore,
+                 settings: ServeSettings, version: str) -> None:
+        self.config, self.recommender, self.store = config, recommender, store
+        self.settings, self.version = settings, version
+        self.data = recommender.data
+        self.length = recommender.model.config.history_length
+        self.n_clock = clock_columns(self.data)
+        self.has_clock = self.n_clock > 1
+        self.names = self.data.objective_names
+        self.context_columns = {name: i for i, name in enumerate(self.data.context_names)
+                                if i >= self.n_clock}
+        self.catalogue = torch.arange(1, self.data.n_items + 1)[None]  # [1, I]
+        self.item_lookup = {raw: i + 1 for i, raw in enumerate(self.data.item_ids)}
+        self.cold_user = mean_user_embedding(recommender.model)  # [Du]
+        self.started = time.time()
+
+    @classmethod
+    def load(cls, run: str | Path, *, db: str | Path | None = None,
+             settings: ServeSettings | None = None) -> Service:
+        """Load the run once (RunError if it is corrupt) and open (or create) the store:
+        `db`, default RUN/serve.sqlite3 (StoreError if it is not writable)."""
+        run = Path(run)
+        config, recommender = load_weighted_run(run)
+        try:
+            version = model_version(run)
+        except OSError as err:
+            raise RunError(f"{run}: cannot read the weights: {err}") from err
+        store = FeedbackStore(Path(db) if db is not None else run / DB_FILE,
+                              fingerprint=fingerprint(recommender.data))
+        return cls(config, recommender, store=store, settings=settings or ServeSettings(),
+                   version=version)
+
+    # -- ids ---------------------------------------------------------------------------
+    def user_index(self, user_id: str) -> int:
+        """Index of a user of the log, 0 for an unknown user (cold start)."""
+        try:
+            return self.data.user_index(user_id)
+        except ValueError:
+            return 0
+
+    def item_index(self, item_id: str, field: str) -> int:
+        index = self.item_lookup.get(item_id)
+        if index is None:
+            raise FieldError(field, f"unknown item id {item_id!r}: not in the catalogue of "
+                                    f"{self.data.n_items} items")
+        return index
+
+    # -- history -----------------------------------------------------------------------
+    def history(self, user_id: str) -> History:
+        """The last L + 1 steps of the user (the extra one gives the first step's gap)."""
+        user, data, n = self.user_index(user_id), self.data, self.length + 1
+        logged = data.user_events(user) if user else np.zeros(0, dtype=np.int64)
+        base = data.context[logged[-1], self.n_clock:] if len(logged) else \
+            np.zeros(data.context.shape[1] - self.n_clock, dtype=np.float32)
+        tail = logged[-n:]
+        feedback = self.store.recent(user_id, n)
+        last_logged = float(data.time[tail[-1]]) if len(tail) else None
+        if self.has_clock:
+            fb_times = np.array([e.timestamp for e in feedback], dtype=np.float64)
+        else:  # the log's time is an event counter: each feedback step is one event later
+            start = last_logged if last_logged is not None else -1.0
+            fb_times = start + np.arange(1, len(feedback) + 1, dtype=np.float64)
+        fb_context = np.empty((len(feedback), data.context.shape[1]), dtype=np.float32)
+        fb_context[:, : self.n_clock] = clock_context(data, fb_times, last_logged)
+        fb_context[:, self.n_clock:] = base
+        fb_items = np.array([self.item_lookup[e.item_id] for e in feedback],
+                            dtype=np.int64)
+        items = np.r_[data.item[tail], fb_items][-n:]
+        times = np.r_[data.time[tail], fb_times][-n:]
+        contexts = np.concatenate([data.context[tail], fb_context])[-n:]
+        sources = (("log",) * len(tail) + ("feedback",) * len(feedback))[-n:]
+        return History(user=user, items=items, times=times, contexts=contexts,
+                       sources=sources, base_context=base, logged_events=len(logged))
+
+    def request_time(self, history: History, timestamp: float | None) -> float:
+        """When the next event happens: `timestamp`, default now (never before the user's
+        latest step). For a log without a clock: one event after the latest step."""
+        last = history.last_time
+        if not self.has_clock:
+            return last + 1.0 if last is not None else 0.0
+        if timestamp is None:
+            now = time.time()
+            return max(now, last) if last is not None else now
+        if last is not None and timestamp < last:
+            raise FieldError("timestamp", f"{timestamp} is before the user's latest event "
+                                          f"({last}); omit it to use the server's clock")
+        return timestamp
+
+    def request_context(self, history: History, at_time: float,
+                        values: dict[str, float] | None) -> np.ndarray:
+        """[Fc] clock columns at `at_time`; other columns from `values` by name, else the
+        user's last logged event, else 0."""
+        context = np.empty(self.data.context.shape[1], dtype=np.float32)
+        context[: self.n_clock] = clock_context(self.data, np.array([at_time]),
+                                                history.last_time)[0]
+        context[self.n_clock:] = history.base_context
+        for name, value in (values or {}).items():
+            column = self.context_columns.get(name)
+            if column is None:
+                clock = name in self.data.context_names
+                why = ("is computed from the timestamp" if clock else
+                       f"is not a context column of this model; expected one of "
+                       f"{sorted(self.context_columns)}")
+                raise FieldError(f"context.{name}", why)
+            context[column] = value
+        return context
+
+    def score(self, history: History, at_time: float, context: np.ndarray,
+              items: torch.Tensor, k: int) -> HistoryScores:
+        batch = batch_from_history(user=history.user, items=history.items,
+                                   times=history.times, contexts=history.contexts,
+                                   context=context, length=self.length)
+        # an index-0 user embedding was never trained: use the training users' mean
+        cold = self.cold_user if history.user == 0 else None
+        return score_history(self.recommender, batch, items, k=k, user_embedding=cold)
+
+    # -- endpoints -----------------------------------------------------------------------
+    def recommend(self, req: RecommendRequest) -> dict[str, object]:
+        s = self.settings
+        if req.k > s.max_k:
+            raise FieldError("k", f"{req.k} is above the limit of {s.max_k}")
+        items = self._candidates(req.candidates) if req.candidates is not None \
+            else self.catalogue
+        history = self.history(req.user_id)
+        if req.exclude_seen:
+            items = self._unseen(req.user_id, history.user, items)
+        at_time = self.request_time(history, req.timestamp)
+        context = self.request_context(history, at_time, req.context)
+        scored = self.score(history, at_time, context, items, req.k)
+        ids, names = self.data.item_ids, self.names
+        chosen = items[0, torch.from_numpy(scored.top)].tolist()
+        return {
+            "user_id": req.user_id, "known_user": history.user != 0,
+            "model_version": self.version, "timestamp": at_time,
+            "history_length": min(len(history.items), self.length),
+            "weights": dict(zip(names, scored.weights.tolist(), strict=True)),
+            "items": [{"item_id": ids[item - 1], "score": float(scored.scores[j]),
+                       "predicted": dict(zip(names, scored.y_hat[j].tolist(), strict=True))}
+                      for item, j in zip(chosen, scored.top.tolist(), strict=True)],
+        }
+
+    def _candidates(self, candidates: list[str]) -> torch.Tensor:
+        if len(candidates) > self.settings.max_candidates:
+            raise FieldError("candidates", f"{len(candidates)} items, above the limit of "
+                                           f"{self.settings.max_candidates}")
+        indices = list(map(self.item_lookup.get, candidates, itertools.repeat(0)))
+        if 0 in indices:
+            i = indices.index(0)
+            self.item_index(candidates[i], f"candidates[{i}]")  # raises, naming the item
+        if len(set(indices)) != len(indices):
+            first: dict[int, int] = {}
+            for i, index in enumerate(indices):
+                if index in first:
+                    raise FieldError(f"candidates[{i}]", f"item id {candidates[i]!r} repeats "
+                                                         f"candidates[{first[index]}]")
+                first[index] = i
+        return torch.tensor(indices, dtype=torch.int64)[None]
+
+    def _unseen(self, user_id: str, user: int, items: torch.Tensor) -> torch.Tensor:
+        seen = set(self.data.item[self.data.user_events(user)].tolist()) if user else set()
+        seen |= {self.item_lookup[i] for i in self.store.items(user_id)}
+        keep = [i for i in items[0].tolist() if i not in seen]
+        if not keep:
+            raise FieldError("exclude_seen", "the user has had every candidate: nothing is "
+                                             "left to recommend")
+        return torch.tensor(keep, dtype=torch.int64)[None]
+
+    def feedback(self, req: FeedbackRequest) -> dict[str, object]:
+        self.item_index(req.item_id, "item_id")
+        objectives = self._objectives(req.objectives)
+        now = time.time()
+        timestamp = now if req.timestamp is None else req.timestamp
+        if req.timestamp is not None:
+            if timestamp > now + self.settings.future_tolerance_s:
+                raise FieldError("timestamp", f"{timestamp} lies in the future (server clock "
+                                              f"{now:.0f})")
+            user = self.user_index(req.user_id)
+            if self.has_clock and user:
+                last = float(self.data.time[self.data.user_events(user)[-1]])
+                if timestamp < last:
+                    raise FieldError("timestamp", f"{timestamp} is before the user's last "
+                                                  f"logged event ({last})")
+        event = FeedbackEvent(user_id=req.user_id, item_id=req.item_id, timestamp=timestamp,
+                              objectives=objectives, reward=req.reward)
+        row, count = self.store.add(event, model_version=self.version)
+        return {"id": row, "user_id": req.user_id, "item_id": req.item_id,
+                "timestamp": timestamp, "feedback_events": count}
+
+    def _objectives(self, values: dict[str, float] | None) -> dict[str, float] | None:
+        if values is None:
+            return None
+        for name in values:
+            if name not in self.names:
+                raise FieldError(f"objectives.{name}", f"unknown objective; expected "
+                                                       f"{list(self.names)}")
+        missing = [n for n in self.names if n not in values]
+        if missing:
+            raise FieldError(f"objectives.{missing[0]}", f"missing; give every objective "
+                                                         f"{list(self.names)} or none")
+        for name, value in values.items():
+            if not 0.0 <= value <= 1.0 or not math.isfinite(value):
+                raise FieldError(f"objectives.{name}", f"{value} is outside [0, 1]")
+        return {n: float(values[n]) for n in self.names}
+
+    def user_state(self, user_id: str, timestamp: float | None) -> dict[str, object]:
+        history = self.history(user_id)
+        at_time = self.request_time(history, timestamp)
+        context = self.request_context(history, at_time, None)
+        scored = self.score(history, at_time, context, self.catalogue[:, :1], 1)
+        steps = [{"item_id": self.data.item_ids[int(i) - 1], "timestamp": float(t),
+                  "source": src}
+                 for i, t, src in zip(history.items, history.times, history.sources,
+                                      strict=True)][-self.length:]
+        return {"user_id": user_id, "known_user": history.user != 0,
+                "model_version": self.version, "logged_events": history.logged_events,
+                "feedback_events": self.store.count(user_id), "timestamp": at_time,
+                "history": steps, "weights": dict(zip(self.names, scored.weights.tolist(),
+                                                      strict=True)),
+                "state": scored.state.tolist()}
+
+    def health(self) -> dict[str, object]:
+        self.store.ping()
+        return {"status": "ok", "model_version": self.version, "users": self.data.n_users,
+                "items": self.data.n_items, "objectives": list(self.names),
+                "uptime_s": time.time() - self.started}
+
+    def close(self) -> None:
+        self.store.close()
