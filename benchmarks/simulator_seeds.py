@@ -24,7 +24,7 @@ def main() -> None:
         config = RunConfig(dataset={"name": "simulator", "seed": seed}, seed=seed)
         m = train_run(config, f"{args.out}/seed{seed}")
         row = {"seed": seed, **{f"{k}_reward": m[k]["reward"]
-                                for k in ("learned", "equal", "popularity", "oracle")}}
+                                for k in ("learned", "equal", "static", "popularity", "oracle")}}
         rows.append(row)
         print(json.dumps(row), flush=True)
     wins = sum(r["learned_reward"] > r["equal_reward"] for r in rows)

@@ -215,6 +215,7 @@ def _print_table(metrics: dict[str, Any], *, title: str) -> None:
     model = metrics.get("model", "deepprl")
     own = "DeepPRL (learned weights)" if model == "deepprl" else f"{model} (its own ranking)"
     labels = {"learned": own, "equal": "same predictor, fixed equal weights",
+              "static": "same predictor, best static weights (validation)",
               "popularity": "popularity", "oracle": "upper bound: rank by true reward"}
     rows = [m for m in labels if m in metrics]
     names = list(metrics[rows[0]]["objectives"])

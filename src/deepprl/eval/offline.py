@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from deepprl.artifacts import load_run, run_split
 from deepprl.config import RunConfig
 from deepprl.data.splits import Split
@@ -16,10 +18,11 @@ from deepprl.eval.evaluator import (
     popularity_scores,
     score_table,
 )
+from deepprl.eval.static_weights import tune_static_weights
 from deepprl.policy.weights import FixedWeights
 from deepprl.recommender import ItemRanker, Recommender
 
-METHODS = ("learned", "equal", "popularity", "oracle")
+METHODS = ("learned", "equal", "static", "popularity", "oracle")
 
 
 def evaluate_ranker(ranker: Recommender | ItemRanker, config: RunConfig,
@@ -27,8 +30,10 @@ def evaluate_ranker(ranker: Recommender | ItemRanker, config: RunConfig,
                     ) -> dict[str, Any]:
     """{method: {"objectives": {...}, "reward": x}} plus "protocol".
 
-    learned: the run's own ranking; equal: the run's predictor with fixed equal weights
-    (weighted models only); popularity; oracle: rank by the true reward (upper bound)."""
+    learned: the run's own ranking; equal: the run's predictor with fixed equal weights;
+    static: the run's predictor with the best static weights on validation (Optuna; both
+    for weighted models only, and static only where the split has validation events);
+    popularity; oracle: rank by the true reward (upper bound)."""
     data, k = ranker.data, config.eval.k
     split = split if split is not None else run_split(data, config)
     eval_set = build_eval_set(data, split, k=k, max_events=config.eval.max_events,
@@ -47,8 +52,18 @@ def evaluate_ranker(ranker: Recommender | ItemRanker, config: RunConfig,
             out[method] = {**score_table(eval_set, scores, k, data.objective_names),
                            "mean_weights": dict(zip(data.objective_names,
                                                     alpha.mean(0).tolist(), strict=True))}
-        elif method == "equal":
-            continue  # an item-level policy has no predictor to weight equally
+        elif method == "static" and isinstance(ranker, Recommender) and scored is not None \
+                and split.valid.any():
+            weights, _ = tune_static_weights(ranker, data, split, k=k,
+                                             trials=config.policy.static_trials,
+                                             seed=config.seed)
+            scores, _ = policy_scores(ranker, eval_set.events, scored,
+                                      FixedWeights(torch.from_numpy(weights.astype("float32"))))
+            out[method] = {**score_table(eval_set, scores, k, data.objective_names),
+                           "weights": dict(zip(data.objective_names, weights.tolist(),
+                                               strict=True))}
+        elif method in ("equal", "static"):
+            continue  # no predictor to weight (item-level policy) or nothing to tune on
         elif method == "popularity":
             out[method] = score_table(eval_set, popularity_scores(data, split.train, eval_set),
                                       k, data.objective_names)

@@ -30,11 +30,11 @@ from deepprl.data.interactions import Interactions
 from deepprl.data.registry import load_dataset
 from deepprl.data.splits import Split
 from deepprl.eval.offline import evaluate_ranker
+from deepprl.eval.static_weights import tune_static_weights
 from deepprl.policy.weights import FixedWeights
 from deepprl.recommender import ItemRanker, Recommender
 from deepprl.train.stage1 import Progress, fit_predictor, prediction_error
 from deepprl.train.stage2 import TRAJECTORY_LEARNERS, build_trajectories
-from deepprl.train.static import tune_static_weights
 from deepprl.zoo import models
 
 log = logging.getLogger("deepprl.train")
