@@ -322,3 +322,39 @@ def test_masked_gru_ignores_left_padding() -> None:
     padded = gru(x, mask)
     torch.testing.assert_close(padded, gru(x[:, 2:], torch.ones(1, 3, dtype=torch.bool)))
     torch.testing.assert_close(gru(x, torch.zeros(1, 5, dtype=torch.bool)), torch.zeros(1, 4))
+
+
+def test_behaviour_head_does_not_train_the_state(world: tuple[Interactions, Split]) -> None:
+    data, split = world
+    torch.manual_seed(0)
+    net = reinforce_topk.build(reinforce_topk.ReinforceTopKConfig(hidden=16, item_dim=8),
+                               data, 10)
+    rows = np.flatnonzero(split.train)[:16]
+    _, log_beta = net.log_probs(net.state(make_batch(data, history_index(data, 10)[rows],
+                                                     rows)))
+    (-log_beta.gather(1, torch.from_numpy(data.item[rows])[:, None]).mean()).backward()
+    assert net.beta_head.weight.grad is not None
+    for pname, p in net.named_parameters():
+        if not pname.startswith("beta_head"):
+            assert p.grad is None or not p.grad.any(), pname
+
+
+@pytest.mark.parametrize("name", ["mo-linucb", "morl"])
+def test_reweighting_without_retraining(name: str, world: tuple[Interactions, Split]) -> None:
+    data, split = world
+    module, _ = _fitted(name, data, split)
+    entry = ITEM_POLICIES[name]
+    config = dataclasses.replace(entry.config(), **SMALL[name], weights=(0.9, 0.1))
+    reweighted = entry.build(config, data, 10)
+    reweighted.load_state_dict(module.state_dict())
+    a, b = _scores(module, data, split), _scores(reweighted, data, split)
+    assert not torch.allclose(a, b)
+    if isinstance(reweighted, morl.ConditionedQ):  # scores are w'Q(s, a, w) at the new w
+        events = np.flatnonzero(split.test)[:9]
+        batch = make_batch(data, history_index(data, 10)[events], events)
+        items = torch.from_numpy(candidate_items(data, events, split.test))
+        items[0, -3:] = 0
+        w = torch.tensor([[0.9, 0.1]]).expand(9, -1)
+        with torch.no_grad():
+            q = reweighted.q(reweighted.state(batch), items, w)
+        torch.testing.assert_close(b, (q * w[:, None]).sum(-1))

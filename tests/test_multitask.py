@@ -337,22 +337,23 @@ def test_transformer_is_causal_and_ignores_padding() -> None:
     torch.manual_seed(0)
     enc = CausalTransformer(4, HID, n_layers=2, n_heads=2)
     x, gaps, mask = _history()
-    base = enc.states(x, mask)
+    base = enc.states(x, gaps, mask)
     assert torch.isfinite(base).all()  # the all-padding row included
     j = 3
     later = x.clone()
     later[:, j] += 2.0
-    after = enc.states(later, mask)
+    after = enc.states(later, gaps, mask)
     torch.testing.assert_close(after[:, :j], base[:, :j], atol=0, rtol=0)
     assert ((after[:2, j:] - base[:2, j:]).abs().amax(-1) > 1e-5).all()
     # padded steps never reach an existing step, nor the state
     padded = x.clone()
     padded[~mask] = torch.randn(int((~mask).sum()), 4) * 10
-    torch.testing.assert_close(enc.states(padded, mask)[mask], base[mask], atol=1e-5, rtol=0)
+    torch.testing.assert_close(enc.states(padded, gaps, mask)[mask], base[mask], atol=1e-5,
+                               rtol=0)
     torch.testing.assert_close(enc(padded, gaps, mask), enc(x, gaps, mask), atol=1e-5, rtol=0)
     # the state is the output at the last existing step, even after a trailing gap
     holes = torch.tensor([[True, True, True, True, False, False]] * 3)
-    torch.testing.assert_close(enc(x, gaps, holes), enc.states(x, holes)[:, 3])
+    torch.testing.assert_close(enc(x, gaps, holes), enc.states(x, gaps, holes)[:, 3])
 
 
 def test_transformer_state_gradients_are_finite_for_empty_histories() -> None:
@@ -363,7 +364,7 @@ def test_transformer_state_gradients_are_finite_for_empty_histories() -> None:
     enc(x, torch.zeros(2, 5), mask).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     with pytest.raises(ValueError, match="max_length"):
-        CausalTransformer(4, HID, max_length=4).states(x, mask)
+        CausalTransformer(4, HID, max_length=4).states(x, torch.zeros(2, 5), mask)
 
 
 def _expert_as_torch_lstm(enc: LSTMExperts, e: int) -> torch.nn.LSTM:
@@ -385,7 +386,7 @@ def test_lstm_experts_match_torch_lstms() -> None:
     torch.manual_seed(0)
     enc = LSTMExperts(4, HID, n_experts=3)
     x = torch.randn(2, 6, 4)
-    states = enc.states(x, torch.ones(2, 6, dtype=torch.bool))  # [B, L, E, H]
+    states = enc.states(x, torch.zeros(2, 6), torch.ones(2, 6, dtype=torch.bool))  # [B,L,E,H]
     for e in range(3):
         ref, _ = _expert_as_torch_lstm(enc, e)(x)
         torch.testing.assert_close(states[:, :, e], ref, atol=1e-6, rtol=0)
@@ -398,7 +399,7 @@ def test_lstm_experts_ignore_masked_steps() -> None:
     x, gaps, _ = _history()
     mask = torch.tensor([[False, False, True, True, False, True],
                          [True, False, True, True, True, False], [False] * 6])
-    states = enc.states(x, mask)
+    states = enc.states(x, gaps, mask)
     torch.testing.assert_close(states[0, :2], torch.zeros(2, MOSE_EXPERTS, HID), atol=0, rtol=0)
     for b in range(2):
         for k in range(1, 6):
@@ -408,7 +409,7 @@ def test_lstm_experts_ignore_masked_steps() -> None:
                 assert (states[b, k] - states[b, k - 1]).abs().max() > 1e-6
     x2 = x.clone()
     x2[~mask] = torch.randn(int((~mask).sum()), 4) * 10
-    torch.testing.assert_close(enc.states(x2, mask), states, atol=0, rtol=0)
+    torch.testing.assert_close(enc.states(x2, gaps, mask), states, atol=0, rtol=0)
     # a history with its masked steps removed gives the same state
     torch.testing.assert_close(enc(x[1:2, [0, 2, 3, 4]], gaps[1:2, :4], mask[1:2, :4] | True),
                                enc(x[1:2], gaps[1:2], mask[1:2]), atol=1e-6, rtol=0)
@@ -432,12 +433,8 @@ def _config(encoder: str, predictor: str) -> RunConfig:
                          + [("transformer", "mmoe"), ("lstm-experts", "mose")])
 def test_network_with_new_components(sim_data, encoder: str, predictor: str) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
-    try:
-        model = build_model(_config(encoder, predictor), sim_data)
-    except ValueError as err:
-        if "mose: user_dim" not in str(err):
-            raise
-        pytest.skip("network.py sizes the state by config.hidden, not encoder.out_dim")
+    model = build_model(_config(encoder, predictor), sim_data)
+    assert model.state_dim == model.encoder.out_dim + 4  # MoSE: 4 experts * hidden + user
     events = np.array([0, 1, 3, 16, 40, 299])  # first events (empty history) included
     batch = make_batch(sim_data, history_index(sim_data, 5)[events], events)
     items = torch.from_numpy(np.random.default_rng(0).integers(1, 31, size=(6, 7)))

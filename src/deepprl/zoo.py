@@ -56,6 +56,26 @@ WEIGHTED: dict[str, ModelEntry] = {
                                _set(policy={"algorithm": "dqn"})),
     "variant7-reinforce": ModelEntry("Table 7 variant 7: REINFORCE, Dirichlet policy on the "
                                      "simplex", _set(policy={"algorithm": "reinforce"})),
+    "variant3-transformer": ModelEntry("Table 7 variant 3: causal Transformer replaces the "
+                                       "SA-Time-LSTM", _set(model={"encoder": "transformer"})),
+    "variant4-shared-bottom": ModelEntry("Table 7 variant 4: Shared-Bottom replaces the "
+                                         "Mixture of HyperNetwork",
+                                         _set(model={"predictor": "shared-bottom"})),
+    "variant5-cross-stitch": ModelEntry("Table 7 variant 5: Cross-Stitch replaces the "
+                                        "Mixture of HyperNetwork",
+                                        _set(model={"predictor": "cross-stitch"})),
+    "shared-bottom": ModelEntry("Shared-Bottom (Ruder 2017), static weights tuned on validation",
+                                _set(model={"encoder": "mean-pool", "predictor": "shared-bottom"},
+                                     policy=_STATIC)),
+    "mmoe": ModelEntry("MMOE (Ma et al. 2018), static weights tuned on validation",
+                       _set(model={"encoder": "mean-pool", "predictor": "mmoe"},
+                            policy=_STATIC)),
+    "ple": ModelEntry("PLE (Tang et al. 2020), static weights tuned on validation",
+                      _set(model={"encoder": "mean-pool", "predictor": "ple"}, policy=_STATIC)),
+    "mose": ModelEntry("MoSE (Qin et al. 2020): sequential LSTM experts, static weights tuned "
+                       "on validation",
+                       _set(model={"encoder": "lstm-experts", "predictor": "mose"},
+                            policy=_STATIC)),
     "deepprl-static": ModelEntry("DeepPRL's own predictor with one static alpha tuned on "
                                  "validation (Optuna): where the policy's gain comes from",
                                  _set(policy=_STATIC)),

@@ -56,7 +56,7 @@ class DRNConfig:
     """Item embedding size (id embedding + projected item features)."""
     hidden: int = 64
     """Hidden units of the value and advantage networks."""
-    gamma: float = 0.9
+    gamma: float = 0.5
     """Discount of future rewards."""
     lr: float = 1e-3
     """Adam learning rate."""
@@ -74,6 +74,8 @@ class DRNConfig:
     """Transitions stored before updates start."""
     target_every: int = 100
     """Steps between hard copies of the online network into the target network."""
+    epsilon: float = 0.3
+    """Share of uniformly random actions on top of the explore network's."""
     explore_share: float = 0.5
     """Share of events whose action comes from the explore network."""
     explore_scale: float = 0.1
@@ -166,7 +168,7 @@ def fit(module: nn.Module, data: Interactions, split: Split, config: DRNConfig, 
                    act_batch=config.act_batch, target_every=config.target_every,
                    buffer_size=config.buffer_size,
                    activeness_half_life_hours=config.activeness_half_life_hours)
-    check_unit(gamma=config.gamma, explore_share=config.explore_share,
+    check_unit(gamma=config.gamma, epsilon=config.epsilon, explore_share=config.explore_share,
                activeness_weight=config.activeness_weight)
     reinitialise(module, seed)
     device = module_device(module)
@@ -228,6 +230,8 @@ def _act(net: DuelingQ, env: LoggedEnv, replay: Replay, config: DRNConfig,
         explore = choose(explore_q.cpu(), valid)
     use = torch.rand(len(rows), generator=gen) < config.explore_share
     col = torch.where(use, explore, exploit)
+    uniform = torch.rand(len(rows), generator=gen) < config.epsilon
+    col = torch.where(uniform, choose(torch.rand(valid.shape, generator=gen), valid), col)
     chosen = items[torch.arange(len(rows)), col].numpy()
     _, item_reward = env.outcome(rows, chosen)
     active = np.where(env.steps.done[pos], 0.0,

@@ -55,7 +55,7 @@ class MORLConfig:
     """Item embedding size (id embedding + projected item features)."""
     hidden: int = 64
     """Hidden units of the GRU user state and of the Q-network."""
-    gamma: float = 0.9
+    gamma: float = 0.5
     """Discount of the vector return."""
     lr: float = 1e-3
     """Adam learning rate."""
@@ -71,7 +71,7 @@ class MORLConfig:
     """Replay capacity."""
     warmup: int = 256
     """Transitions stored before updates start."""
-    epsilon: float = 0.1
+    epsilon: float = 0.3
     """Share of uniformly random actions (epsilon-greedy on w'Q)."""
     target_every: int = 100
     """Steps between hard copies of the online network into the target network."""

@@ -47,7 +47,7 @@ class ReinforceTopKConfig:
     """Input item embedding size (id embedding + projected item features)."""
     hidden: int = 64
     """GRU units and user-state size (the softmax embeddings' size)."""
-    gamma: float = 0.9
+    gamma: float = 0.5
     """Discount of the return over the user's logged trajectory."""
     lr: float = 1e-3
     """Adam learning rate."""

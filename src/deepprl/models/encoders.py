@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from deepprl.models.layers import similarity_scores
+from deepprl.models.pooling import MeanPoolHistory
 from deepprl.models.sequential import CausalTransformer, LSTMExperts
 
 
@@ -101,4 +102,6 @@ ENCODERS: dict[str, tuple[EncoderFactory, str]] = {
     "transformer": (CausalTransformer, "causal Transformer over the history (ablation variant 3)"),
     "lstm-experts": (LSTMExperts, "MoSE's sequential experts: n LSTMs, state [B, n * hidden] "
                                   "(Qin et al. 2020; pair with predictor 'mose')"),
+    "mean-pool": (MeanPoolHistory, "mean of the last L steps (the multi-task baselines' "
+                                   "'last 10 products & timestamp' input)"),
 }

@@ -52,10 +52,11 @@ class LSTMExperts(nn.Module):
         self.out_dim = n_experts * hidden
 
     def forward(self, x: torch.Tensor, gaps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.states(x, mask)[:, -1].flatten(1)  # [B, E * H]
+        return self.states(x, gaps, mask)[:, -1].flatten(1)  # [B, E * H]
 
-    def states(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x [B, L, D], mask [B, L] -> every expert's state after every step [B, L, E, H]."""
+    def states(self, x: torch.Tensor, gaps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x [B, L, D], mask [B, L] -> every expert's state after every step [B, L, E, H]
+        (gaps: unused, see the module docstring)."""
         B, L, _ = x.shape
         E, H = self.n_experts, self.hidden
         x_part = self.x_gates(x).unflatten(-1, (E, 4 * H))  # [B, L, E, 4H], all steps at once
@@ -153,14 +154,14 @@ class CausalTransformer(nn.Module):
         self.out_dim = hidden
 
     def forward(self, x: torch.Tensor, gaps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        states = self.states(x, mask)  # [B, L, H]
+        states = self.states(x, gaps, mask)  # [B, L, H]
         B, L, _ = states.shape
         last = (L - 1) - mask.flip(-1).to(torch.int8).argmax(-1)  # last existing step [B]
         state = states[torch.arange(B, device=x.device), last]
         return state * mask.any(-1, keepdim=True)  # [B, H]; zeros for an empty history
 
-    def states(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x [B, L, D], mask [B, L] -> the output at every step [B, L, H]."""
+    def states(self, x: torch.Tensor, gaps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x [B, L, D], mask [B, L] -> the output at every step [B, L, H] (gaps: unused)."""
         length = x.shape[1]
         if length > self.max_length:
             raise ValueError(f"history of {length} steps exceeds max_length {self.max_length}")
