@@ -111,3 +111,21 @@ def test_unknown_model_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         configure("nope", RunConfig())
     assert json.dumps(sorted(models()))  # listing works
+
+
+@pytest.mark.parametrize("name", ["mo-linucb", "morl", "mmoe", "deepprl-static"])
+def test_static_weights_are_tuned_on_validation_and_saved(
+        trained: dict[str, tuple[Path, dict]], name: str) -> None:
+    run, metrics = trained[name]
+    config = json.loads((run / "config.json").read_text())
+    log = (run / "train.log").read_text()
+    assert "static weights tuned on validation" in log
+    if models()[name].item_policy is not None:
+        weights = config["baseline"]["weights"]
+        assert metrics["static_weights"] == weights
+    else:
+        from safetensors.torch import load_file
+
+        weights = load_file(run / "actor.safetensors")["weights"].tolist()
+    assert len(weights) == 2 and min(weights) >= 0
+    assert sum(weights) == pytest.approx(1.0, abs=1e-5)

@@ -174,12 +174,18 @@ def build(kind: type[T], raw: dict[str, Any], where: str) -> T:
     """Instantiate a config dataclass from a dict, rejecting unknown keys and wrong types."""
     _check_keys(kind, raw, where)
     defaults = kind()
+    values = dict(raw)
     for name, value in raw.items():
         default = getattr(defaults, name)
+        if isinstance(default, tuple) and isinstance(value, list | tuple):  # JSON has lists
+            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+                raise ValueError(f"{where}.{name} must be a list of numbers, got {value!r}")
+            values[name] = tuple(value)
+            continue
         expected: tuple[type, ...] = (int, float) if type(default) is float else (type(default),)
         if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expected):
             raise ValueError(f"{where}.{name} must be {type(default).__name__}, got {value!r}")
-    return kind(**raw)
+    return kind(**values)
 
 
 def _check_keys(kind: type, raw: dict[str, Any], where: str) -> None:

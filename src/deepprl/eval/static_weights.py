@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import optuna
 import torch
@@ -9,16 +12,22 @@ import torch
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import candidate_items
 from deepprl.data.splits import Split
-from deepprl.eval.metrics import top_k_reward
+from deepprl.eval.metrics import top_k, top_k_reward
 from deepprl.recommender import Recommender
 
 
-def tune_static_weights(recommender: Recommender, data: Interactions, split: Split, *,
-                        k: int, trials: int, seed: int, max_events: int = 5000
-                        ) -> tuple[np.ndarray, list[dict[str, float]]]:
-    """One alpha for everyone, maximising the mean top-k reward on the validation events
-    (candidates: each user's validation-period items). TPE, seeded; the first trial is
-    equal weights. Returns (alpha [K], one record per trial)."""
+@dataclass(frozen=True, eq=False)
+class ValidationSet:
+    """Validation events with more than k candidates (each user's validation-period items)."""
+
+    events: np.ndarray  # [E]
+    items: np.ndarray  # [E, C]
+    reward: torch.Tensor  # [E, C] true reward, 0 where invalid
+    valid: torch.Tensor  # [E, C] bool
+
+
+def validation_set(data: Interactions, split: Split, *, k: int, seed: int,
+                   max_events: int = 5000) -> ValidationSet:
     events = np.flatnonzero(split.valid)
     if len(events) == 0:
         raise ValueError("static weights are tuned on validation events, and the split has "
@@ -34,27 +43,49 @@ def tune_static_weights(recommender: Recommender, data: Interactions, split: Spl
         pick = np.sort(np.random.default_rng([seed, 41]).choice(len(events), max_events,
                                                                 replace=False))
         events, items, reward, valid = events[pick], items[pick], reward[pick], valid[pick]
-    y_hat = torch.from_numpy(recommender.score_events(events, items).y_hat)
-    true_reward = torch.from_numpy(np.nan_to_num(reward))
-    mask = torch.from_numpy(valid)
-    K = data.n_objectives
+    return ValidationSet(events=events, items=items,
+                         reward=torch.from_numpy(np.nan_to_num(reward)),
+                         valid=torch.from_numpy(valid))
 
-    def mean_reward(alpha: np.ndarray) -> float:
-        a = torch.from_numpy(alpha.astype(np.float32)).expand(len(events), -1)
-        return float(top_k_reward(y_hat, true_reward, mask, a, k).mean())
 
+def tune_weights(mean_reward: Callable[[np.ndarray], float], n_objectives: int, *,
+                 trials: int, seed: int) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """Maximise mean_reward(alpha) over the simplex with Optuna's TPE (seeded; the first
+    trial is equal weights). Returns (best alpha [K], one record per trial)."""
     def objective(trial: optuna.Trial) -> float:
         return mean_reward(_to_simplex([trial.suggest_float(f"w{j}", 0.0, 1.0)
-                                        for j in range(K)]))
+                                        for j in range(n_objectives)]))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=seed))
-    study.enqueue_trial({f"w{j}": 1.0 for j in range(K)})
+    study.enqueue_trial({f"w{j}": 1.0 for j in range(n_objectives)})
     study.optimize(objective, n_trials=trials)
-    best = _to_simplex([study.best_params[f"w{j}"] for j in range(K)])
+    best = _to_simplex([study.best_params[f"w{j}"] for j in range(n_objectives)])
     log = [{"trial": t.number, "valid_reward": float(t.value or 0.0)} for t in study.trials]
     return best, log
+
+
+def tune_static_weights(recommender: Recommender, data: Interactions, split: Split, *,
+                        k: int, trials: int, seed: int, max_events: int = 5000
+                        ) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """One alpha for everyone on the recommender's predictor (ranking by alpha . y_hat)."""
+    vs = validation_set(data, split, k=k, seed=seed, max_events=max_events)
+    y_hat = torch.from_numpy(recommender.score_events(vs.events, vs.items).y_hat)
+
+    def mean_reward(alpha: np.ndarray) -> float:
+        a = torch.from_numpy(alpha.astype(np.float32)).expand(len(vs.events), -1)
+        return float(top_k_reward(y_hat, vs.reward, vs.valid, a, k).mean())
+
+    return tune_weights(mean_reward, data.n_objectives, trials=trials, seed=seed)
+
+
+def top_k_mean_reward(scores: np.ndarray, vs: ValidationSet, k: int) -> float:
+    """Mean true reward of the top-k by `scores` [E, C] on a validation set."""
+    idx = top_k(torch.from_numpy(scores.astype(np.float32)), vs.valid, k)
+    chosen = vs.valid.gather(1, idx).float()
+    return float(((vs.reward.gather(1, idx) * chosen).sum(1) / chosen.sum(1).clamp(min=1))
+                 .mean())
 
 
 def _to_simplex(raw: list[float]) -> np.ndarray:

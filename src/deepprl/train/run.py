@@ -5,6 +5,7 @@ Item-level baselines take their own path: build -> fit -> save -> the same evalu
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -30,7 +31,12 @@ from deepprl.data.interactions import Interactions
 from deepprl.data.registry import load_dataset
 from deepprl.data.splits import Split
 from deepprl.eval.offline import evaluate_ranker
-from deepprl.eval.static_weights import tune_static_weights
+from deepprl.eval.static_weights import (
+    top_k_mean_reward,
+    tune_static_weights,
+    tune_weights,
+    validation_set,
+)
 from deepprl.policy.weights import FixedWeights
 from deepprl.recommender import ItemRanker, Recommender
 from deepprl.train.stage1 import Progress, fit_predictor, prediction_error
@@ -124,14 +130,47 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
 
 def _train_item_policy(config: RunConfig, data: Interactions, split: Split, out: Path
                        ) -> dict[str, Any]:
-    name = config.name
+    entry = ITEM_POLICIES[config.name]
     module, baseline_config = build_item_policy(config, data)
-    fit_log = ITEM_POLICIES[name].fit(module, data, split, baseline_config, config.eval.k,
-                                      config.seed)
+    fit_log = entry.fit(module, data, split, baseline_config, config.eval.k, config.seed)
     for record in fit_log[:: max(1, len(fit_log) // 10)]:
         log.info("fit %s", record)
+    tunable = "weights" in {f.name for f in dataclasses.fields(baseline_config)}
+    if tunable and split.valid.any() and "weights" not in config.baseline:
+        weights = _tune_item_weights(config, data, split, module)
+        log.info("static weights tuned on validation: %s", weights)
+        config = dataclasses.replace(config, baseline={**config.baseline, "weights": weights})
+        module = _rebuild(config, data, module.state_dict())
     save_item_run(out, config, module, data)
     ranker = ItemRanker(module, data, config.model.history_length)
     metrics = evaluate_ranker(ranker, config, split)
     metrics["fit_last"] = fit_log[-1] if fit_log else {}
+    if "weights" in config.baseline:
+        metrics["static_weights"] = config.baseline["weights"]
     return metrics
+
+
+def _rebuild(config: RunConfig, data: Interactions, state: dict[str, Any]) -> torch.nn.Module:
+    """The trained module under other (non-learnt) settings, e.g. static weights."""
+    module, _ = build_item_policy(config, data)
+    module.load_state_dict(state)
+    return module
+
+
+def _tune_item_weights(config: RunConfig, data: Interactions, split: Split,
+                       module: torch.nn.Module) -> list[float]:
+    """Optuna over the static weights of a multi-objective item-level baseline (paper
+    §5.2), scored on validation events; no retraining: the weights are not learnt."""
+    k = config.eval.k
+    vs = validation_set(data, split, k=k, seed=config.seed)
+    state = module.state_dict()
+
+    def mean_reward(alpha: np.ndarray) -> float:
+        trial = dataclasses.replace(config, baseline={**config.baseline,
+                                                      "weights": alpha.tolist()})
+        ranker = ItemRanker(_rebuild(trial, data, state), data, config.model.history_length)
+        return top_k_mean_reward(ranker.scores(vs.events, vs.items), vs, k)
+
+    weights, _ = tune_weights(mean_reward, data.n_objectives,
+                              trials=config.policy.static_trials, seed=config.seed)
+    return [float(w) for w in weights]
