@@ -146,3 +146,14 @@ def test_time_stratified_fold_as_the_split(runner: CliRunner, tmp_path: Path) ->
     bad = runner.invoke(app, ["train", *SMALL, "--out", str(tmp_path / "b"),
                               "--set", "train.split=kfold", "--set", "train.fold=9"])
     assert bad.exit_code == 2 and "fold must be in" in bad.output
+
+
+def test_item_level_model_from_the_cli(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "linucb"
+    result = runner.invoke(app, ["train", *SMALL, "--model", "mo-linucb", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = runner.invoke(app, ["recommend", "--run", str(out), "--user", "2", "--k", "3"])
+    assert table.exit_code == 0, table.output
+    assert "item-level model" in table.stdout
+    equal = runner.invoke(app, ["evaluate", "--run", str(out), "--weights", "equal"])
+    assert equal.exit_code == 2 and "objective predictor" in equal.output

@@ -177,11 +177,12 @@ def recommend(
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
-    weights = ", ".join(f"{n}={w:.3f}" for n, w in result["weights"].items())  # type: ignore[attr-defined]
+    alpha: dict[str, float] = result["weights"] or {}  # type: ignore[assignment]
+    weights = ", ".join(f"{n}={w:.3f}" for n, w in alpha.items()) or "none (item-level model)"
     table = Table(title=f"user {user}: weights {weights}")
     table.add_column("item")
     table.add_column("score", justify="right")
-    names = list(result["weights"])  # type: ignore[call-overload]
+    names = list(alpha)
     for name in names:
         table.add_column(f"ŷ {name}", justify="right")
     for row in result["items"]:  # type: ignore[attr-defined]
