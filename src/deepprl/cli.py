@@ -179,7 +179,8 @@ def recommend(
         return
     alpha: dict[str, float] = result["weights"] or {}  # type: ignore[assignment]
     weights = ", ".join(f"{n}={w:.3f}" for n, w in alpha.items()) or "none (item-level model)"
-    table = Table(title=f"user {user}: weights {weights}")
+    Console().print(f"user {user}: weights {weights}", highlight=False, soft_wrap=True)
+    table = Table()
     table.add_column("item")
     table.add_column("score", justify="right")
     names = list(alpha)
