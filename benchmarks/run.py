@@ -8,8 +8,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import time
+
+import numpy as np
 
 from deepprl.bench import BENCH_MODELS, bench_train
+from deepprl.eval.pareto import hypervolume
+
+
+def bench_hypervolume(n: int = 100_000, repeats: int = 7) -> dict[str, float]:
+    """Median seconds for the hypervolume of n random two-objective points."""
+    points = np.random.default_rng(0).random((n, 2))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        hypervolume(points, [0.0, 0.0])
+        times.append(time.perf_counter() - start)
+    return {"points": n, "seconds_median": statistics.median(times), "target_seconds": 0.1}
 
 
 def main() -> None:
@@ -19,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     results = {model: bench_train(args.dataset, model, epochs=args.epochs)
                for model in BENCH_MODELS}
-    print(json.dumps({"train": results}, indent=2))
+    print(json.dumps({"train": results, "hypervolume": bench_hypervolume()}, indent=2))
 
 
 if __name__ == "__main__":
