@@ -157,3 +157,12 @@ def test_item_level_model_from_the_cli(runner: CliRunner, tmp_path: Path) -> Non
     assert "item-level model" in table.stdout
     equal = runner.invoke(app, ["evaluate", "--run", str(out), "--weights", "equal"])
     assert equal.exit_code == 2 and "objective predictor" in equal.output
+
+
+def test_bench_train_any_weighted_model(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["bench", "train", "--dataset", "simulator", "--model", "mmoe",
+                                 "--epochs", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"] == "mmoe"
+    bad = runner.invoke(app, ["bench", "train", "--dataset", "simulator", "--model", "drn"])
+    assert bad.exit_code == 2 and "unknown model 'drn' for bench" in bad.output

@@ -19,6 +19,7 @@ from deepprl.recommender import Recommender
 from deepprl.train.run import seed_everything
 from deepprl.train.stage1 import fit_predictor
 from deepprl.train.stage2 import build_trajectories, learn_ddpg
+from deepprl.zoo import configure, models
 
 BENCH_MODELS = {
     "predictor": "stage 1 only: embedding + SA-Time-LSTM + Mixture of HyperNetwork",
@@ -26,14 +27,25 @@ BENCH_MODELS = {
 }
 
 
+def bench_models() -> list[str]:
+    """Every model bench_train accepts: the two above plus each weighted model of the zoo
+    (its stage-1 predictor is timed)."""
+    return [*BENCH_MODELS, *(n for n, e in models().items()
+                             if e.item_policy is None and n not in BENCH_MODELS)]
+
+
 def bench_train(dataset: str, model: str, *, epochs: int = 3, batch_size: int = 256,
                 seed: int = 0) -> dict[str, Any]:
-    if model not in BENCH_MODELS:
-        raise ValueError(f"unknown model {model!r} for bench; expected {sorted(BENCH_MODELS)}")
+    """records/s of training: stage 1 (one warm-up epoch, then `epochs` timed, median) for
+    "predictor" and every weighted zoo model; the whole Algorithm 1 for "deepprl"."""
+    if model not in bench_models():
+        raise ValueError(f"unknown model {model!r} for bench; expected one of {bench_models()}")
     if epochs < 1:
         raise ValueError("epochs must be >= 1")
     config = RunConfig(dataset={"name": dataset}, seed=seed,
                        train=dataclasses.replace(TrainConfig(), batch_size=batch_size))
+    if model not in BENCH_MODELS:
+        config = configure(model, config)
     seed_everything(seed)
     data = load_dataset(config.dataset)
     split = run_split(data, config)

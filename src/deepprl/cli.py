@@ -264,7 +264,8 @@ def datasets() -> None:
 @bench_app.command("train")
 def bench_train_cmd(
     dataset: Annotated[str, typer.Option(help="Dataset name.")] = "movielens-100k",
-    model: Annotated[str, typer.Option(help="predictor | deepprl")] = "deepprl",
+    model: Annotated[str, typer.Option(
+        help="predictor | deepprl | any weighted model (mmoe, ple, ...)")] = "deepprl",
     epochs: Annotated[int, typer.Option(help="Timed epochs after one warm-up.")] = 3,
     batch_size: Annotated[int, typer.Option(help="Events per step.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
