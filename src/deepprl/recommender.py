@@ -88,8 +88,14 @@ class Recommender:
 
     def scores(self, events: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Utility sum_k alpha_k y_hat_k [E, C] of candidates at logged events."""
-        scored = self.score_events(events, items)
-        return np.einsum("eck,ek->ec", scored.y_hat, self.event_weights(events, scored))
+        return self.weighted_scores(events, self.score_events(events, items))[0]
+
+    def weighted_scores(self, events: np.ndarray, scored: Scored,
+                        policy: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(utility [E, C], alpha [E, K]) of `policy` (default: the recommender's own, see
+        event_weights) on predictions already made for logged events."""
+        alpha = self.event_weights(events, scored, policy)
+        return np.einsum("eck,ek->ec", scored.y_hat, alpha), alpha
 
     @torch.no_grad()
     def weights(self, state: np.ndarray, context: np.ndarray,
@@ -109,25 +115,19 @@ class Recommender:
         (default: the time of the user's last event)."""
         user, items = _candidate_list(self.data, user_id, k, candidates, exclude_seen)
         batch = next_event_batch(self.data, user, self.model.config.history_length, at_time)
-        self.model.eval()
-        self.policy.eval()
-        state = self.model.state(batch)
-        alpha = self.policy(state, batch.context)  # [1, K]
+        frozen = None
         if self.anchor is not None and self.anchor[user] >= 0:  # weights frozen per user
-            frozen = self.anchor[user : user + 1]
-            alpha = torch.from_numpy(self.weights(self.states(frozen),
-                                                  self.data.context[frozen]))
-        y_hat = self.model.predict(state, batch.context, torch.from_numpy(items)[None])
-        scores = utility(y_hat, alpha)
-        idx = top_k(scores, torch.ones_like(scores, dtype=torch.bool), k)[0].numpy()
+            at = self.anchor[user : user + 1]
+            frozen = torch.from_numpy(self.weights(self.states(at), self.data.context[at]))
+        out = score_history(self, batch, torch.from_numpy(items)[None], k=k, weights=frozen)
         names = self.data.objective_names
         return {
             "user": str(user_id),
-            "weights": dict(zip(names, alpha[0].tolist(), strict=True)),
+            "weights": dict(zip(names, out.weights.tolist(), strict=True)),
             "items": [
-                {"item": self.data.item_ids[int(items[j]) - 1], "score": float(scores[0, j]),
-                 "predicted": dict(zip(names, y_hat[0, j].tolist(), strict=True))}
-                for j in idx
+                {"item": self.data.item_ids[int(items[j]) - 1], "score": float(out.scores[j]),
+                 "predicted": dict(zip(names, out.y_hat[j].tolist(), strict=True))}
+                for j in out.top
             ],
         }
 
@@ -207,11 +207,9 @@ def next_event_batch(data: Interactions, user: int, length: int,
         raise ValueError(f"at_time must be a finite number, got {at_time!r}")
     if when < data.time[last]:
         raise ValueError(f"at_time {when} is before the user's last event ({data.time[last]})")
-    has_clock = data.context_names[: len(CLOCK_CONTEXT)] == CLOCK_CONTEXT
-    clock, _ = time_context(np.array([user, user]), np.array([data.time[last], when]),
-                            has_clock=has_clock)
+    clock = clock_context(data, np.array([when]), prev_time=float(data.time[last]))
     context = data.context[last].copy()
-    context[: clock.shape[1]] = clock[1]
+    context[: clock.shape[1]] = clock[0]
     return Batch(user=batch.user, hist_items=batch.hist_items, hist_gaps=batch.hist_gaps,
                  hist_context=batch.hist_context, hist_mask=batch.hist_mask,
                  context=torch.from_numpy(context[None]))
@@ -311,11 +309,13 @@ def mean_user_embedding(model: PredictorModel) -> torch.Tensor:
 
 @torch.no_grad()
 def score_history(recommender: Recommender, batch: Batch, items: torch.Tensor, *, k: int,
-                  user_embedding: torch.Tensor | None = None) -> HistoryScores:
+                  user_embedding: torch.Tensor | None = None,
+                  weights: torch.Tensor | None = None) -> HistoryScores:
     """Weights, predictions and top-k for a one-event batch and candidates items [1, C].
 
     `user_embedding` [Du], when given, replaces the user part of the state
-    s = [h ; user embedding] (e.g. mean_user_embedding for a user unknown to the log)."""
+    s = [h ; user embedding] (e.g. mean_user_embedding for a user unknown to the log).
+    `weights` [1, K], when given, are used instead of the policy's (frozen weights)."""
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
     model, policy = recommender.model, recommender.policy
@@ -325,7 +325,7 @@ def score_history(recommender: Recommender, batch: Batch, items: torch.Tensor, *
     if user_embedding is not None:
         state = torch.cat([state[:, : state.shape[1] - user_embedding.shape[0]],
                            user_embedding[None]], dim=1)
-    alpha = policy(state, batch.context)  # [1, K]
+    alpha = policy(state, batch.context) if weights is None else weights  # [1, K]
     y_hat = model.predict(state, batch.context, items)  # [1, C, K]
     scores = utility(y_hat, alpha)  # [1, C]
     top = top_k(scores, torch.ones_like(scores, dtype=torch.bool), min(k, items.shape[1]))

@@ -14,13 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import candidate_items
 from deepprl.data.splits import Split
 from deepprl.eval.metrics import mean_of_top, top_k
-from deepprl.recommender import Recommender, Scored
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,13 +64,6 @@ def score_table(eval_set: EvalSet, scores: np.ndarray, k: int, names: tuple[str,
     reward = float(mean_of_top(eval_set.reward, idx).mean())
     return {"objectives": {n: float(v) for n, v in zip(names, objectives, strict=True)},
             "reward": reward}
-
-
-def policy_scores(recommender: Recommender, events: np.ndarray, scored: Scored,
-                  policy: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Utility sum_k alpha_k y_hat_k [E, C] and the weights alpha [E, K] of a policy."""
-    alpha = recommender.event_weights(events, scored, policy)
-    return np.einsum("eck,ek->ec", scored.y_hat, alpha), alpha
 
 
 def popularity_scores(data: Interactions, train: np.ndarray, eval_set: EvalSet) -> np.ndarray:

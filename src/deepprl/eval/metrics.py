@@ -21,7 +21,13 @@ def top_k(scores: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
 def top_k_reward(y_hat: torch.Tensor, reward: torch.Tensor, valid: torch.Tensor,
                  alpha: torch.Tensor, k: int) -> torch.Tensor:
     """Mean true reward [B] of the top-k candidates ranked by sum_k alpha_k y_hat_k."""
-    idx = top_k(utility(y_hat, alpha), valid, k)
+    return top_k_reward_of(utility(y_hat, alpha), reward, valid, k)
+
+
+def top_k_reward_of(scores: torch.Tensor, reward: torch.Tensor, valid: torch.Tensor, k: int
+                    ) -> torch.Tensor:
+    """Mean true reward [B] of the top-k valid candidates ranked by scores [B, C]."""
+    idx = top_k(scores, valid, k)
     chosen_valid = valid.gather(1, idx).float()
     chosen = reward.gather(1, idx) * chosen_valid
     return chosen.sum(1) / chosen_valid.sum(1).clamp(min=1.0)

@@ -14,7 +14,6 @@ from deepprl.eval.evaluator import (
     build_eval_set,
     describe,
     oracle_scores,
-    policy_scores,
     popularity_scores,
     score_table,
 )
@@ -48,7 +47,7 @@ def evaluate_ranker(ranker: Recommender | ItemRanker, config: RunConfig,
         elif method in ("learned", "equal") and isinstance(ranker, Recommender) \
                 and scored is not None:
             policy = FixedWeights.equal(data.n_objectives) if method == "equal" else None
-            scores, alpha = policy_scores(ranker, eval_set.events, scored, policy)
+            scores, alpha = ranker.weighted_scores(eval_set.events, scored, policy)
             out[method] = {**score_table(eval_set, scores, k, data.objective_names),
                            "mean_weights": dict(zip(data.objective_names,
                                                     alpha.mean(0).tolist(), strict=True))}
@@ -57,7 +56,7 @@ def evaluate_ranker(ranker: Recommender | ItemRanker, config: RunConfig,
             weights, _ = tune_static_weights(ranker, data, split, k=k,
                                              trials=config.policy.static_trials,
                                              seed=config.seed)
-            scores, _ = policy_scores(ranker, eval_set.events, scored,
+            scores, _ = ranker.weighted_scores(eval_set.events, scored,
                                       FixedWeights(torch.from_numpy(weights.astype("float32"))))
             out[method] = {**score_table(eval_set, scores, k, data.objective_names),
                            "weights": dict(zip(data.objective_names, weights.tolist(),

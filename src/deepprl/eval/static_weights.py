@@ -12,7 +12,7 @@ import torch
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import candidate_items
 from deepprl.data.splits import Split
-from deepprl.eval.metrics import top_k, top_k_reward
+from deepprl.eval.metrics import top_k_reward, top_k_reward_of
 from deepprl.recommender import Recommender
 
 
@@ -82,10 +82,8 @@ def tune_static_weights(recommender: Recommender, data: Interactions, split: Spl
 
 def top_k_mean_reward(scores: np.ndarray, vs: ValidationSet, k: int) -> float:
     """Mean true reward of the top-k by `scores` [E, C] on a validation set."""
-    idx = top_k(torch.from_numpy(scores.astype(np.float32)), vs.valid, k)
-    chosen = vs.valid.gather(1, idx).float()
-    return float(((vs.reward.gather(1, idx) * chosen).sum(1) / chosen.sum(1).clamp(min=1))
-                 .mean())
+    return float(top_k_reward_of(torch.from_numpy(scores.astype(np.float32)), vs.reward,
+                                 vs.valid, k).mean())
 
 
 def _to_simplex(raw: list[float]) -> np.ndarray:

@@ -110,9 +110,9 @@ def learn_ddpg(actor: Actor, env: Trajectories, config: PolicyConfig, *, k: int,
     actor.train()
     for step in range(config.steps):
         j = _sample(env, config.batch_size, gen)
-        t = _transitions(env, j, torch.empty(0), torch.empty(0))
+        row = env.sampled[j]
         with torch.no_grad():
-            action = explore(actor(t.state, t.context), config.exploration, gen)
+            action = explore(actor(env.state[row], env.context[row]), config.exploration, gen)
             r = top_k_reward(env.y_hat[j], env.reward[j], env.valid[j], action, k)
         t = _transitions(env, j, action, r)
         td = algo.critic_step(t)
