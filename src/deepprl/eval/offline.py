@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from deepprl.artifacts import load_run, run_split
@@ -25,14 +26,15 @@ METHODS = ("learned", "equal", "static", "popularity", "oracle")
 
 
 def evaluate_ranker(ranker: Recommender | ItemRanker, config: RunConfig,
-                    split: Split | None = None, methods: tuple[str, ...] = METHODS
-                    ) -> dict[str, Any]:
+                    split: Split | None = None, methods: tuple[str, ...] = METHODS, *,
+                    static_weights: np.ndarray | None = None) -> dict[str, Any]:
     """{method: {"objectives": {...}, "reward": x}} plus "protocol".
 
     learned: the run's own ranking; equal: the run's predictor with fixed equal weights;
     static: the run's predictor with the best static weights on validation (Optuna; both
     for weighted models only, and static only where the split has validation events);
-    popularity; oracle: rank by the true reward (upper bound)."""
+    popularity; oracle: rank by the true reward (upper bound). `static_weights`, when the
+    caller has tuned them already, are used instead of tuning again."""
     data, k = ranker.data, config.eval.k
     split = split if split is not None else run_split(data, config)
     eval_set = build_eval_set(data, split, k=k, max_events=config.eval.max_events,
@@ -53,9 +55,9 @@ def evaluate_ranker(ranker: Recommender | ItemRanker, config: RunConfig,
                                                     alpha.mean(0).tolist(), strict=True))}
         elif method == "static" and isinstance(ranker, Recommender) and scored is not None \
                 and split.valid.any():
-            weights, _ = tune_static_weights(ranker, data, split, k=k,
-                                             trials=config.policy.static_trials,
-                                             seed=config.seed)
+            weights = static_weights if static_weights is not None else tune_static_weights(
+                ranker, data, split, k=k, trials=config.policy.static_trials,
+                seed=config.seed)[0]
             scores, _ = ranker.weighted_scores(eval_set.events, scored,
                                       FixedWeights(torch.from_numpy(weights.astype("float32"))))
             out[method] = {**score_table(eval_set, scores, k, data.objective_names),

@@ -105,6 +105,7 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
         p.requires_grad_(False)
     recommender = Recommender(model, build_policy(config, model, data), data)
     k = config.eval.k
+    weights = None
     if config.policy.algorithm == "static":
         weights, stage2 = tune_static_weights(recommender, data, split, k=k,
                                               trials=config.policy.static_trials,
@@ -123,7 +124,7 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
     if not config.policy.dynamic:
         recommender.fix_weights_at(split)
     save_run(out, config, model, recommender.policy, data)
-    metrics = evaluate_ranker(recommender, config, split)
+    metrics = evaluate_ranker(recommender, config, split, static_weights=weights)
     metrics.update({"test_mae": mae, "stage1": stage1, "stage2_last": stage2[-1]})
     return metrics
 
