@@ -1,4 +1,5 @@
-"""Command line: deepprl train | evaluate | recommend | demo | models | datasets | bench."""
+"""Command line: deepprl train | evaluate | recommend | demo | experiment | report | models |
+datasets | serve | bench."""
 
 from __future__ import annotations
 
@@ -239,6 +240,59 @@ def _print_table(metrics: dict[str, Any], *, title: str) -> None:
         mae = {n: round(v, 4) for n, v in metrics["test_mae"].items()}
         line += f"; prediction MAE on test events {json.dumps(mae)}"
     Console().print(line, highlight=False)
+
+
+@app.command()
+def experiment(
+    name: Annotated[str, typer.Argument(help="Experiment (deepprl experiment list).")],
+    dataset: Annotated[str | None, typer.Option(
+        help="Dataset; default: the experiment's first.")] = None,
+    quick: Annotated[bool, typer.Option(help="Tiny sizes (what CI runs).")] = False,
+    seeds: Annotated[int | None, typer.Option(
+        help="Repetitions (seeds / initialisations); default per experiment.")] = None,
+    out: Annotated[Path, typer.Option(help="Root of the reports.")] = Path("reports"),
+    runs: Annotated[Path, typer.Option(help="Cache of trained runs, reused across "
+                                            "experiments.")] = Path("runs/experiments"),
+    executor: Annotated[str, typer.Option(help="sequential | ray")] = "sequential",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
+) -> None:
+    """Run one of the paper's experiments; writes OUT/NAME/DATASET.md, .json and PNGs.
+    `deepprl experiment list` lists them."""
+    from deepprl.experiments import EXPERIMENTS, Context, run_experiment
+
+    if name == "list":
+        width = max(len(n) for n in EXPERIMENTS)
+        for key, entry in EXPERIMENTS.items():
+            typer.echo(f"{key:{width}s}  {entry.description} [{', '.join(entry.datasets)}]")
+        return
+    try:
+        if name not in EXPERIMENTS:
+            raise ValueError(f"unknown experiment {name!r}; expected one of "
+                             f"{sorted(EXPERIMENTS)} (deepprl experiment list)")
+        chosen = dataset or EXPERIMENTS[name].datasets[0]
+        command = " ".join(["deepprl", "experiment", name, "--dataset", chosen,
+                            *(["--quick"] if quick else []),
+                            *(["--seeds", str(seeds)] if seeds is not None else [])])
+        ctx = Context(dataset=chosen, quick=quick, seeds=seeds, out=out, runs=runs,
+                      executor=executor, address=address, command=command)
+        path = run_experiment(name, ctx)
+    except ValueError as error:
+        _fail(str(error))
+    typer.echo(str(path))
+
+
+@app.command()
+def report(
+    reports: Annotated[Path, typer.Option(help="Root of the reports.")] = Path("reports"),
+) -> None:
+    """Gather every experiment's reports into REPORTS/README.md, figures inline."""
+    from deepprl.experiments.collect import collect
+
+    try:
+        path = collect(reports)
+    except ValueError as error:
+        _fail(str(error))
+    typer.echo(str(path))
 
 
 @app.command()
