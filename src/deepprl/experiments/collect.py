@@ -29,7 +29,7 @@ def collect(reports: Path) -> Path:
             f"[{md.stem}]({folder.name}/{md.name})" for md in sorted(folder.glob("*.md"))))
         for md in sorted(folder.glob("*.md")):
             text = md.read_text(encoding="utf-8")
-            text = _IMAGE.sub(lambda m, f=folder.name: f"![{m[1]}]({f}/{m[2]})", text)
+            text = _IMAGE.sub(rf"![\1]({folder.name}/\2)", text)
             text = re.sub(r"^(#+) ", lambda m: "#" + m[1] + " ", text, flags=re.MULTILINE)
             sections.append(text.strip())
     body = ["# Reports", "Every report below was made by the command at its top "
