@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # reports are written to files, never shown
 
@@ -82,7 +83,9 @@ class Report:
 
 
 def _finite(obj: Any) -> Any:
-    """JSON has no NaN/inf: they become null."""
+    """JSON has no NaN/inf: they become null; NumPy scalars and arrays become Python's."""
+    if isinstance(obj, np.ndarray | np.generic):
+        obj = obj.tolist()
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):

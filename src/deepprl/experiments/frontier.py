@@ -1,0 +1,152 @@
+"""Per-event results and Pareto frontiers of trained runs (paper §5.4, DESIGN §3).
+
+For a run, on its test events (the offline protocol of deepprl.eval.evaluator):
+- its own ranking: the top-K's mean true objectives and reward, per event (for paired tests);
+- the static-weight sweep (paper §5.4): the run's predictor (or an item-level baseline's
+  static weights) ranked with every alpha of a simplex grid (alpha_1 in {0, 0.1, ..., 1}
+  for K = 2); single-objective methods have no sweep;
+- the oracle frontier: the same sweep ranking by the TRUE objective values (on the
+  simulator the truth is fully known; on a log it is the logged value of each candidate,
+  an upper bound of what a ranking of these candidates can reach).
+Hypervolumes use one reference point per dataset: for each objective, the worst top-K
+mean any ranking can reach (rank by that objective ascending), over all eligible test
+events. Every ranking's point lies above or on it, so the reference never hides a method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepprl.artifacts import build_item_policy, load_run, run_split
+from deepprl.config import RunConfig
+from deepprl.eval.evaluator import EvalSet, build_eval_set, describe
+from deepprl.eval.metrics import mean_of_top, top_k
+from deepprl.eval.pareto import convex_hull_volume, hypervolume
+from deepprl.policy.weights import FixedWeights, simplex_grid
+from deepprl.recommender import ItemRanker, Recommender
+
+GRID_STEPS = 10
+
+
+def weight_grid(n_objectives: int) -> np.ndarray:
+    """[A, K]: alpha_1 in {0, 0.1, ..., 1} for K = 2; the simplex grid of step 0.1 beyond."""
+    return simplex_grid(n_objectives, GRID_STEPS).numpy().astype(np.float64)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One trained run evaluated on its test events."""
+
+    model: str
+    seed: int
+    events: np.ndarray  # [E] event ids (the same for every run of a seed)
+    objectives: np.ndarray  # [E, K] top-K mean true objectives of the run's ranking
+    reward: np.ndarray  # [E] top-K mean true reward
+    sweep: np.ndarray | None  # [A, K + 1] mean objectives and reward per grid alpha
+    mean_weights: np.ndarray | None  # [K] mean alpha of a weighted run's own ranking
+    oracle_sweep: np.ndarray  # [A, K + 1] the same sweep ranking by the true objectives
+    oracle: np.ndarray  # [K + 1] ranking by the true reward
+    ref: np.ndarray  # [K] the dataset's hypervolume reference point
+    protocol: dict[str, Any]  # test events, evaluated, excluded, mean candidates
+
+    @property
+    def point(self) -> np.ndarray:
+        """[K + 1]: mean objectives and reward."""
+        return np.append(self.objectives.mean(0), self.reward.mean())
+
+
+def top_values(eval_set: EvalSet, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-event top-k mean true objectives [E, K] and reward [E] of ranking by scores."""
+    idx = top_k(torch.from_numpy(scores.astype(np.float32)),
+                torch.from_numpy(eval_set.valid), k).numpy()
+    return mean_of_top(eval_set.objectives, idx), mean_of_top(eval_set.reward, idx)
+
+
+def _mean_point(eval_set: EvalSet, scores: np.ndarray, k: int) -> np.ndarray:
+    objectives, reward = top_values(eval_set, scores, k)
+    return np.append(objectives.mean(0), reward.mean())
+
+
+def evaluate_run(path: Path) -> RunResult:
+    """Load a run and evaluate its ranking and its static-weight sweep."""
+    config, ranker = load_run(path)
+    eval_set = eval_set_of(config, ranker)
+    k, grid = config.eval.k, weight_grid(ranker.data.n_objectives)
+    sweep, mean_weights = None, None
+    if isinstance(ranker, Recommender):
+        scored = ranker.score_events(eval_set.events, eval_set.items)
+        scores, alpha = ranker.weighted_scores(eval_set.events, scored)
+        mean_weights = alpha.mean(0)
+        sweep = np.stack([_mean_point(eval_set, ranker.weighted_scores(
+            eval_set.events, scored, FixedWeights(torch.from_numpy(a.astype(np.float32))))[0],
+            k) for a in grid])
+    else:
+        scores = ranker.scores(eval_set.events, eval_set.items)
+        if "weights" in config.baseline:
+            sweep = np.stack([_mean_point(eval_set, _reweighted(config, ranker, a).scores(
+                eval_set.events, eval_set.items), k) for a in grid])
+    objectives, reward = top_values(eval_set, scores, k)
+    return RunResult(model=config.name, seed=config.seed, events=eval_set.events,
+                     objectives=objectives, reward=reward, sweep=sweep,
+                     mean_weights=mean_weights, oracle_sweep=oracle_sweep(eval_set, k),
+                     oracle=oracle_point(eval_set, k), ref=reference_point(config, ranker),
+                     protocol=describe(eval_set, k))
+
+
+def eval_set_of(config: RunConfig, ranker: Recommender | ItemRanker) -> EvalSet:
+    return build_eval_set(ranker.data, run_split(ranker.data, config), k=config.eval.k,
+                          max_events=config.eval.max_events, seed=config.seed)
+
+
+def _reweighted(config: RunConfig, ranker: ItemRanker, alpha: np.ndarray) -> ItemRanker:
+    """The same trained item-level baseline with other static weights (not learnt)."""
+    trial = dataclasses.replace(config, baseline={**config.baseline,
+                                                  "weights": [float(a) for a in alpha]})
+    module, _ = build_item_policy(trial, ranker.data)
+    module.load_state_dict(ranker.module.state_dict())
+    return ItemRanker(module, ranker.data, ranker.history_length)
+
+
+def oracle_sweep(eval_set: EvalSet, k: int) -> np.ndarray:
+    """[A, K + 1]: rank by alpha . (true objectives) for every grid alpha."""
+    grid = weight_grid(eval_set.objectives.shape[-1])
+    truth = np.nan_to_num(eval_set.objectives)
+    return np.stack([_mean_point(eval_set, truth @ a, k) for a in grid])
+
+
+def oracle_point(eval_set: EvalSet, k: int) -> np.ndarray:
+    """[K + 1]: rank by the true reward (each user's own trade-off)."""
+    return _mean_point(eval_set, np.nan_to_num(eval_set.reward, nan=-np.inf), k)
+
+
+def reference_point(config: RunConfig, ranker: Recommender | ItemRanker) -> np.ndarray:
+    """[K]: per objective, the worst top-K mean reachable, over every eligible test event."""
+    full = build_eval_set(ranker.data, run_split(ranker.data, config), k=config.eval.k)
+    truth = np.nan_to_num(full.objectives, nan=np.inf)
+    return np.array([top_values(full, -truth[..., j], config.eval.k)[0][:, j].mean()
+                     for j in range(truth.shape[-1])])
+
+
+def dominated_hull_volume(points: np.ndarray, ref: np.ndarray) -> float:
+    """Convex-hull volume of the region the points dominate above `ref` (paper Table 5):
+    the hull of the points and the corners of their boxes down to ref. Unlike the hull of
+    the points alone, it is not zero for a front of one or two points."""
+    above = points[(points > ref).all(1)]
+    if len(above) == 0:
+        return 0.0
+    corners = [np.where(mask, above, ref) for mask in
+               itertools.product([True, False], repeat=points.shape[1])]
+    return convex_hull_volume(np.concatenate(corners))
+
+
+def front_volumes(points: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """Hypervolume and convex-hull volume of a set of objective points [N, K]."""
+    return {"hypervolume": hypervolume(points, ref),
+            "hull_volume": dominated_hull_volume(points, ref)}

@@ -1,0 +1,96 @@
+"""Trained runs for experiments: configured per mode, cached on disk, trained on an executor.
+
+A run is reused when its directory holds metrics.json and a config.json equal to the
+requested config, so Table 4, Table 5 and Table 6 share their DeepPRL runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from deepprl.artifacts import read_json
+from deepprl.config import RunConfig
+from deepprl.experiments.report import Context
+from deepprl.parallel import map_tasks
+from deepprl.zoo import configure
+
+# Tiny worlds and budgets for --quick: the code path of the full mode in seconds.
+QUICK_DATA: dict[str, dict[str, Any]] = {
+    "simulator": {"n_users": 24, "n_items": 30, "events_per_user": 30},
+    "yelp-hin": {"users": 300},
+    "movielens-latest-small": {},
+    "movielens-100k": {},
+}
+QUICK_SETTINGS: dict[str, dict[str, Any]] = {
+    "train": {"epochs": 1},
+    "policy": {"steps": 40, "static_trials": 4},
+    "eval": {"max_events": 150},
+}
+# The full mode's data: Yelp-HIN's 16k users are sampled to keep every method affordable
+# on two cores (stated in each report).
+FULL_DATA: dict[str, dict[str, Any]] = {"yelp-hin": {"users": 3000}}
+QUICK_BASELINE: dict[str, Any] = {"epochs": 0.2}
+
+
+def dataset_spec(ctx: Context, **options: Any) -> dict[str, Any]:
+    base = QUICK_DATA if ctx.quick else FULL_DATA
+    return {"name": ctx.dataset, **base.get(ctx.dataset, {}), **options}
+
+
+def run_config(ctx: Context, model: str, seed: int, *, spec: dict[str, Any] | None = None,
+               settings: dict[str, dict[str, Any]] | None = None) -> RunConfig:
+    """The config of `model` at `seed` in this mode, with `settings` {section: {field: v}}
+    applied last (sensitivity grids)."""
+    config = configure(model, RunConfig(dataset=spec or dataset_spec(ctx), seed=seed))
+    layers = [QUICK_SETTINGS] if ctx.quick else []
+    layers.append(settings or {})
+    for layer in layers:
+        for section, fields in layer.items():
+            current = getattr(config, section)
+            known = {f.name for f in dataclasses.fields(current)}
+            config = dataclasses.replace(config, **{section: dataclasses.replace(
+                current, **{k: v for k, v in fields.items() if k in known})})
+    if ctx.quick and config.name in _item_baselines():
+        config = dataclasses.replace(config, baseline={**QUICK_BASELINE, **config.baseline})
+    return RunConfig.from_dict(config.to_dict())
+
+
+def _item_baselines() -> set[str]:
+    from deepprl.baselines.registry import ITEM_POLICIES
+
+    return {n for n, e in ITEM_POLICIES.items()
+            if "epochs" in {f.name for f in dataclasses.fields(e.config)}}
+
+
+def run_dir(ctx: Context, config: RunConfig, label: str | None = None) -> Path:
+    """runs/<mode>/<dataset + options>/<model or label>/seed<N>."""
+    spec = config.dataset
+    options = {k: v for k, v in spec.items() if k != "name"}
+    data_key = str(spec.get("name", "log")) + (
+        "-" + hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
+        if options else "")
+    return (ctx.runs / ("quick" if ctx.quick else "full") / data_key / (label or config.name)
+            / f"seed{config.seed}")
+
+
+def _train_one(config: dict[str, Any], out: str) -> dict[str, Any]:
+    """Executor task: train (or reuse) one run; returns its metrics."""
+    from deepprl.train.run import train_run
+
+    path = Path(out)
+    if (path / "metrics.json").is_file() and (path / "config.json").is_file():
+        saved = RunConfig.from_dict(read_json(path / "config.json")).to_dict()
+        if saved == config:
+            metrics: dict[str, Any] = read_json(path / "metrics.json")
+            return metrics
+    return train_run(RunConfig.from_dict(config), path)
+
+
+def train_all(ctx: Context, jobs: list[tuple[RunConfig, Path]]) -> list[dict[str, Any]]:
+    """Train (or reuse) every (config, directory) on the context's executor."""
+    tasks = [{"config": config.to_dict(), "out": str(path)} for config, path in jobs]
+    return map_tasks(_train_one, tasks, executor=ctx.executor, address=ctx.address)
