@@ -1,0 +1,180 @@
+"""The experiment commands (quick mode, as CI runs them) and the statistics behind them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from deepprl.cli import app
+from deepprl.experiments import EXPERIMENTS, Context, run_experiment
+from deepprl.experiments.analyses import per_user_correlation
+from deepprl.experiments.frontier import dominated_hull_volume, weight_grid
+from deepprl.experiments.report import md_table
+from deepprl.experiments.stats import improvement, paired_p, stars
+
+runner = CliRunner()
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def test_stars_follow_the_paper_thresholds() -> None:
+    assert [stars(p) for p in (0.001, 0.02, 0.07, 0.2, float("nan"))] == \
+        ["***", "**", "*", "", ""]
+
+
+def test_paired_p_matches_a_hand_computed_t_test() -> None:
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.5, 1.9, 2.0, 3.5])
+    d = a - b
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))
+    from scipy import stats
+
+    assert paired_p(a, b) == pytest.approx(2 * stats.t.sf(abs(t), df=len(d) - 1))
+    assert np.isnan(paired_p(a[:1], b[:1]))  # one pair: no test
+    assert np.isnan(paired_p(a, a - 1.0))  # constant difference: no variance
+
+
+def test_improvement_is_relative_percent() -> None:
+    assert improvement(1.1, 1.0) == pytest.approx(10.0)
+    assert improvement(0.9, 1.0) == pytest.approx(-10.0)
+
+
+# ---------------------------------------------------------------- fronts
+
+
+def test_dominated_hull_of_one_point_is_its_box() -> None:
+    ref = np.array([0.1, 0.2])
+    assert dominated_hull_volume(np.array([[0.5, 0.6]]), ref) == pytest.approx(0.4 * 0.4)
+
+
+def test_dominated_hull_of_two_points_closes_the_staircase() -> None:
+    # boxes [0,1]x[0,3] and [0,3]x[0,1]; the hull adds the triangle (1,3)-(3,1)-(1,1)
+    ref = np.zeros(2)
+    points = np.array([[1.0, 3.0], [3.0, 1.0]])
+    assert dominated_hull_volume(points, ref) == pytest.approx(3 + 3 - 1 + 2)
+
+
+def test_points_not_above_the_reference_add_nothing() -> None:
+    ref = np.array([0.5, 0.5])
+    assert dominated_hull_volume(np.array([[0.4, 0.9]]), ref) == 0.0
+
+
+def test_weight_grid_is_the_papers_sweep() -> None:
+    grid = weight_grid(2)
+    assert grid.shape == (11, 2)
+    assert np.allclose(grid.sum(1), 1.0)
+    assert np.allclose(np.sort(grid[:, 0]), np.linspace(0, 1, 11))
+    assert weight_grid(3).shape == (66, 3)
+
+
+def test_per_user_correlation_matches_numpy() -> None:
+    rng = np.random.default_rng(0)
+    user = np.repeat([1, 2, 3], [12, 15, 4])  # user 3 has too few events
+    a = rng.normal(size=len(user))
+    b = -a + rng.normal(scale=0.5, size=len(user))
+    corr = per_user_correlation(user, a, b)
+    expected = [np.corrcoef(a[user == u], b[user == u])[0, 1] for u in (1, 2)]
+    assert corr == pytest.approx(expected)
+
+
+def test_md_table_rounds_floats_and_marks_nan() -> None:
+    text = md_table(["a", "b"], [["x", 0.123456], ["y", float("nan")]], digits=3)
+    assert "0.123" in text and "—" in text
+
+
+# ---------------------------------------------------------------- commands
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("experiments")
+
+
+SIMULATOR_EXPERIMENTS = ["table4", "table5", "table6", "table8", "figure1", "figure2",
+                         "sensitivity", "scalability"]
+
+
+@pytest.mark.parametrize("name", SIMULATOR_EXPERIMENTS)
+def test_quick_experiment_writes_its_report(workdir: Path, name: str) -> None:
+    out, runs = workdir / "reports", workdir / "runs"
+    result = runner.invoke(app, ["experiment", name, "--dataset", "simulator", "--quick",
+                                 "--out", str(out), "--runs", str(runs)])
+    assert result.exit_code == 0, result.output
+    md = out / name / "simulator.md"
+    assert Path(result.output.strip()) == md
+    text = md.read_text()
+    assert f"Made by: `deepprl experiment {name} --dataset simulator --quick`" in text
+    payload = json.loads((out / name / "simulator.json").read_text())
+    assert payload["experiment"] == name
+    for png in (out / name).glob("simulator-*.png"):
+        assert png.stat().st_size > 1000
+        assert f"({png.name})" in text
+
+
+def test_table4_compares_deepprl_with_every_baseline(workdir: Path) -> None:
+    ctx = Context(dataset="simulator", quick=True, out=workdir / "reports",
+                  runs=workdir / "runs", command="test")
+    md = run_experiment("table4", ctx)
+    payload = json.loads(md.with_suffix(".json").read_text())
+    assert set(payload["means"]) == {"deepprl", "mo-linucb", "morl", "ple", "mmoe", "mose",
+                                     "shared-bottom", "reinforce-topk", "drn"}
+    for column, test in payload["tests"].items():
+        means = {m: v[column] for m, v in payload["means"].items()}
+        best_other = max(v for m, v in means.items() if m != "deepprl")
+        assert means[test["rival"]] == best_other
+        assert test["improvement_pct"] == pytest.approx(
+            100 * (means["deepprl"] - best_other) / abs(best_other))
+    # the references: DeepPRL's predictor with equal / static weights, popularity, oracle
+    assert {"equal", "static", "popularity", "oracle"} <= set(payload["references"])
+
+
+def test_table5_volumes_are_fractions_of_the_oracle(workdir: Path) -> None:
+    ctx = Context(dataset="simulator", quick=True, out=workdir / "reports",
+                  runs=workdir / "runs", command="test")
+    payload = json.loads(run_experiment("table5", ctx).with_suffix(".json").read_text())
+    volumes = payload["volumes"]
+    assert volumes["oracle"]["hv_fraction_of_oracle"] == pytest.approx(1.0)
+    for name, v in volumes.items():
+        assert 0.0 <= v["hypervolume"] <= volumes["oracle"]["hypervolume"] + 1e-9, name
+    assert len(payload["fronts"]["mmoe"]) == 11  # the static-weight sweep
+    assert len(payload["fronts"]["deepprl"]) == 1  # one point per initialisation
+
+
+def test_runs_are_reused_across_experiments(workdir: Path) -> None:
+    deepprl_runs = list((workdir / "runs").glob("quick/*/deepprl/seed0/metrics.json"))
+    assert deepprl_runs, "table4 should have cached its DeepPRL run"
+    before = deepprl_runs[0].stat().st_mtime_ns
+    result = runner.invoke(app, ["experiment", "table6", "--dataset", "simulator", "--quick",
+                                 "--out", str(workdir / "reports"),
+                                 "--runs", str(workdir / "runs")])
+    assert result.exit_code == 0, result.output
+    assert deepprl_runs[0].stat().st_mtime_ns == before
+
+
+def test_report_gathers_every_experiment(workdir: Path) -> None:
+    result = runner.invoke(app, ["report", "--reports", str(workdir / "reports")])
+    assert result.exit_code == 0, result.output
+    text = (workdir / "reports" / "README.md").read_text()
+    for name in SIMULATOR_EXPERIMENTS:
+        assert f"**{name}**" in text
+    assert "(table5/simulator-figure7.png)" in text
+
+
+def test_experiment_list_and_errors() -> None:
+    listed = runner.invoke(app, ["experiment", "list"])
+    assert listed.exit_code == 0
+    for name in EXPERIMENTS:
+        assert name in listed.output
+    unknown = runner.invoke(app, ["experiment", "table99"])
+    assert unknown.exit_code == 2 and "unknown experiment" in unknown.output
+    wrong = runner.invoke(app, ["experiment", "figure2", "--dataset", "movielens-100k"])
+    assert wrong.exit_code == 2 and "applies to" in wrong.output
+
+
+def test_report_without_reports_fails_clearly(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["report", "--reports", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "no reports" in result.output
