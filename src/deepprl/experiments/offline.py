@@ -197,9 +197,16 @@ def _data_line(ctx: Context, res: Results) -> str:
             f" with ≤ {p['k']} candidates excluded, {p['evaluated_events']} evaluated "
             f"(mean {p['mean_candidates']:.1f} candidates). "
             + PROTOCOL.format(k=p["k"], seeds=res.seeds)
+            + f" Runs trained by: {', '.join(sorted(_trained_by(res)))}."
             + (" Yelp-HIN has no timestamps: each user's events are in a seeded random "
                "order, so 'latest' means last in that order, and there is no clock context."
                if ctx.dataset == "yelp-hin" else ""))
+
+
+def _trained_by(res: Results) -> set[str]:
+    """The code versions recorded by the runs (cached runs keep the commit that made them)."""
+    return {str(m.get("code", "deepprl 0.1.0 (before commits were recorded)"))
+            for runs in res.metrics.values() for m in runs}
 
 
 # ---------------------------------------------------------------- experiments

@@ -19,6 +19,8 @@ matplotlib.use("Agg")  # reports are written to files, never shown
 
 from matplotlib.figure import Figure
 
+from deepprl.provenance import code_version
+
 
 @dataclass(frozen=True)
 class Context:
@@ -69,12 +71,12 @@ class Report:
         """Write the report under out/<experiment>/; return the Markdown's path."""
         folder = out / self.experiment
         folder.mkdir(parents=True, exist_ok=True)
-        header = [f"# {self.title}", f"Made by: `{self.command}`"]
+        header = [f"# {self.title}", f"Made by: `{self.command}`", f"Code: {code_version()}"]
         text = "\n\n".join([*header, *self.blocks]) + "\n"
         md = folder / f"{self.dataset}.md"
         md.write_text(text, encoding="utf-8")
         payload = {"experiment": self.experiment, "dataset": self.dataset,
-                   "command": self.command, **self.data}
+                   "command": self.command, "code": code_version(), **self.data}
         (folder / f"{self.dataset}.json").write_text(
             json.dumps(_finite(payload), indent=1, sort_keys=False) + "\n", encoding="utf-8")
         for name, fig in self.figures.items():

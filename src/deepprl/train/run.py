@@ -38,6 +38,7 @@ from deepprl.eval.static_weights import (
     validation_set,
 )
 from deepprl.policy.weights import FixedWeights
+from deepprl.provenance import code_version
 from deepprl.recommender import ItemRanker, Recommender
 from deepprl.train.stage1 import Progress, fit_predictor, prediction_error
 from deepprl.train.stage2 import TRAJECTORY_LEARNERS, build_trajectories
@@ -84,7 +85,7 @@ def _train(config: RunConfig, out: Path, progress: Progress | None) -> dict[str,
     else:
         metrics = _train_weighted(config, data, split, out, progress)
     metrics.update({"model": config.name, "dataset": data.name, "seed": config.seed,
-                    "seconds": time.perf_counter() - started})
+                    "seconds": time.perf_counter() - started, "code": code_version()})
     write_json(out / "seed.txt", config.seed)
     write_json(out / "metrics.json", metrics)
     log.info("metrics %s", {m: metrics[m] for m in ("learned", "equal") if m in metrics})
