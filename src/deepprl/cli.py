@@ -250,6 +250,9 @@ def experiment(
     quick: Annotated[bool, typer.Option(help="Tiny sizes (what CI runs).")] = False,
     seeds: Annotated[int | None, typer.Option(
         help="Repetitions (seeds / initialisations); default per experiment.")] = None,
+    folds: Annotated[int, typer.Option(
+        help="0: temporal hold-out; F: every fold of a time-stratified F-fold split, "
+             "each over the seeds (offline tables).")] = 0,
     out: Annotated[Path, typer.Option(help="Root of the reports.")] = Path("reports"),
     runs: Annotated[Path, typer.Option(help="Cache of trained runs, reused across "
                                             "experiments.")] = Path("runs/experiments"),
@@ -272,8 +275,9 @@ def experiment(
         chosen = dataset or EXPERIMENTS[name].datasets[0]
         command = " ".join(["deepprl", "experiment", name, "--dataset", chosen,
                             *(["--quick"] if quick else []),
-                            *(["--seeds", str(seeds)] if seeds is not None else [])])
-        ctx = Context(dataset=chosen, quick=quick, seeds=seeds, out=out, runs=runs,
+                            *(["--seeds", str(seeds)] if seeds is not None else []),
+                            *(["--folds", str(folds)] if folds else [])])
+        ctx = Context(dataset=chosen, quick=quick, seeds=seeds, folds=folds, out=out, runs=runs,
                       executor=executor, address=address, command=command)
         path = run_experiment(name, ctx)
     except ValueError as error:

@@ -21,7 +21,13 @@ from deepprl.eval.pareto import pareto_mask
 from deepprl.experiments import paper
 from deepprl.experiments.frontier import RunResult, evaluate_run, front_volumes
 from deepprl.experiments.report import Context, Report, md_table
-from deepprl.experiments.runs import dataset_spec, run_config, run_dir, train_all
+from deepprl.experiments.runs import (
+    dataset_spec,
+    fold_settings,
+    run_config,
+    run_dir,
+    train_all,
+)
 from deepprl.experiments.stats import improvement, mean_std, paired_p, stars
 from deepprl.zoo import configure
 
@@ -40,8 +46,12 @@ PROTOCOL = ("Protocol: each user's latest 20% of events are the test period (tem
             "hold-out; the latest 10% of the rest is validation, used only to tune static "
             "weights); top-{k} of each test event's candidates, true values averaged over "
             "the top-{k} and then over events. The paper used time-stratified 5-fold "
-            "cross-validation × 10 runs on its own logs; we repeat over {seeds} seed(s) "
-            "(`--seeds N`; `deepprl train --set train.split=kfold` gives the folds).")
+            "cross-validation × 10 runs on its own logs; we repeat over {seeds} run(s) "
+            "(`--seeds N`; `--folds 5` runs every fold of a time-stratified 5-fold split "
+            "instead of the hold-out, each over the seeds).")
+FOLDS_PROTOCOL = ("Split: every fold of a time-stratified {folds}-fold split (events sorted "
+                  "by time, each block of {folds} dealt one per fold; the next fold is "
+                  "validation), each fold over the seeds: {runs} runs per method.")
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class Results:
 
     @property
     def seeds(self) -> int:
+        """Repetitions: seeds x folds."""
         return len(next(iter(self.runs.values())))
 
     @property
@@ -71,8 +82,9 @@ def run_models(ctx: Context, models: tuple[str, ...], *, spec: dict[str, Any] | 
     jobs = []
     for model in models:
         for seed in seeds:
-            config = run_config(ctx, model, seed, spec=spec)
-            jobs.append((config, run_dir(ctx, config)))
+            for split in fold_settings(ctx):
+                config = run_config(ctx, model, seed, spec=spec, settings=split)
+                jobs.append((config, run_dir(ctx, config)))
     metrics = train_all(ctx, jobs)
     runs: dict[str, list[RunResult]] = {m: [] for m in models}
     by_model: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
@@ -197,6 +209,8 @@ def _data_line(ctx: Context, res: Results) -> str:
             f" with ≤ {p['k']} candidates excluded, {p['evaluated_events']} evaluated "
             f"(mean {p['mean_candidates']:.1f} candidates). "
             + PROTOCOL.format(k=p["k"], seeds=res.seeds)
+            + (" " + FOLDS_PROTOCOL.format(folds=ctx.folds, runs=res.seeds) if ctx.folds
+               else "")
             + f" Runs trained by: {', '.join(sorted(_trained_by(res)))}."
             + (" Yelp-HIN has no timestamps: each user's events are in a seeded random "
                "order, so 'latest' means last in that order, and there is no clock context."

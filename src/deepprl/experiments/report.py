@@ -31,6 +31,9 @@ class Context:
     """Tiny sizes, for CI: the code path of the full mode, not its numbers."""
     seeds: int | None = None
     """Repetitions (seeds / network initialisations); None = the experiment's default."""
+    folds: int = 0
+    """0: temporal hold-out; F >= 3: every fold of a time-stratified F-fold split, each
+    repeated over the seeds (the paper's 5-fold x 10 runs is --folds 5 --seeds 10)."""
     out: Path = Path("reports")
     """Root of the reports; an experiment writes under out/<experiment>/."""
     runs: Path = Path("runs/experiments")

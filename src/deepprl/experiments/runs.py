@@ -66,15 +66,26 @@ def _item_baselines() -> set[str]:
             if "epochs" in {f.name for f in dataclasses.fields(e.config)}}
 
 
+def fold_settings(ctx: Context) -> list[dict[str, dict[str, Any]]]:
+    """One settings layer per repetition of the split: the temporal hold-out, or each fold."""
+    if ctx.folds == 0:
+        return [{}]
+    if ctx.folds < 3:  # the next fold validates, so two folds would leave nothing to train
+        raise ValueError(f"--folds must be 0 (temporal hold-out) or >= 3, got {ctx.folds}")
+    return [{"train": {"split": "kfold", "folds": ctx.folds, "fold": f}}
+            for f in range(ctx.folds)]
+
+
 def run_dir(ctx: Context, config: RunConfig, label: str | None = None) -> Path:
-    """runs/<mode>/<dataset + options>/<model or label>/seed<N>."""
+    """runs/<mode>/<dataset + options>/<model or label>/seed<N>[-fold<F>of<K>]."""
     spec = config.dataset
     options = {k: v for k, v in spec.items() if k != "name"}
     data_key = str(spec.get("name", "log")) + (
         "-" + hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
         if options else "")
     return (ctx.runs / ("quick" if ctx.quick else "full") / data_key / (label or config.name)
-            / f"seed{config.seed}")
+            / (f"seed{config.seed}" + (f"-fold{config.train.fold}of{config.train.folds}"
+                                       if config.train.split == "kfold" else "")))
 
 
 def _train_one(config: dict[str, Any], out: str) -> dict[str, Any]:
