@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def many_users(root: Path, n_users: int = 60, seed: int = 5) -> Path:
     movies = ["movieId,title,genres"] + [f"{m},M{m} (19{50 + m % 40}),Drama|Comedy"
                                          for m in range(1, 201)]
     ratings = [(u, int(m), 3.0, T0 + k * DAY) for u in range(1, n_users + 1)
-               for k, m in enumerate(rng.choice(200, size=int(rng.integers(3, 30)),
+               for k, m in enumerate(rng.choice(200, size=int(rng.integers(20, 40)),
                                                 replace=False) + 1)]
     return write_tiny(root, ratings=ratings, movies="\n".join(movies) + "\n")
 
@@ -179,3 +180,26 @@ def test_real_subsets_mirror_table_9() -> None:
         assert stats[column].is_sorted(descending=True) and stats[column].n_unique() == 3
     assert stats["sparsity_pct"].is_sorted() and stats["sparsity_pct"].n_unique() == 3
     assert stats.row(2, named=True)["users"] == 68
+
+
+def test_cli_trains_and_evaluates_end_to_end(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from deepprl.cli import app
+
+    runner, out = CliRunner(), tmp_path / "run"
+    root = many_users(tmp_path / "ml")
+    result = runner.invoke(app, [
+        "train", "--dataset", "movielens-latest-small", "--dataset-option", f"path={root}",
+        "--dataset-option", "subset=2", "--out", str(out), "--epochs", "1", "--k", "3",
+        "--set", "policy.steps=50", "--quiet"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"] == {"name": "movielens-latest-small", "path": str(root.resolve()),
+                                 "subset": 2}
+    evaluated = runner.invoke(app, ["evaluate", "--run", str(out), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads(evaluated.stdout)
+    assert set(metrics["objectives"]) == {"consistency", "recency"}
+    assert all(0.0 <= v <= 1.0 for v in metrics["objectives"].values())
+    assert 0.0 <= metrics["reward"] <= 1.0

@@ -3,6 +3,7 @@ sample, and the real files (skipped where ../shared/data is absent)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +149,32 @@ def test_real_sample(real: Interactions) -> None:
 def test_real_sizes() -> None:
     data = load_yelp(REAL)
     assert (data.n_events, data.n_users, data.n_items) == (198_397, 16_239, 14_284)
+
+
+def test_cli_trains_and_evaluates_end_to_end(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from deepprl.cli import app
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "yelp"
+    root.mkdir()
+    rows = [f"{u}\t{b}\t{rng.integers(1, 6)}\n" for u in range(1, 31)
+            for b in rng.choice(60, size=int(rng.integers(40, 50)), replace=False)]
+    (root / "user_business.dat").write_text("".join(rows), encoding="utf-8")
+    pairs = [f"{b}\t{c}\t1\n" for b in range(60)
+             for c in rng.choice(8, size=int(rng.integers(1, 3)), replace=False)]
+    (root / "business_category.dat").write_text("".join(pairs), encoding="utf-8")
+    (root / "business_city.dat").write_text("".join(f"{b}\t{b % 4}\t1\n" for b in range(60)),
+                                            encoding="utf-8")
+    runner, out = CliRunner(), tmp_path / "run"
+    result = runner.invoke(app, [
+        "train", "--dataset", "yelp-hin", "--dataset-option", f"path={root}",
+        "--dataset-option", "users=20", "--out", str(out), "--epochs", "1", "--k", "3",
+        "--set", "policy.steps=50", "--quiet"])
+    assert result.exit_code == 0, result.output
+    evaluated = runner.invoke(app, ["evaluate", "--run", str(out), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads(evaluated.stdout)
+    assert set(metrics["objectives"]) == {"relevance", "novelty"}
+    assert all(0.0 <= v <= 1.0 for v in metrics["objectives"].values())
