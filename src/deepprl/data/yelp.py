@@ -137,7 +137,7 @@ def category_table(categories: pl.DataFrame, item_ids: np.ndarray) -> np.ndarray
     pairs = pairs.with_columns(pl.int_range(pl.len()).over("__item__").alias("__slot__"))
     width = int(pairs["__slot__"].to_numpy().max()) + 1 if pairs.height else 1
     table = np.full((len(item_ids) + 1, width), -1, dtype=np.int64)
-    table[pairs["__item__"].to_numpy(), pairs["__slot__"].to_numpy()] = pairs["__code__"]
+    table[pairs["__item__"].to_numpy(), pairs["__slot__"].to_numpy()] = pairs["__code__"].to_numpy()
     return table
 
 
