@@ -101,7 +101,8 @@ def _run_config(dataset: str | None, data: Path | None, mapping: Path | None, se
 @app.command()
 def train(
     out: Annotated[Path, typer.Option(help="Run directory to write.")],
-    dataset: Annotated[str | None, typer.Option(help="simulator | movielens-100k")] = None,
+    dataset: Annotated[str | None, typer.Option(
+        help="Built-in dataset (deepprl datasets), e.g. movielens-100k.")] = None,
     data: Annotated[Path | None, typer.Option(help="Your own CSV/Parquet log.")] = None,
     mapping: Annotated[Path | None, typer.Option(help="Mapping file for --data.")] = None,
     model: Annotated[str, typer.Option(help="Registered model (deepprl models).")] = "deepprl",
@@ -315,8 +316,9 @@ def datasets() -> None:
     """List the built-in datasets."""
     from deepprl.data.registry import DATASETS
 
-    for name, (_, text) in DATASETS.items():
-        typer.echo(f"{name:16s} {text}")
+    width = max(len(name) for name in DATASETS)
+    for name, entry in DATASETS.items():
+        typer.echo(f"{name:{width}s} {entry.description}")
 
 
 @bench_app.command("train")

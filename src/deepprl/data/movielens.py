@@ -48,37 +48,49 @@ def load_movielens_100k(path: str | Path | None = None) -> Interactions:
     ratings = pl.read_parquet(root / "data.parquet")
     items = pl.read_parquet(root / "items.parquet")
     users = pl.read_parquet(root / "users.parquet")
-
     release = items["release_date"].str.strptime(pl.Date, "%d-%b-%Y", strict=False)
     items = items.with_columns(
-        (release.cast(pl.Datetime("us")).dt.epoch("s").cast(pl.Float64)).alias("release_ts")
-    )
-    first_seen = ratings.group_by("movie_id").agg(pl.col("timestamp").min().alias("first"))
-    items = items.join(first_seen, on="movie_id", how="left").with_columns(
-        pl.col("release_ts").fill_null(pl.col("first").cast(pl.Float64)),
+        (release.cast(pl.Datetime("us")).dt.epoch("s").cast(pl.Float64)).alias("release_ts"))
+    return genre_time_log(ratings, items, users=users, mapping=MAPPING, genres=GENRES,
+                          source=str(root), name="movielens-100k")
+
+
+def genre_time_log(ratings: pl.DataFrame, items: pl.DataFrame, *, mapping: Mapping,
+                   genres: tuple[str, ...], source: str, name: str,
+                   users: pl.DataFrame | None = None) -> Interactions:
+    """A MovieLens-style log with the consistency and recency objectives.
+
+    ratings: one row per rating, columns mapping.user, mapping.item, mapping.timestamp and
+    mapping.reward; items: mapping.item, `release_ts` (unix seconds, null when unknown) and
+    the 0/1 `genres` columns; users: mapping.user and mapping.user_features, when the data
+    has user features. Ties in time keep the order of `ratings`."""
+    user, item, clock = mapping.user, mapping.item, str(mapping.timestamp)
+    first_seen = ratings.group_by(item).agg(pl.col(clock).min().alias("__first__"))
+    items = items.join(first_seen, on=item, how="left").with_columns(
+        pl.col("release_ts").fill_null(pl.col("__first__").cast(pl.Float64)),
     ).with_columns((pl.from_epoch(pl.col("release_ts").cast(pl.Int64), "s").dt.year()
                     .cast(pl.Float64)).alias("release_year"))
 
     frame = (ratings.with_row_index("__order__")
-             .join(items.select("movie_id", "release_ts", "release_year", *GENRES),
-                   on="movie_id", how="left")
-             .join(users.select("user_id", "age", "gender", "occupation"), on="user_id",
-                   how="left")
-             .sort(["user_id", "timestamp", "__order__"]))
-    genres = frame.select(GENRES).to_numpy().astype(np.float32)
-    first = np.r_[True, frame["user_id"].to_numpy()[1:] != frame["user_id"].to_numpy()[:-1]]
-    consistency = np.where(first, 0.0, jaccard(genres, np.roll(genres, 1, axis=0)))
-    age_days = np.maximum(frame["timestamp"].to_numpy() - frame["release_ts"].to_numpy(), 0.0)
+             .join(items.select(item, "release_ts", "release_year", *genres), on=item,
+                   how="left"))
+    if users is not None:
+        frame = frame.join(users.select(user, *mapping.user_features), on=user, how="left")
+    frame = frame.sort([user, clock, "__order__"])
+    genre = frame.select(genres).to_numpy().astype(np.float32)
+    first = np.r_[True, frame[user].to_numpy()[1:] != frame[user].to_numpy()[:-1]]
+    consistency = np.where(first, 0.0, jaccard(genre, np.roll(genre, 1, axis=0)))
+    age_days = np.maximum(frame[clock].to_numpy() - frame["release_ts"].to_numpy(), 0.0)
     frame = frame.with_columns(
         pl.Series("consistency", consistency),
         pl.Series("recency", np.exp(-age_days / 86400.0 / RECENCY_TAU_DAYS)),
     ).drop("__order__")
-    data = encode_log(frame, MAPPING, source=str(root), name="movielens-100k")
-    keep = items.with_columns(pl.col("movie_id").cast(pl.String)).filter(
-        pl.col("movie_id").is_in(list(data.item_ids)))
-    order = data.item_indices(keep["movie_id"].to_list())
-    genre_table = np.zeros((data.n_items + 1, len(GENRES)), dtype=np.float32)
-    genre_table[order] = keep.select(GENRES).to_numpy()
+    data = encode_log(frame, mapping, source=source, name=name)
+    keep = items.with_columns(pl.col(item).cast(pl.String)).filter(
+        pl.col(item).is_in(list(data.item_ids)))
+    order = data.item_indices(keep[item].to_list())
+    genre_table = np.zeros((data.n_items + 1, len(genres)), dtype=np.float32)
+    genre_table[order] = keep.select(genres).to_numpy()
     release_table = np.zeros(data.n_items + 1)
     release_table[order] = keep["release_ts"].to_numpy()
     valuer = TimedGenreValuer(genres=genre_table, release_ts=release_table,

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deepprl.data.generic import load_log
 from deepprl.data.interactions import Interactions
 from deepprl.data.movielens import load_movielens_100k
+from deepprl.data.movielens_latest import SUBSET_USER_FRACTIONS, load_movielens_latest
 from deepprl.data.schema import mapping_from_dict
 from deepprl.data.simulator import SimulatorConfig, load_simulator
+from deepprl.data.yelp import load_yelp
 
 
 def _simulator_config(options: dict[str, Any]) -> SimulatorConfig:
@@ -33,9 +36,78 @@ def _movielens(path: str | None = None) -> Interactions:
     return load_movielens_100k(path)
 
 
-DATASETS: dict[str, tuple[Callable[..., Interactions], str]] = {
-    "simulator": (_simulator, "the paper's discrete-choice simulator (fully observed, oracle)"),
-    "movielens-100k": (_movielens, "bundled MovieLens-100K: consistency, recency; rating/5"),
+@dataclass(frozen=True)
+class Option:
+    """One option a dataset accepts (--dataset-option NAME=VALUE)."""
+
+    kind: type
+    """int or str; a str option also takes a number (a folder named 2024)."""
+    help: str
+    """One line for error messages and docs."""
+    choices: tuple[Any, ...] = ()
+    """Allowed values; empty: any value of the kind."""
+    minimum: int | None = None
+    """Smallest allowed value of an int option."""
+    is_path: bool = False
+    """A folder: saved in the run's config as an absolute path."""
+
+    def check(self, dataset: str, name: str, value: Any) -> Any:
+        """The value, normalised (a path made absolute); ValueError naming the option."""
+        if self.kind is str and isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, self.kind) or isinstance(value, bool):
+            raise ValueError(f"{dataset}: option {name!r} must be {self.kind.__name__} "
+                             f"({self.help}), got {value!r}")
+        if self.choices and value not in self.choices:
+            raise ValueError(f"{dataset}: option {name!r} must be one of "
+                             f"{list(self.choices)}, got {value!r}")
+        if self.minimum is not None and isinstance(value, int) and value < self.minimum:
+            raise ValueError(f"{dataset}: option {name!r} must be >= {self.minimum}, "
+                             f"got {value!r}")
+        return str(Path(str(value)).expanduser().resolve()) if self.is_path else value
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A built-in dataset: its loader, a one-line description and the options it takes."""
+
+    load: Callable[..., Interactions]
+    description: str
+    options: dict[str, Option] = field(default_factory=dict)
+    """The options it takes, by name."""
+    check_all: Callable[[dict[str, Any]], object] | None = None
+    """Checks the options as a whole instead (raising ValueError), where a config class
+    already declares them (the simulator's SimulatorConfig)."""
+
+    def check(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
+        """Options validated and normalised; ValueError on an unknown or bad one."""
+        if self.check_all is not None:
+            self.check_all(options)
+            return dict(options)
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ValueError(f"{name}: unknown option {unknown[0]!r}; expected one of "
+                             f"{sorted(self.options)}")
+        return {k: self.options[k].check(name, k, v) for k, v in options.items()}
+
+
+PATH = Option(str, "folder holding the dataset's files", is_path=True)
+SEED = Option(int, "seed of the dataset's random draws")
+
+DATASETS: dict[str, Dataset] = {
+    "simulator": Dataset(_simulator, "the paper's discrete-choice simulator (fully observed, "
+                                     "oracle)", check_all=_simulator_config),
+    "movielens-100k": Dataset(_movielens, "bundled MovieLens-100K: consistency, recency; "
+                                          "rating/5", {"path": PATH}),
+    "movielens-latest-small": Dataset(
+        load_movielens_latest, "MovieLens latest-small (read from disk): consistency, "
+                               "recency; rating/5; subset=1|2|3 for the sparsity study",
+        {"path": PATH, "seed": SEED,
+         "subset": Option(int, "sparsity subset", choices=tuple(SUBSET_USER_FRACTIONS))}),
+    "yelp-hin": Dataset(
+        load_yelp, "Yelp HIN (read from disk, no timestamps): relevance, novelty; stars/5",
+        {"path": PATH, "seed": Option(int, "seed of the event order and the user sample"),
+         "users": Option(int, "number of users sampled", minimum=1)}),
 }
 
 
@@ -56,13 +128,8 @@ def dataset_spec(name: str | None = None, *, data: str | None = None,
         return {"data": str(Path(data).resolve()), "mapping": read_mapping(mapping).to_dict()}
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
-    options = options or {}
-    if name == "simulator":
-        _simulator_config(options)  # fail now, not after training, on a bad option
-    elif set(options) - {"path"}:
-        raise ValueError(f"{name}: unknown option {sorted(set(options) - {'path'})[0]!r}; "
-                         f"expected 'path'")
-    return {"name": name, **options}
+    # fail now, not after training, on a bad option
+    return {"name": name, **DATASETS[name].check(name, options or {})}
 
 
 def load_dataset(spec: dict[str, Any]) -> Interactions:
@@ -73,4 +140,4 @@ def load_dataset(spec: dict[str, Any]) -> Interactions:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
     options = {k: v for k, v in spec.items() if k != "name"}
-    return DATASETS[name][0](**options)
+    return DATASETS[name].load(**options)
