@@ -178,3 +178,39 @@ def test_experiment_list_and_errors() -> None:
 def test_report_without_reports_fails_clearly(tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", "--reports", str(tmp_path / "none")])
     assert result.exit_code == 2 and "no reports" in result.output
+
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+@pytest.mark.parametrize("dataset", ["movielens-100k", "movielens-latest-small", "yelp-hin"])
+def test_figure1_on_each_log(workdir: Path, dataset: str) -> None:
+    if dataset != "movielens-100k" and not (SHARED / dataset).is_dir():
+        pytest.skip(f"../shared/data/{dataset} is absent")
+    result = runner.invoke(app, ["experiment", "figure1", "--dataset", dataset, "--quick",
+                                 "--out", str(workdir / "reports")])
+    assert result.exit_code == 0, result.output
+    payload = json.loads((workdir / "reports" / "figure1" / f"{dataset}.json").read_text())
+    assert payload["users"] > 10 and -1.0 <= payload["mean"] <= 1.0
+    assert ("by_hour" in payload) == (dataset != "yelp-hin")  # Yelp-HIN has no clock
+
+
+def test_folds_need_at_least_three(workdir: Path) -> None:
+    result = runner.invoke(app, ["experiment", "table4", "--dataset", "simulator", "--quick",
+                                 "--folds", "2", "--out", str(workdir / "reports"),
+                                 "--runs", str(workdir / "runs")])
+    assert result.exit_code == 2 and ">= 3" in result.output
+
+
+def test_folds_repeat_every_method_on_every_fold(workdir: Path) -> None:
+    from deepprl.experiments.offline import run_models
+
+    ctx = Context(dataset="simulator", quick=True, folds=3, runs=workdir / "runs")
+    res = run_models(ctx, ("deepprl", "mmoe"))
+    assert res.seeds == 3  # one seed x three folds
+    folds = sorted(p.name for p in (workdir / "runs").glob("quick/*/mmoe/seed0-fold*"))
+    assert folds == ["seed0-fold0of3", "seed0-fold1of3", "seed0-fold2of3"]
+    tested = [set(r.events.tolist()) for r in res.runs["deepprl"]]
+    assert not tested[0] & tested[1] and not tested[1] & tested[2]  # disjoint test folds
+    for ours, theirs in zip(res.runs["deepprl"], res.runs["mmoe"], strict=True):
+        assert np.array_equal(ours.events, theirs.events)  # paired on the same events
