@@ -247,7 +247,10 @@ def table5(ctx: Context) -> Report:
     fronts = method_fronts(res, TABLE4_MODELS)
     volumes, text = volume_table(res, fronts)
     report.add(_data_line(ctx, res), FRONT_PROTOCOL, "## Volumes", text)
-    report.add("## Does DeepPRL's point lie beyond each front?", beyond_table(res))
+    refs, _ = references_table(res)
+    report.add("## Does DeepPRL's point lie beyond each front?", beyond_table(res),
+               "## The reward beside the objectives (each user's own trade-off; mean over "
+               "seeds)", refs)
     report.figure("figure7", plot_fronts(res, fronts, ctx.dataset),
                   f"Figure 7 analogue on {ctx.dataset}: static-weight fronts (lines), "
                   "DeepPRL over initialisations (stars), oracle front (dashed)")
@@ -363,6 +366,12 @@ def plot_fronts(res: Results, fronts: dict[str, np.ndarray], dataset: str) -> Fi
                     ls=":" if "predictor" in m else "-")
         else:
             ax.scatter(points[:, 0], points[:, 1], marker="^", s=40, label=m)
+    static = [m["static"]["objectives"] for m in res.metrics.get("deepprl", []) if "static" in m]
+    if static:
+        point = np.mean([[v[x], v[y]] for v in static], axis=0)
+        ax.scatter([point[0]], [point[1]], marker="D", s=60, facecolors="none",
+                   edgecolors="crimson", zorder=5,
+                   label="DeepPRL's predictor, best static α (validation)")
     ax.scatter([res.ref[0]], [res.ref[1]], marker="x", c="grey", label="reference point")
     ax.set_xlabel(x)
     ax.set_ylabel(y)
