@@ -214,3 +214,18 @@ def test_folds_repeat_every_method_on_every_fold(workdir: Path) -> None:
     assert not tested[0] & tested[1] and not tested[1] & tested[2]  # disjoint test folds
     for ours, theirs in zip(res.runs["deepprl"], res.runs["mmoe"], strict=True):
         assert np.array_equal(ours.events, theirs.events)  # paired on the same events
+
+
+def test_sparsity_quick_runs_every_method_on_the_smallest_subset(workdir: Path) -> None:
+    if not (SHARED / "movielens-latest-small").is_dir():
+        pytest.skip("../shared/data/movielens-latest-small is absent")
+    result = runner.invoke(app, ["experiment", "sparsity", "--dataset",
+                                 "movielens-latest-small", "--quick", "--out",
+                                 str(workdir / "reports"), "--runs", str(workdir / "runs")])
+    assert result.exit_code == 0, result.output
+    payload = json.loads((workdir / "reports" / "sparsity" /
+                          "movielens-latest-small.json").read_text())
+    subset = payload["subsets"]["3"]
+    assert subset["records"] < 20_000 and len(subset["means"]) == 9
+    assert subset["sparsity_pct"] == pytest.approx(
+        100 * subset["records"] / (subset["users"] * subset["items"]))
