@@ -3,8 +3,9 @@
 Every method is trained by the same code path as `deepprl train --model NAME` (cached
 under ctx.runs), evaluated on the same test events, and repeated over seeds (network
 initialisations and training draws). Each table gives mean ± std over seeds, marks the
-best (bold) and second best (underlined), and DeepPRL's relative improvement over the
-best other method with the stars of a paired test over runs (see stats.py).
+best (bold) and second best (underlined), and DeepPRL's relative change against the best
+other method; stars (paired test over runs, see stats.py) mark a significant gain, and a
+loss is written out as "worse".
 """
 
 from __future__ import annotations
@@ -116,8 +117,9 @@ def method_table(res: Results, models: tuple[str, ...], *, ours: str = "deepprl"
         for m in models:
             mean, std = mean_std(res.points(m)[:, j])
             text = f"{mean:.4f} ± {std:.4f}" if res.seeds > 1 else f"{mean:.4f}"
-            if m == ours:
-                text += f"{stars(p_runs)} ({gain:+.2f}%)"
+            if m == ours:  # stars mark a significant gain, as in the paper
+                text += f"{stars(p_runs)} ({gain:+.2f}%)" if gain > 0 else \
+                    f" ({gain:+.2f}%, worse)"
             if m == ranked[0]:
                 text = f"**{text}**"
             elif m == ranked[1]:
@@ -145,7 +147,9 @@ def method_table(res: Results, models: tuple[str, ...], *, ours: str = "deepprl"
 
 
 def _p(p: float) -> str:
-    return "n/a (one run)" if not np.isfinite(p) else f"{p:.2g}"
+    if not np.isfinite(p):
+        return "n/a (one run)"
+    return "< 1e-15" if p < 1e-15 else f"{p:.2g}"
 
 
 def _events(res: Results, model: str) -> int:
