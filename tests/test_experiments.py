@@ -229,3 +229,17 @@ def test_sparsity_quick_runs_every_method_on_the_smallest_subset(workdir: Path) 
     assert subset["records"] < 20_000 and len(subset["means"]) == 9
     assert subset["sparsity_pct"] == pytest.approx(
         100 * subset["records"] / (subset["users"] * subset["items"]))
+
+
+def test_run_evaluations_are_cached_and_identical(workdir: Path) -> None:
+    from deepprl.experiments.frontier import CACHE, _evaluate, evaluate_run
+
+    run = next((workdir / "runs").glob("quick/*/mmoe/seed0"))
+    (run / CACHE).unlink(missing_ok=True)
+    first = evaluate_run(run)
+    assert (run / CACHE).is_file()
+    cached, fresh = evaluate_run(run), _evaluate(run)
+    for name in ("events", "objectives", "reward", "sweep", "oracle_sweep", "oracle", "ref"):
+        assert np.array_equal(getattr(cached, name), getattr(first, name)), name
+        assert np.array_equal(getattr(fresh, name), getattr(first, name)), name
+    assert cached.protocol == first.protocol and cached.model == "mmoe"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,44 @@ def _mean_point(eval_set: EvalSet, scores: np.ndarray, k: int) -> np.ndarray:
     return np.append(objectives.mean(0), reward.mean())
 
 
+CACHE = "experiment-eval.npz"
+
+
 def evaluate_run(path: Path) -> RunResult:
-    """Load a run and evaluate its ranking and its static-weight sweep."""
+    """Load a run and evaluate its ranking and its static-weight sweep; cached in the run
+    directory (recomputed when the run is newer than the cache)."""
+    cache = path / CACHE
+    if cache.is_file() and cache.stat().st_mtime_ns >= (path / "metrics.json").stat().st_mtime_ns:
+        return _load_result(cache)
+    result = _evaluate(path)
+    _save_result(result, cache)
+    return result
+
+
+_ARRAYS = ("events", "objectives", "reward", "sweep", "mean_weights", "oracle_sweep",
+           "oracle", "ref")
+
+
+def _save_result(result: RunResult, cache: Path) -> None:
+    arrays = {name: getattr(result, name) for name in _ARRAYS
+              if getattr(result, name) is not None}
+    meta = json.dumps({"model": result.model, "seed": result.seed,
+                       "protocol": result.protocol})
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, meta=np.array(meta), **arrays)
+    tmp.replace(cache)
+
+
+def _load_result(cache: Path) -> RunResult:
+    with np.load(cache, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        arrays: dict[str, Any] = {name: (z[name] if name in z.files else None)
+                                  for name in _ARRAYS}
+    return RunResult(model=meta["model"], seed=meta["seed"], protocol=meta["protocol"],
+                     **arrays)
+
+
+def _evaluate(path: Path) -> RunResult:
     config, ranker = load_run(path)
     eval_set = eval_set_of(config, ranker)
     k, grid = config.eval.k, weight_grid(ranker.data.n_objectives)
