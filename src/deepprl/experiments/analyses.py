@@ -44,8 +44,10 @@ def figure1(ctx: Context) -> Report:
     data = load_dataset(dataset_spec(ctx))
     x, y = data.objective_names[0], data.objective_names[1]
     corr = per_user_correlation(data.user, data.objectives[:, 0], data.objectives[:, 1])
+    has_clock = ctx.dataset != "yelp-hin"
     report = Report("figure1", ctx.dataset, f"Figure 1 on {ctx.dataset}: how the relation "
-                    f"between {x} and {y} varies by user and by hour", ctx.command)
+                    f"between {x} and {y} varies by user"
+                    + (" and by hour" if has_clock else ""), ctx.command)
     fig = Figure(figsize=(10, 4))
     ax = fig.add_subplot(1, 2, 1)
     ax.hist(corr, bins=30, density=True, color="steelblue", alpha=0.8)
@@ -58,7 +60,6 @@ def figure1(ctx: Context) -> Report:
         "share_below_minus_0.5": float((corr < -0.5).mean()),
         "share_above_0": float((corr > 0).mean()),
         "quartiles": np.quantile(corr, [0.25, 0.5, 0.75]).tolist()}
-    has_clock = ctx.dataset != "yelp-hin"
     if has_clock:
         hours = ((data.time / 3600.0) % 24).astype(int)
         by_hour = [float(np.corrcoef(data.objectives[hours == h, 0],
