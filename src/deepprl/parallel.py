@@ -3,16 +3,27 @@
 Every sweep in the project goes through `map_tasks`, so one switch moves it from this
 process to a Ray cluster. Tasks are plain picklable callables with picklable arguments;
 results come back in the order of `tasks`, whatever order they finished in.
+
+Executors:
+- "sequential": a list comprehension in this process (the reference).
+- "ray": one Ray task per entry of `tasks`. Without `address`, an embedded local Ray is
+  started with one worker slot per core (`ray.init(num_cpus=os.cpu_count())`) and shut down
+  when the tasks are done; with `address` ("auto", "ray://host:10001", "host:6379"), the
+  tasks go to that existing cluster and this process only disconnects afterwards. A Ray
+  already initialised by the caller is used as it is and left running.
+Ray is the optional extra `deepprl[ray]`, imported only when asked for.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-EXECUTORS = ("sequential",)
+EXECUTORS = ("sequential", "ray")
 
 
 def map_tasks(fn: Callable[..., T], tasks: Sequence[dict[str, Any]], *,
@@ -22,4 +33,43 @@ def map_tasks(fn: Callable[..., T], tasks: Sequence[dict[str, Any]], *,
         raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS}")
     if address is not None and executor == "sequential":
         raise ValueError("--address needs a distributed executor (e.g. --executor ray)")
+    if executor == "ray":
+        return _map_ray(fn, tasks, address)
     return [fn(**task) for task in tasks]
+
+
+def _call(fn: Callable[..., T], task: dict[str, Any]) -> T:
+    return fn(**task)
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as error:
+        raise ImportError("executor 'ray' needs Ray, an optional extra: "
+                          "pip install 'deepprl[ray]'") from error
+    return ray
+
+
+def _map_ray(fn: Callable[..., T], tasks: Sequence[dict[str, Any]], address: str | None
+             ) -> list[T]:
+    if not tasks:
+        return []
+    ray = _import_ray()
+    started = not ray.is_initialized()
+    if started:
+        if address is None:
+            # workers of the embedded Ray import what this process imports (the test modules
+            # and scripts that define sweep functions included)
+            path = os.pathsep.join(p for p in sys.path if p)
+            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False,
+                     log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+        else:
+            ray.init(address=address, log_to_driver=False)
+    try:
+        remote = ray.remote(num_cpus=1)(_call)
+        fn_ref = ray.put(fn)  # shipped once, not once per task
+        return list(ray.get([remote.remote(fn_ref, dict(task)) for task in tasks]))
+    finally:
+        if started:
+            ray.shutdown()
