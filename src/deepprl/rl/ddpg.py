@@ -50,8 +50,11 @@ class Critic(nn.Module):
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """theta' <- tau * theta + (1 - tau) * theta' for every parameter."""
-    for t, s in zip(target.parameters(), source.parameters(), strict=True):
-        t.mul_(1.0 - tau).add_(s, alpha=tau)
+    targets, sources = list(target.parameters()), list(source.parameters())
+    if len(targets) != len(sources):
+        raise ValueError("target and source networks differ in their parameters")
+    torch._foreach_mul_(targets, 1.0 - tau)  # two kernels for all parameters, not 2 per one
+    torch._foreach_add_(targets, sources, alpha=tau)
 
 
 def explore(alpha: torch.Tensor, share: float, generator: torch.Generator) -> torch.Tensor:
@@ -94,8 +97,8 @@ class DDPG:
         self.actor_target = copy.deepcopy(actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(critic).requires_grad_(False)
         self.gamma, self.tau, self.decomposed = gamma, tau, decomposed
-        self.actor_opt = torch.optim.Adam(actor.parameters(), lr=actor_lr)
-        self.critic_opt = torch.optim.Adam(critic.parameters(), lr=critic_lr)
+        self.actor_opt = torch.optim.Adam(actor.parameters(), lr=actor_lr, foreach=True)
+        self.critic_opt = torch.optim.Adam(critic.parameters(), lr=critic_lr, foreach=True)
 
     def td_target(self, t: Transitions) -> torch.Tensor:
         with torch.no_grad():
@@ -119,9 +122,13 @@ class DDPG:
 
     def actor_step(self, state: torch.Tensor, context: torch.Tensor) -> float:
         """One ascent step on Q(s, C, mu(s, C)) (eq. 4); returns -Q before it."""
-        loss = -self.critic(state, context, self.actor(state, context)).mean()
-        self.actor_opt.zero_grad()
-        loss.backward()
+        self.critic.requires_grad_(False)  # only the actor learns here: skip Q's own gradients
+        try:
+            loss = -self.critic(state, context, self.actor(state, context)).mean()
+            self.actor_opt.zero_grad()
+            loss.backward()
+        finally:
+            self.critic.requires_grad_(True)
         self.actor_opt.step()
         return float(loss.detach())
 

@@ -27,10 +27,13 @@ def prediction_loss(y_hat: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Te
 
 
 def make_optimizer(params: object, config: TrainConfig) -> torch.optim.Optimizer:
+    # foreach: one kernel per operation over all parameters instead of one per parameter
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)  # type: ignore[arg-type]
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay,  # type: ignore[arg-type]
+                                foreach=True)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)  # type: ignore[arg-type]
+        return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay,  # type: ignore[arg-type]
+                               foreach=True)
     raise ValueError(f"unknown optimizer {config.optimizer!r}; expected 'adam' or 'sgd'")
 
 

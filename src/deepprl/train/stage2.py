@@ -60,7 +60,7 @@ def build_trajectories(recommender: Recommender, data: Interactions, train: np.n
     keep = valid.sum(1) > k  # with <= k candidates every action gives the same top-K
     pick, events, items, reward, valid = pick[keep], events[keep], items[keep], reward[keep], \
         valid[keep]
-    y_hat = recommender.score_events(events, items).y_hat
+    y_hat = recommender.score_events(events, items, states=state[pick]).y_hat  # no re-encoding
     return Trajectories(
         state=torch.from_numpy(state), context=torch.from_numpy(data.context[rows]),
         sampled=torch.from_numpy(pick),
