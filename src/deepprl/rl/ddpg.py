@@ -50,7 +50,8 @@ class Critic(nn.Module):
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """theta' <- tau * theta + (1 - tau) * theta' for every parameter."""
-    targets, sources = list(target.parameters()), list(source.parameters())
+    targets: list[torch.Tensor] = list(target.parameters())
+    sources: list[torch.Tensor] = list(source.parameters())
     if len(targets) != len(sources):
         raise ValueError("target and source networks differ in their parameters")
     torch._foreach_mul_(targets, 1.0 - tau)  # two kernels for all parameters, not 2 per one
