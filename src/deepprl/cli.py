@@ -116,17 +116,24 @@ def train(
                       "eval; see deepprl/config.py), e.g. policy.gamma=0.9; repeatable.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
-    """Train a model; OUT receives config, seed, weights, metrics and train.log."""
+    """Train a model; OUT receives config, seed, weights, metrics and train.log.
+
+    Data-parallel on several processes: torchrun --nproc_per_node=N -m deepprl train ...
+    (rank 0 writes OUT and prints; see docs/scaling.md)."""
+    from deepprl.distributed import env_world
     from deepprl.train.run import train_run
 
     try:
+        main_rank = env_world().main
         config = _run_config(dataset, data, mapping, seed, epochs, policy_steps, k,
                              dataset_option, set_, model)
-        bars = _Bars(enabled=not quiet)
+        bars = _Bars(enabled=not quiet and main_rank)
         with bars.progress:
             metrics = train_run(config, out, progress=bars)
     except ValueError as error:
         _fail(str(error))
+    if not main_rank:
+        return
     _print_table(metrics, title=f"{metrics['model']} on {metrics['dataset']} (seed {seed}) "
                                 f"-> {out}")
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from deepprl.distributed import SINGLE, World, average_gradients, broadcast_module
 from deepprl.models.layers import mlp
 from deepprl.policy.weights import Actor
 
@@ -88,13 +89,19 @@ class DDPG:
     decomposed: fit the critic's action part R to the reward and its state part F to the
     discounted rest of the TD target. Valid when the next state does not depend on the
     action; it keeps the action's small effect on r from being drowned by the error of a
-    long-horizon value (measured: see docs/model.md)."""
+    long-horizon value (measured: see docs/model.md).
+
+    world: under torchrun, gradients are averaged over ranks before each step, so all
+    replicas (and their soft-updated targets) stay identical."""
 
     def __init__(self, actor: Actor, critic: Critic, *, gamma: float, tau: float,
-                 actor_lr: float, critic_lr: float, decomposed: bool = False) -> None:
+                 actor_lr: float, critic_lr: float, decomposed: bool = False,
+                 world: World = SINGLE) -> None:
         if not 0 <= gamma < 1 or not 0 < tau <= 1:
             raise ValueError(f"need 0 <= gamma < 1 and 0 < tau <= 1, got {gamma}, {tau}")
-        self.actor, self.critic = actor, critic
+        self.actor, self.critic, self.world = actor, critic, world
+        broadcast_module(actor, world)  # identical replicas on every rank (torchrun)
+        broadcast_module(critic, world)
         self.actor_target = copy.deepcopy(actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(critic).requires_grad_(False)
         self.gamma, self.tau, self.decomposed = gamma, tau, decomposed
@@ -118,6 +125,7 @@ class DDPG:
             loss = td_loss
         self.critic_opt.zero_grad()
         loss.backward()
+        average_gradients(self.critic.parameters(), len(t.reward), self.world)
         self.critic_opt.step()
         return float(td_loss.detach())
 
@@ -130,6 +138,7 @@ class DDPG:
             loss.backward()
         finally:
             self.critic.requires_grad_(True)
+        average_gradients(self.actor.parameters(), len(state), self.world)
         self.actor_opt.step()
         return float(loss.detach())
 

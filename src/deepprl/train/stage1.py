@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from deepprl.config import TrainConfig
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import history_index, make_batch
+from deepprl.distributed import SINGLE, World, all_sum, average_gradients, broadcast_module, shard
 from deepprl.models.network import PredictorModel
 
 Progress = Callable[[str, int, int, dict[str, float]], None]
@@ -38,35 +39,47 @@ def make_optimizer(params: object, config: TrainConfig) -> torch.optim.Optimizer
 
 
 def fit_predictor(model: PredictorModel, data: Interactions, train_events: np.ndarray,
-                  config: TrainConfig, *, seed: int, progress: Progress | None = None
-                  ) -> list[dict[str, float]]:
-    """Minibatch training; returns one record per epoch (mean loss, records/s)."""
+                  config: TrainConfig, *, seed: int, progress: Progress | None = None,
+                  world: World = SINGLE) -> list[dict[str, float]]:
+    """Minibatch training; returns one record per epoch (mean loss, records/s).
+
+    Data-parallel under torchrun (`world.size` > 1): this rank trains on its shard of
+    `train_events` with batch_size / size events per step, and gradients are averaged over
+    ranks before every step, so a step sees batch_size events in all, as in one process."""
     import time
 
     history = history_index(data, model.config.history_length)
+    broadcast_module(model, world)
     optimizer = make_optimizer(model.parameters(), config)
-    rng = np.random.default_rng([seed, 11])
+    rng = np.random.default_rng([seed, 11] if not world.distributed else [seed, 11, world.rank])
     y_all = torch.from_numpy(data.objectives)
     log = []
-    n_batches = -(-len(train_events) // config.batch_size)
+    local = shard(train_events, world)
+    per_step = -(-config.batch_size // world.size)
+    # the same number of steps on every rank (shards differ in size by at most one event)
+    largest_shard = -(-len(train_events) // world.size)
+    n_batches = -(-largest_shard // per_step)
     for epoch in range(config.epochs):
         model.train()
-        order = rng.permutation(train_events)
+        order = rng.permutation(local)
         total, start = 0.0, time.perf_counter()
         for b in range(n_batches):
-            events = order[b * config.batch_size : (b + 1) * config.batch_size]
-            batch = make_batch(data, history[events], events)
-            y_hat = model(batch, torch.from_numpy(data.item[events])[:, None])[:, 0]  # [B, K]
-            loss = prediction_loss(y_hat, y_all[events], model.config.loss)
+            events = order[b * per_step : (b + 1) * per_step]
             optimizer.zero_grad()
-            loss.backward()
+            if len(events):
+                batch = make_batch(data, history[events], events)
+                y_hat = model(batch, torch.from_numpy(data.item[events])[:, None])[:, 0]  # [B, K]
+                loss = prediction_loss(y_hat, y_all[events], model.config.loss)
+                loss.backward()
+                total += float(loss.detach()) * len(events)
+            average_gradients(model.parameters(), len(events), world)
             optimizer.step()
-            total += float(loss.detach()) * len(events)
             if progress is not None:
                 progress("predictor", b + 1, n_batches, {"epoch": epoch + 1})
         seconds = time.perf_counter() - start
-        log.append({"epoch": epoch + 1, "loss": total / max(len(train_events), 1),
-                    "seconds": seconds, "records_per_s": len(train_events) / seconds})
+        total, count = all_sum([total, float(len(local))], world)
+        log.append({"epoch": epoch + 1, "loss": total / max(count, 1.0),
+                    "seconds": seconds, "records_per_s": count / seconds})
     return log
 
 
