@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from deepprl.config import TrainConfig
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import history_index, make_batch
+from deepprl.data.stream import ParquetLog
 from deepprl.distributed import SINGLE, World, all_sum, average_gradients, broadcast_module, shard
 from deepprl.models.network import PredictorModel
 
@@ -52,7 +53,6 @@ def fit_predictor(model: PredictorModel, data: Interactions, train_events: np.nd
     broadcast_module(model, world)
     optimizer = make_optimizer(model.parameters(), config)
     rng = np.random.default_rng([seed, 11] if not world.distributed else [seed, 11, world.rank])
-    y_all = torch.from_numpy(data.objectives)
     log = []
     local = shard(train_events, world)
     per_step = -(-config.batch_size // world.size)
@@ -61,26 +61,64 @@ def fit_predictor(model: PredictorModel, data: Interactions, train_events: np.nd
     n_batches = -(-largest_shard // per_step)
     for epoch in range(config.epochs):
         model.train()
-        order = rng.permutation(local)
-        total, start = 0.0, time.perf_counter()
-        for b in range(n_batches):
-            events = order[b * per_step : (b + 1) * per_step]
-            optimizer.zero_grad()
-            if len(events):
-                batch = make_batch(data, history[events], events)
-                y_hat = model(batch, torch.from_numpy(data.item[events])[:, None])[:, 0]  # [B, K]
-                loss = prediction_loss(y_hat, y_all[events], model.config.loss)
-                loss.backward()
-                total += float(loss.detach()) * len(events)
-            average_gradients(model.parameters(), len(events), world)
-            optimizer.step()
-            if progress is not None:
-                progress("predictor", b + 1, n_batches, {"epoch": epoch + 1})
+        start = time.perf_counter()
+        total = _train_steps(model, optimizer, data, history, rng.permutation(local),
+                             n_batches, per_step, world, progress, epoch)
         seconds = time.perf_counter() - start
         total, count = all_sum([total, float(len(local))], world)
         log.append({"epoch": epoch + 1, "loss": total / max(count, 1.0),
                     "seconds": seconds, "records_per_s": count / seconds})
     return log
+
+
+def _train_steps(model: PredictorModel, optimizer: torch.optim.Optimizer, data: Interactions,
+                 history: np.ndarray, order: np.ndarray, n_batches: int, per_step: int,
+                 world: World, progress: Progress | None, epoch: int) -> float:
+    """n_batches optimizer steps over `order`; returns the summed loss x events."""
+    y_all = torch.from_numpy(data.objectives)
+    total = 0.0
+    for b in range(n_batches):
+        events = order[b * per_step : (b + 1) * per_step]
+        optimizer.zero_grad()
+        if len(events):
+            batch = make_batch(data, history[events], events)
+            y_hat = model(batch, torch.from_numpy(data.item[events])[:, None])[:, 0]  # [B, K]
+            loss = prediction_loss(y_hat, y_all[events], model.config.loss)
+            loss.backward()
+            total += float(loss.detach()) * len(events)
+        average_gradients(model.parameters(), len(events), world)
+        optimizer.step()
+        if progress is not None:
+            progress("predictor", b + 1, n_batches, {"epoch": epoch + 1})
+    return total
+
+
+def fit_predictor_stream(model: PredictorModel, log: ParquetLog, config: TrainConfig, *,
+                         seed: int, progress: Progress | None = None
+                         ) -> list[dict[str, float]]:
+    """Stage 1 on a Parquet log read in record batches (deepprl.data.stream): each epoch
+    reads the file once, window by window; minibatches are shuffled within a window (make
+    batch_rows many times batch_size). Memory: one window, whatever the file's size."""
+    import time
+
+    optimizer = make_optimizer(model.parameters(), config)
+    rng = np.random.default_rng([seed, 11])
+    log_records = []
+    for epoch in range(config.epochs):
+        model.train()
+        total, count, start = 0.0, 0, time.perf_counter()
+        for window in log.windows():
+            history = history_index(window.data, model.config.history_length)
+            events = window.events
+            n_batches = -(-len(events) // config.batch_size)
+            total += _train_steps(model, optimizer, window.data, history,
+                                  rng.permutation(events), n_batches, config.batch_size,
+                                  SINGLE, progress, epoch)
+            count += len(events)
+        seconds = time.perf_counter() - start
+        log_records.append({"epoch": epoch + 1, "loss": total / max(count, 1),
+                            "seconds": seconds, "records_per_s": count / seconds})
+    return log_records
 
 
 @torch.no_grad()
