@@ -146,3 +146,21 @@ def test_peak_memory_stays_bounded_as_the_file_grows(tmp_path: Path) -> None:
     # loaded whole, 900,000 more events of 13 columns would add > 90 MB (8 bytes a value);
     # streamed, the peak stays within the noise of one window
     assert peaks[1_000_000] - peaks[100_000] < 40, peaks
+
+
+def test_fit_predictor_command_streams_a_parquet_log(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from deepprl.cli import app
+
+    path = _sorted_parquet(tmp_path)
+    result = CliRunner().invoke(app, ["fit-predictor", "--data", str(path), "--mapping",
+                                      str(EXAMPLES / "mapping.toml"), "--out",
+                                      str(tmp_path / "fp"), "--batch-rows", "100",
+                                      "--epochs", "1", "--set", "model.hidden=16"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["records"] == 3000 and summary["last_epoch"]["epoch"] == 1
+    saved = json.loads((tmp_path / "fp" / "config.json").read_text())
+    assert saved["dataset"]["stream"] is True and saved["model"]["hidden"] == 16
+    assert (tmp_path / "fp" / "model.safetensors").is_file()
