@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -51,21 +52,45 @@ def _import_ray() -> Any:
     return ray
 
 
+def _start_ray(ray: Any, address: str | None) -> bool:
+    """Connect (address) or start an embedded Ray unless one is up; True if we did."""
+    if ray.is_initialized():
+        return False
+    if address is None:
+        # workers of the embedded Ray import what this process imports (the test modules
+        # and scripts that define sweep functions included)
+        path = os.pathsep.join(p for p in sys.path if p)
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False,
+                 log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    else:
+        ray.init(address=address, log_to_driver=False)
+    return True
+
+
+@contextmanager
+def session(executor: str = "sequential", address: str | None = None) -> Iterator[None]:
+    """Keep the executor up across several map_tasks calls (e.g. the rounds of a search):
+    Ray is started or connected once here and shut down at the end, not once per call."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS}")
+    if executor != "ray":
+        yield
+        return
+    ray = _import_ray()
+    started = _start_ray(ray, address)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def _map_ray(fn: Callable[..., T], tasks: Sequence[dict[str, Any]], address: str | None
              ) -> list[T]:
     if not tasks:
         return []
     ray = _import_ray()
-    started = not ray.is_initialized()
-    if started:
-        if address is None:
-            # workers of the embedded Ray import what this process imports (the test modules
-            # and scripts that define sweep functions included)
-            path = os.pathsep.join(p for p in sys.path if p)
-            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False,
-                     log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
-        else:
-            ray.init(address=address, log_to_driver=False)
+    started = _start_ray(ray, address)
     try:
         remote = ray.remote(num_cpus=1)(_call)
         fn_ref = ray.put(fn)  # shipped once, not once per task

@@ -14,7 +14,7 @@ from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import candidate_items
 from deepprl.data.splits import Split
 from deepprl.eval.metrics import top_k_reward, top_k_reward_of
-from deepprl.parallel import map_tasks
+from deepprl.parallel import map_tasks, session
 from deepprl.recommender import Recommender
 
 
@@ -75,15 +75,16 @@ def tune_weights(mean_reward: Callable[[np.ndarray], float], n_objectives: int, 
     else:
         score = functools.partial(_score, mean_reward)
         done = 0
-        while done < trials:
-            asked = [study.ask() for _ in range(min(parallel, trials - done))]
-            alphas = [_to_simplex([t.suggest_float(n, 0.0, 1.0) for n in names])
-                      for t in asked]
-            values = map_tasks(score, [{"alpha": a} for a in alphas], executor=executor,
-                               address=address)
-            for trial, value in zip(asked, values, strict=True):
-                study.tell(trial, value)
-            done += len(asked)
+        with session(executor, address):  # one Ray for all rounds
+            while done < trials:
+                asked = [study.ask() for _ in range(min(parallel, trials - done))]
+                alphas = [_to_simplex([t.suggest_float(n, 0.0, 1.0) for n in names])
+                          for t in asked]
+                values = map_tasks(score, [{"alpha": a} for a in alphas], executor=executor,
+                                   address=address)
+                for trial, value in zip(asked, values, strict=True):
+                    study.tell(trial, value)
+                done += len(asked)
     best = _to_simplex([study.best_params[n] for n in names])
     log = [{"trial": t.number, "valid_reward": float(t.value or 0.0)} for t in study.trials]
     return best, log
