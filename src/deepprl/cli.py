@@ -118,19 +118,60 @@ def train(
                       "eval; see deepprl/config.py), e.g. policy.gamma=0.9; repeatable.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
-    """Train a model; OUT receives config, seed, weights, metrics and train.log."""
+    """Train a model; OUT receives config, seed, weights, metrics and train.log.
+
+    Data-parallel on several processes: torchrun --nproc_per_node=N -m deepprl train ...
+    (rank 0 writes OUT and prints; see docs/scaling.md)."""
+    from deepprl.distributed import env_world
     from deepprl.train.run import train_run
 
     try:
+        main_rank = env_world().main
         config = _run_config(dataset, data, mapping, seed, epochs, policy_steps, k,
                              dataset_option, set_, model)
-        bars = _Bars(enabled=not quiet)
+        bars = _Bars(enabled=not quiet and main_rank)
         with bars.progress:
             metrics = train_run(config, out, progress=bars)
     except ValueError as error:
         _fail(str(error))
+    if not main_rank:
+        return
     _print_table(metrics, title=f"{metrics['model']} on {metrics['dataset']} (seed {seed}) "
                                 f"-> {out}")
+
+
+@app.command("fit-predictor")
+def fit_predictor_cmd(
+    data: Annotated[Path, typer.Option(help="Parquet log (file or directory), sorted by "
+                                            "user, then time.")],
+    mapping: Annotated[Path, typer.Option(help="Mapping file (README: 'Your own log').")],
+    out: Annotated[Path, typer.Option(help="Directory for weights, config and metrics.")],
+    batch_rows: Annotated[int, typer.Option(help="Rows per record batch read.")] = 65_536,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    epochs: Annotated[int | None, typer.Option(help="Stage-1 epochs.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Config override SECTION.FIELD=VALUE; repeatable.")] = None,
+) -> None:
+    """Stage 1 on a log larger than memory, streamed from Parquet in record batches."""
+    from deepprl.config import RunConfig
+    from deepprl.train.stream import fit_predictor_file
+
+    try:
+        from deepprl.data.schema import read_mapping
+
+        spec = {"data": str(data.resolve()), "mapping": read_mapping(mapping).to_dict(),
+                "stream": True}
+        config = _apply_settings(RunConfig(dataset=spec, seed=seed), set_ or [])
+        if epochs is not None:
+            if epochs < 1:
+                raise ValueError("--epochs must be >= 1")
+            config = dataclasses.replace(config, train=dataclasses.replace(config.train,
+                                                                           epochs=epochs))
+        metrics = fit_predictor_file(config, data, mapping, out, batch_rows=batch_rows)
+    except ValueError as error:
+        _fail(str(error))
+    sys.stdout.write(json.dumps({k: v for k, v in metrics.items() if k != "stage1"} |
+                                {"last_epoch": metrics["stage1"][-1]}) + "\n")
 
 
 @app.command()

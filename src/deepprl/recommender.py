@@ -60,19 +60,22 @@ class Recommender:
         return self.weights(state, context, policy)
 
     @torch.no_grad()
-    def score_events(self, events: np.ndarray, items: np.ndarray, *, batch_size: int = 512
-                     ) -> Scored:
-        """States and predictions for logged events [E] and candidates [E, C]."""
+    def score_events(self, events: np.ndarray, items: np.ndarray, *, batch_size: int = 512,
+                     states: np.ndarray | None = None) -> Scored:
+        """States and predictions for logged events [E] and candidates [E, C]; `states`
+        [E, S], when the caller has them already (from `states()`), are not recomputed."""
         self.model.eval()
-        states, y_hats = [], []
+        parts, y_hats = [], []
         for lo in range(0, len(events), batch_size):
             chunk = events[lo : lo + batch_size]
-            batch = make_batch(self.data, self.history[chunk], chunk)
-            state = self.model.state(batch)
-            states.append(state)
-            y_hats.append(self.model.predict(state, batch.context,
+            if states is None:
+                state = self.model.state(make_batch(self.data, self.history[chunk], chunk))
+            else:
+                state = torch.from_numpy(states[lo : lo + batch_size])
+            parts.append(state)
+            y_hats.append(self.model.predict(state, torch.from_numpy(self.data.context[chunk]),
                                              torch.from_numpy(items[lo : lo + batch_size])))
-        return Scored(state=_cat(states, (0, self.model.state_dim)),
+        return Scored(state=_cat(parts, (0, self.model.state_dim)),
                       context=self.data.context[events],
                       y_hat=_cat(y_hats, (0, items.shape[1], self.data.n_objectives)))
 

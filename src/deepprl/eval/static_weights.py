@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import candidate_items
 from deepprl.data.splits import Split
 from deepprl.eval.metrics import top_k_reward, top_k_reward_of
+from deepprl.parallel import map_tasks, session
 from deepprl.recommender import Recommender
 
 
@@ -49,21 +51,47 @@ def validation_set(data: Interactions, split: Split, *, k: int, seed: int,
 
 
 def tune_weights(mean_reward: Callable[[np.ndarray], float], n_objectives: int, *,
-                 trials: int, seed: int) -> tuple[np.ndarray, list[dict[str, float]]]:
+                 trials: int, seed: int, parallel: int = 1, executor: str = "sequential",
+                 address: str | None = None) -> tuple[np.ndarray, list[dict[str, float]]]:
     """Maximise mean_reward(alpha) over the simplex with Optuna's TPE (seeded; the first
-    trial is equal weights). Returns (best alpha [K], one record per trial)."""
-    def objective(trial: optuna.Trial) -> float:
-        return mean_reward(_to_simplex([trial.suggest_float(f"w{j}", 0.0, 1.0)
-                                        for j in range(n_objectives)]))
+    trial is equal weights). Returns (best alpha [K], one record per trial).
 
+    parallel > 1 asks TPE for that many trials at once and scores them with
+    deepprl.parallel.map_tasks on `executor` (e.g. "ray", at `address`); each round's
+    trials then share what TPE knew before the round, so results differ from parallel = 1,
+    which is the reference. Scoring a trial on a precomputed predictor takes milliseconds,
+    so this pays only when mean_reward is expensive (e.g. it re-scores a large model)."""
+    if parallel < 1:
+        raise ValueError(f"parallel must be >= 1, got {parallel}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=seed))
     study.enqueue_trial({f"w{j}": 1.0 for j in range(n_objectives)})
-    study.optimize(objective, n_trials=trials)
-    best = _to_simplex([study.best_params[f"w{j}"] for j in range(n_objectives)])
+    names = [f"w{j}" for j in range(n_objectives)]
+    if parallel == 1 and executor == "sequential":
+        study.optimize(lambda t: mean_reward(_to_simplex([t.suggest_float(n, 0.0, 1.0)
+                                                          for n in names])),
+                       n_trials=trials)
+    else:
+        score = functools.partial(_score, mean_reward)
+        done = 0
+        with session(executor, address):  # one Ray for all rounds
+            while done < trials:
+                asked = [study.ask() for _ in range(min(parallel, trials - done))]
+                alphas = [_to_simplex([t.suggest_float(n, 0.0, 1.0) for n in names])
+                          for t in asked]
+                values = map_tasks(score, [{"alpha": a} for a in alphas], executor=executor,
+                                   address=address)
+                for trial, value in zip(asked, values, strict=True):
+                    study.tell(trial, value)
+                done += len(asked)
+    best = _to_simplex([study.best_params[n] for n in names])
     log = [{"trial": t.number, "valid_reward": float(t.value or 0.0)} for t in study.trials]
     return best, log
+
+
+def _score(mean_reward: Callable[[np.ndarray], float], alpha: np.ndarray) -> float:
+    return float(mean_reward(alpha))
 
 
 def tune_static_weights(recommender: Recommender, data: Interactions, split: Split, *,

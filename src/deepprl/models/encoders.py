@@ -55,14 +55,32 @@ class TimeLSTMCell(nn.Module):
     def forward(self, x: torch.Tensor, dt: torch.Tensor, h: torch.Tensor, c: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, D], dt [B], h, c [B, H] -> (h, c)."""
-        gates = self.x_gates(x) + self.h_gates(h)
-        i, f, o, g = gates.chunk(4, dim=-1)
-        candidate = torch.sigmoid(i) * torch.tanh(g)
-        if self.use_time_gate:
-            t_gate = torch.sigmoid(self.x_time(x) + torch.sigmoid(self.dt_time(dt[:, None])))
+        x_part, t_gate = self.project(x[:, None], dt[:, None])
+        return self.recur(x_part[:, 0], None if t_gate is None else t_gate[:, 0], h, c)
+
+    def project(self, x: torch.Tensor, dt: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Everything that does not depend on h, for all L steps at once:
+        x [B, L, D], dt [B, L] -> (x W_x + b [B, L, 4H], time gate T [B, L, H] or None)."""
+        x_part = self.x_gates(x)
+        if not self.use_time_gate:
+            return x_part, None
+        return x_part, torch.sigmoid(self.x_time(x) + torch.sigmoid(self.dt_time(dt[..., None])))
+
+    def recur(self, x_part: torch.Tensor, t_gate: torch.Tensor | None, h: torch.Tensor,
+              c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step from the projected input x_part [B, 4H] and T [B, H] (or [B, 1]; None
+        for 1) -> (h, c)."""
+        gates = torch.addmm(x_part, h, self.h_gates.weight.t())  # [B, 4H]
+        # split/chunk, not slicing: the backward of a slice fills a zero tensor of the whole
+        # input per slice, which cost more than the step itself
+        ifo, g = gates.split([3 * self.hidden, self.hidden], dim=-1)
+        i, f, o = torch.sigmoid(ifo).chunk(3, dim=-1)
+        candidate = i * torch.tanh(g)
+        if t_gate is not None:
             candidate = candidate * t_gate
-        c = torch.sigmoid(f) * c + candidate
-        return torch.sigmoid(o) * torch.tanh(c), c
+        c = f * c + candidate
+        return o * torch.tanh(c), c
 
 
 class SelfAttentiveTimeLSTM(nn.Module):
@@ -77,22 +95,47 @@ class SelfAttentiveTimeLSTM(nn.Module):
         self.out_dim = hidden
 
     def forward(self, x: torch.Tensor, gaps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.states(x, gaps, mask)[:, -1]  # [B, H]: the state after the last step
+        """The state after the last step [B, H] (only that one is kept: no [B, L, H] stack
+        to build and back-propagate through)."""
+        return self._run(x, gaps, mask, every_step=False)
 
     def states(self, x: torch.Tensor, gaps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x [B, L, D], gaps [B, L], mask [B, L] -> the state after every step [B, L, H]."""
+        return self._run(x, gaps, mask, every_step=True)
+
+    def _run(self, x: torch.Tensor, gaps: torch.Tensor, mask: torch.Tensor, *,
+             every_step: bool) -> torch.Tensor:
         if self.attention is not None:
             x = self.attention(x, mask)
         B, L, _ = x.shape
+        x_part, t_gate = self.cell.project(x, gaps)  # [B, L, 4H], [B, L, H]: one matmul each
         h = x.new_zeros(B, self.cell.hidden)
         c = x.new_zeros(B, self.cell.hidden)
+        # unbind, not x_part[:, k]: the backward of a slice fills a zero tensor of the whole
+        # [B, L, 4H] per step; unbind's backward is one stack
+        x_steps = x_part.unbind(1)
         out = []
-        for k in range(L):  # the only Python loop: over the L history steps
-            h_new, c_new = self.cell(x[:, k], gaps[:, k], h, c)
-            keep = mask[:, k : k + 1]
-            h, c = torch.where(keep, h_new, h), torch.where(keep, c_new, c)
-            out.append(h)
-        return torch.stack(out, dim=1)
+        if L > 1 and bool((mask[:, 1:] >= mask[:, :-1]).all()):
+            # left-padded histories (every history built from the log): from h = c = 0, a
+            # padded step whose candidate is zeroed (through T) leaves h = c = 0, so no
+            # per-step select is needed; leading steps padded in every row are skipped
+            first = int(mask.any(0).to(torch.int8).argmax()) if bool(mask.any()) else L
+            out = [h] * first if every_step else []
+            live = mask[..., None].to(x.dtype)  # [B, L, 1]
+            t_steps = (live if t_gate is None else t_gate * live).unbind(1)
+            for k in range(first, L):  # the only Python loop: over the L history steps
+                h, c = self.cell.recur(x_steps[k], t_steps[k], h, c)
+                if every_step:
+                    out.append(h)
+        else:
+            keeps = mask[..., None].unbind(1)
+            t_list = [None] * L if t_gate is None else list(t_gate.unbind(1))
+            for k in range(L):  # histories with holes: masked steps keep the previous state
+                h_new, c_new = self.cell.recur(x_steps[k], t_list[k], h, c)
+                h, c = torch.where(keeps[k], h_new, h), torch.where(keeps[k], c_new, c)
+                if every_step:
+                    out.append(h)
+        return torch.stack(out, dim=1) if every_step else h
 
 
 EncoderFactory = Callable[..., nn.Module]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from deepprl.distributed import SINGLE, World, average_gradients, broadcast_module
 from deepprl.models.layers import mlp
 from deepprl.policy.weights import Actor
 
@@ -50,8 +51,12 @@ class Critic(nn.Module):
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """theta' <- tau * theta + (1 - tau) * theta' for every parameter."""
-    for t, s in zip(target.parameters(), source.parameters(), strict=True):
-        t.mul_(1.0 - tau).add_(s, alpha=tau)
+    targets: list[torch.Tensor] = list(target.parameters())
+    sources: list[torch.Tensor] = list(source.parameters())
+    if len(targets) != len(sources):
+        raise ValueError("target and source networks differ in their parameters")
+    torch._foreach_mul_(targets, 1.0 - tau)  # two kernels for all parameters, not 2 per one
+    torch._foreach_add_(targets, sources, alpha=tau)
 
 
 def explore(alpha: torch.Tensor, share: float, generator: torch.Generator) -> torch.Tensor:
@@ -84,18 +89,24 @@ class DDPG:
     decomposed: fit the critic's action part R to the reward and its state part F to the
     discounted rest of the TD target. Valid when the next state does not depend on the
     action; it keeps the action's small effect on r from being drowned by the error of a
-    long-horizon value (measured: see docs/model.md)."""
+    long-horizon value (measured: see docs/model.md).
+
+    world: under torchrun, gradients are averaged over ranks before each step, so all
+    replicas (and their soft-updated targets) stay identical."""
 
     def __init__(self, actor: Actor, critic: Critic, *, gamma: float, tau: float,
-                 actor_lr: float, critic_lr: float, decomposed: bool = False) -> None:
+                 actor_lr: float, critic_lr: float, decomposed: bool = False,
+                 world: World = SINGLE) -> None:
         if not 0 <= gamma < 1 or not 0 < tau <= 1:
             raise ValueError(f"need 0 <= gamma < 1 and 0 < tau <= 1, got {gamma}, {tau}")
-        self.actor, self.critic = actor, critic
+        self.actor, self.critic, self.world = actor, critic, world
+        broadcast_module(actor, world)  # identical replicas on every rank (torchrun)
+        broadcast_module(critic, world)
         self.actor_target = copy.deepcopy(actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(critic).requires_grad_(False)
         self.gamma, self.tau, self.decomposed = gamma, tau, decomposed
-        self.actor_opt = torch.optim.Adam(actor.parameters(), lr=actor_lr)
-        self.critic_opt = torch.optim.Adam(critic.parameters(), lr=critic_lr)
+        self.actor_opt = torch.optim.Adam(actor.parameters(), lr=actor_lr, foreach=True)
+        self.critic_opt = torch.optim.Adam(critic.parameters(), lr=critic_lr, foreach=True)
 
     def td_target(self, t: Transitions) -> torch.Tensor:
         with torch.no_grad():
@@ -114,14 +125,20 @@ class DDPG:
             loss = td_loss
         self.critic_opt.zero_grad()
         loss.backward()
+        average_gradients(self.critic.parameters(), len(t.reward), self.world)
         self.critic_opt.step()
         return float(td_loss.detach())
 
     def actor_step(self, state: torch.Tensor, context: torch.Tensor) -> float:
         """One ascent step on Q(s, C, mu(s, C)) (eq. 4); returns -Q before it."""
-        loss = -self.critic(state, context, self.actor(state, context)).mean()
-        self.actor_opt.zero_grad()
-        loss.backward()
+        self.critic.requires_grad_(False)  # only the actor learns here: skip Q's own gradients
+        try:
+            loss = -self.critic(state, context, self.actor(state, context)).mean()
+            self.actor_opt.zero_grad()
+            loss.backward()
+        finally:
+            self.critic.requires_grad_(True)
+        average_gradients(self.actor.parameters(), len(state), self.world)
         self.actor_opt.step()
         return float(loss.detach())
 

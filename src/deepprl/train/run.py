@@ -30,6 +30,7 @@ from deepprl.config import RunConfig
 from deepprl.data.interactions import Interactions
 from deepprl.data.registry import load_dataset
 from deepprl.data.splits import Split
+from deepprl.distributed import SINGLE, World, barrier, process_group, user_shard
 from deepprl.eval.offline import evaluate_ranker
 from deepprl.eval.static_weights import (
     top_k_mean_reward,
@@ -55,51 +56,69 @@ def seed_everything(seed: int) -> None:
 
 def train_run(config: RunConfig, out: str | Path, *, progress: Progress | None = None
               ) -> dict[str, Any]:
-    """Train the configured model, save it under `out`, return (and save) its metrics."""
+    """Train the configured model, save it under `out`, return (and save) its metrics.
+
+    Launched by torchrun with several processes, training is data-parallel (see
+    deepprl.distributed) and only rank 0 writes `out`; the other ranks return
+    {"rank": r, ...} without metrics."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out / "train.log", mode="w", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    try:
-        return _train(config, out, progress)
-    finally:
-        log.removeHandler(handler)
-        handler.close()
+    with process_group() as world:
+        if not world.main:
+            return _train(config, out, progress, world)
+        out.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(out / "train.log", mode="w", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        try:
+            return _train(config, out, progress, world)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
 
 
-def _train(config: RunConfig, out: Path, progress: Progress | None) -> dict[str, Any]:
+def _train(config: RunConfig, out: Path, progress: Progress | None, world: World
+           ) -> dict[str, Any]:
     started = time.perf_counter()
     entry = models().get(config.name)
     if entry is None:
         raise ValueError(f"unknown model {config.name!r}; expected one of {sorted(models())}")
+    if world.distributed and (entry.item_policy is not None
+                              or config.policy.algorithm not in ("ddpg", "static")):
+        raise ValueError(f"data-parallel training (torchrun) covers the weighted models with "
+                         f"policy ddpg or static; run {config.name!r} in one process")
     seed_everything(config.seed)
     data = load_dataset(config.dataset)
     split = run_split(data, config)
     log.info("deepprl %s, model %s, seed %d, data %s: %d events, %d users, %d items, "
-             "objectives %s", __version__, config.name, config.seed, data.name, data.n_events,
-             data.n_users, data.n_items, data.objective_names)
+             "objectives %s; %d process(es)", __version__, config.name, config.seed,
+             data.name, data.n_events, data.n_users, data.n_items, data.objective_names,
+             world.size)
     if entry.item_policy is not None:
         metrics = _train_item_policy(config, data, split, out)
     else:
-        metrics = _train_weighted(config, data, split, out, progress)
+        metrics = _train_weighted(config, data, split, out, progress, world)
+    if not world.main:
+        barrier(world)
+        return {"rank": world.rank, "world_size": world.size, "model": config.name}
     metrics.update({"model": config.name, "dataset": data.name, "seed": config.seed,
-                    "seconds": time.perf_counter() - started, "code": code_version()})
+                    "seconds": time.perf_counter() - started, "world_size": world.size,
+                    "code": code_version()})
     write_json(out / "seed.txt", config.seed)
     write_json(out / "metrics.json", metrics)
     log.info("metrics %s", {m: metrics[m] for m in ("learned", "equal") if m in metrics})
+    barrier(world)
     return metrics
 
 
 def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Path,
-                    progress: Progress | None) -> dict[str, Any]:
+                    progress: Progress | None, world: World = SINGLE) -> dict[str, Any]:
     model = build_model(config, data)
     stage1 = fit_predictor(model, data, np.flatnonzero(split.train), config.train,
-                           seed=config.seed, progress=progress)
+                           seed=config.seed, progress=progress, world=world)
     for record in stage1:
         log.info("stage 1 %s", record)
-    mae = prediction_error(model, data, np.flatnonzero(split.test))
+    mae = prediction_error(model, data, np.flatnonzero(split.test)) if world.main else {}
     log.info("test MAE of the logged items: %s", mae)
 
     for p in model.parameters():  # stage 2 sees a frozen stage-1 model
@@ -107,21 +126,29 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
     recommender = Recommender(model, build_policy(config, model, data), data)
     k = config.eval.k
     weights = None
-    if config.policy.algorithm == "static":
+    if config.policy.algorithm == "static":  # cheap and deterministic: every rank alike
         weights, stage2 = tune_static_weights(recommender, data, split, k=k,
                                               trials=config.policy.static_trials,
                                               seed=config.seed)
         recommender.policy = FixedWeights(torch.from_numpy(weights.astype(np.float32)))
         log.info("static weights tuned on validation: %s", weights.tolist())
     else:
-        env = build_trajectories(recommender, data, split.train | split.valid, config.policy,
+        policy_config, pool = config.policy, split.train | split.valid
+        if world.distributed:  # this rank's users' trajectories, and its share of the cap
+            pool = pool & user_shard(data.user, world)
+            policy_config = dataclasses.replace(
+                policy_config, max_events=-(-policy_config.max_events // world.size))
+        env = build_trajectories(recommender, data, pool, policy_config,
                                  k=k, max_candidates=config.train.max_candidates,
                                  seed=config.seed)
         learner = TRAJECTORY_LEARNERS[config.policy.algorithm]
+        extra = {"world": world} if world.distributed else {}
         stage2 = learner(recommender.policy, env, config.policy, k=k, seed=config.seed,
-                         progress=progress)
+                         progress=progress, **extra)
     for record in stage2[:: max(1, len(stage2) // 10)]:
         log.info("stage 2 %s", record)
+    if not world.main:
+        return {}
     if not config.policy.dynamic:
         recommender.fix_weights_at(split)
     save_run(out, config, model, recommender.policy, data)

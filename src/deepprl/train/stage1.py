@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from deepprl.config import TrainConfig
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import history_index, make_batch
+from deepprl.data.stream import ParquetLog
+from deepprl.distributed import SINGLE, World, all_sum, average_gradients, broadcast_module, shard
 from deepprl.models.network import PredictorModel
 
 Progress = Callable[[str, int, int, dict[str, float]], None]
@@ -27,44 +29,96 @@ def prediction_loss(y_hat: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Te
 
 
 def make_optimizer(params: object, config: TrainConfig) -> torch.optim.Optimizer:
+    # foreach: one kernel per operation over all parameters instead of one per parameter
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)  # type: ignore[arg-type]
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay,  # type: ignore[arg-type]
+                                foreach=True)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)  # type: ignore[arg-type]
+        return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay,  # type: ignore[arg-type]
+                               foreach=True)
     raise ValueError(f"unknown optimizer {config.optimizer!r}; expected 'adam' or 'sgd'")
 
 
 def fit_predictor(model: PredictorModel, data: Interactions, train_events: np.ndarray,
-                  config: TrainConfig, *, seed: int, progress: Progress | None = None
-                  ) -> list[dict[str, float]]:
-    """Minibatch training; returns one record per epoch (mean loss, records/s)."""
+                  config: TrainConfig, *, seed: int, progress: Progress | None = None,
+                  world: World = SINGLE) -> list[dict[str, float]]:
+    """Minibatch training; returns one record per epoch (mean loss, records/s).
+
+    Data-parallel under torchrun (`world.size` > 1): this rank trains on its shard of
+    `train_events` with batch_size / size events per step, and gradients are averaged over
+    ranks before every step, so a step sees batch_size events in all, as in one process."""
     import time
 
     history = history_index(data, model.config.history_length)
+    broadcast_module(model, world)
     optimizer = make_optimizer(model.parameters(), config)
-    rng = np.random.default_rng([seed, 11])
-    y_all = torch.from_numpy(data.objectives)
+    rng = np.random.default_rng([seed, 11] if not world.distributed else [seed, 11, world.rank])
     log = []
-    n_batches = -(-len(train_events) // config.batch_size)
+    local = shard(train_events, world)
+    per_step = -(-config.batch_size // world.size)
+    # the same number of steps on every rank (shards differ in size by at most one event)
+    largest_shard = -(-len(train_events) // world.size)
+    n_batches = -(-largest_shard // per_step)
     for epoch in range(config.epochs):
         model.train()
-        order = rng.permutation(train_events)
-        total, start = 0.0, time.perf_counter()
-        for b in range(n_batches):
-            events = order[b * config.batch_size : (b + 1) * config.batch_size]
+        start = time.perf_counter()
+        total = _train_steps(model, optimizer, data, history, rng.permutation(local),
+                             n_batches, per_step, world, progress, epoch)
+        seconds = time.perf_counter() - start
+        total, count = all_sum([total, float(len(local))], world)
+        log.append({"epoch": epoch + 1, "loss": total / max(count, 1.0),
+                    "seconds": seconds, "records_per_s": count / seconds})
+    return log
+
+
+def _train_steps(model: PredictorModel, optimizer: torch.optim.Optimizer, data: Interactions,
+                 history: np.ndarray, order: np.ndarray, n_batches: int, per_step: int,
+                 world: World, progress: Progress | None, epoch: int) -> float:
+    """n_batches optimizer steps over `order`; returns the summed loss x events."""
+    y_all = torch.from_numpy(data.objectives)
+    total = 0.0
+    for b in range(n_batches):
+        events = order[b * per_step : (b + 1) * per_step]
+        optimizer.zero_grad()
+        if len(events):
             batch = make_batch(data, history[events], events)
             y_hat = model(batch, torch.from_numpy(data.item[events])[:, None])[:, 0]  # [B, K]
             loss = prediction_loss(y_hat, y_all[events], model.config.loss)
-            optimizer.zero_grad()
             loss.backward()
-            optimizer.step()
             total += float(loss.detach()) * len(events)
-            if progress is not None:
-                progress("predictor", b + 1, n_batches, {"epoch": epoch + 1})
+        average_gradients(model.parameters(), len(events), world)
+        optimizer.step()
+        if progress is not None:
+            progress("predictor", b + 1, n_batches, {"epoch": epoch + 1})
+    return total
+
+
+def fit_predictor_stream(model: PredictorModel, log: ParquetLog, config: TrainConfig, *,
+                         seed: int, progress: Progress | None = None
+                         ) -> list[dict[str, float]]:
+    """Stage 1 on a Parquet log read in record batches (deepprl.data.stream): each epoch
+    reads the file once, window by window; minibatches are shuffled within a window (make
+    batch_rows many times batch_size). Memory: one window, whatever the file's size."""
+    import time
+
+    optimizer = make_optimizer(model.parameters(), config)
+    rng = np.random.default_rng([seed, 11])
+    log_records = []
+    for epoch in range(config.epochs):
+        model.train()
+        total, count, start = 0.0, 0, time.perf_counter()
+        for window in log.windows():
+            history = history_index(window.data, model.config.history_length)
+            events = window.events
+            n_batches = -(-len(events) // config.batch_size)
+            total += _train_steps(model, optimizer, window.data, history,
+                                  rng.permutation(events), n_batches, config.batch_size,
+                                  SINGLE, progress, epoch)
+            count += len(events)
         seconds = time.perf_counter() - start
-        log.append({"epoch": epoch + 1, "loss": total / max(len(train_events), 1),
-                    "seconds": seconds, "records_per_s": len(train_events) / seconds})
-    return log
+        log_records.append({"epoch": epoch + 1, "loss": total / max(count, 1),
+                            "seconds": seconds, "records_per_s": count / seconds})
+    return log_records
 
 
 @torch.no_grad()

@@ -19,6 +19,7 @@ from torch import nn
 from deepprl.config import PolicyConfig
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import candidate_items
+from deepprl.distributed import SINGLE, World, all_sum
 from deepprl.eval.metrics import top_k_reward
 from deepprl.policy.weights import Actor, GridQPolicy
 from deepprl.recommender import Recommender
@@ -60,7 +61,7 @@ def build_trajectories(recommender: Recommender, data: Interactions, train: np.n
     keep = valid.sum(1) > k  # with <= k candidates every action gives the same top-K
     pick, events, items, reward, valid = pick[keep], events[keep], items[keep], reward[keep], \
         valid[keep]
-    y_hat = recommender.score_events(events, items).y_hat
+    y_hat = recommender.score_events(events, items, states=state[pick]).y_hat  # no re-encoding
     return Trajectories(
         state=torch.from_numpy(state), context=torch.from_numpy(data.context[rows]),
         sampled=torch.from_numpy(pick),
@@ -95,8 +96,12 @@ def _greedy_reward(policy: nn.Module, env: Trajectories, j: torch.Tensor, k: int
 
 
 def learn_ddpg(actor: Actor, env: Trajectories, config: PolicyConfig, *, k: int,
-               seed: int, progress: Progress | None = None) -> list[dict[str, float]]:
-    """The paper's contextual policy gradient (DDPG); returns a log every 100 steps."""
+               seed: int, progress: Progress | None = None, world: World = SINGLE
+               ) -> list[dict[str, float]]:
+    """The paper's contextual policy gradient (DDPG); returns a log every 100 steps.
+
+    Under torchrun, `env` holds this rank's users' trajectories; each rank samples
+    batch_size / size transitions per step and the gradients are averaged over ranks."""
     if config.critic not in ("td", "decomposed"):
         raise ValueError(f"policy.critic must be 'td' or 'decomposed', got {config.critic!r}")
     critic = Critic(state_dim=env.state.shape[1], context_dim=env.context.shape[1],
@@ -104,12 +109,14 @@ def learn_ddpg(actor: Actor, env: Trajectories, config: PolicyConfig, *, k: int,
                     layers=config.layers, use_context=config.use_context)
     algo = DDPG(actor, critic, gamma=config.gamma, tau=config.tau,
                 actor_lr=config.actor_lr, critic_lr=config.critic_lr,
-                decomposed=config.critic == "decomposed")
-    gen = torch.Generator().manual_seed(seed)
+                decomposed=config.critic == "decomposed", world=world)
+    gen = torch.Generator().manual_seed(seed if not world.distributed
+                                        else seed * 1009 + world.rank)
+    per_step = -(-config.batch_size // world.size)
     log: list[dict[str, float]] = []
     actor.train()
     for step in range(config.steps):
-        j = _sample(env, config.batch_size, gen)
+        j = _sample(env, per_step, gen)
         row = env.sampled[j]
         with torch.no_grad():
             action = explore(actor(env.state[row], env.context[row]), config.exploration, gen)
@@ -119,9 +126,9 @@ def learn_ddpg(actor: Actor, env: Trajectories, config: PolicyConfig, *, k: int,
         q = -algo.actor_step(t.state, t.context)
         algo.update_targets()
         if (step + 1) % 100 == 0 or step + 1 == config.steps:
-            log.append({"step": step + 1, "td_loss": td, "q": q,
-                        "explore_reward": float(r.mean()),
-                        "greedy_reward": _greedy_reward(actor, env, j, k)})
+            values = all_sum([td, q, float(r.mean()), _greedy_reward(actor, env, j, k)], world)
+            log.append({"step": step + 1, **{name: v / world.size for name, v in zip(
+                ("td_loss", "q", "explore_reward", "greedy_reward"), values, strict=True)}})
         if progress is not None:
             progress("policy", step + 1, config.steps, {})
     actor.eval()
