@@ -114,8 +114,10 @@ def experiment_rows(df: pd.DataFrame, schema: LogSchema) -> pd.DataFrame:
     return df[df[schema.period].astype(str) != schema.pre_value]
 
 
-def units(df: pd.DataFrame, schema: LogSchema, unit: str = "session") -> pd.DataFrame:
-    """Records -> analysis units with a `treatment` 0/1 column (see module docstring)."""
+def units(df: pd.DataFrame, schema: LogSchema, unit: str = "session",
+          extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Records -> analysis units with a `treatment` 0/1 column (see module docstring);
+    `extra` columns are carried over (a session's first value)."""
     if unit not in ("session", "record"):
         raise ValueError(f"unit must be 'session' or 'record', got {unit!r}")
     out = df.copy()
@@ -124,7 +126,7 @@ def units(df: pd.DataFrame, schema: LogSchema, unit: str = "session") -> pd.Data
         return out
     first = [schema.user, schema.arm, "treatment", schema.day, *schema.consumer_features,
              *schema.video_categorical]
-    first += [c for c in (schema.period, schema.new_consumer) if c is not None]
+    first += [c for c in (schema.period, schema.new_consumer) if c is not None] + list(extra)
     agg: dict[str, Any] = {c: "first" for c in dict.fromkeys(first)}
     agg.update({c: "mean" for c in schema.video_numeric})
     for objective in schema.objectives:
@@ -268,14 +270,16 @@ def correlation_by_bins(df: pd.DataFrame, column: str, pair: tuple[str, str], *,
 
 
 def daily_effects(data: pd.DataFrame, schema: LogSchema, objective: str, *,
-                  by: str | None = None, cov: str = "cluster") -> list[Effect | None]:
+                  by: str | None = None, cov: str = "cluster", time_fe: bool = False
+                  ) -> list[Effect | None]:
     """Figure 13: the equation (8) regression run on each value of `by` (default: day)
-    separately, without the time fixed effects; None where one arm is missing."""
+    separately (time_fe: with day effects where a group spans several days); None where
+    one arm is missing or the group has 50 rows or fewer."""
     by = by or schema.day
     out: list[Effect | None] = []
     for _, part in data.groupby(by, sort=True):
         enough = part["treatment"].nunique() == 2 and len(part) > 50
-        out.append(treatment_effect(part, schema, objective, time_fe=False, cov=cov)
+        out.append(treatment_effect(part, schema, objective, time_fe=time_fe, cov=cov)
                    if enough else None)
     return out
 
