@@ -201,7 +201,10 @@ def arm_config(name: str, config: ExperimentConfig, log_path: Path) -> RunConfig
                             max_events=config.max_train_events),
         eval=EvalConfig(k=config.train_k, max_events=min(config.max_train_events, 2000)),
         seed=config.platform.seed)
-    return configure(name, base)
+    arm = configure(name, base)
+    # CTR and VV are rare 0/1 outcomes: under the L1 loss their best constant is 0, so
+    # both arms learn them with binary cross-entropy (DT in [0, 1] too)
+    return dataclasses.replace(arm, model=dataclasses.replace(arm.model, loss="bce"))
 
 
 def run_experiment(config: ExperimentConfig, workdir: Path, *,
@@ -241,8 +244,11 @@ def run_experiment(config: ExperimentConfig, workdir: Path, *,
         if store is None:
             store = HistoryStore.from_log(data, model_user, recommender.model.config.history_length)
         arms[arm] = ModelArm(recommender, model_user)
+        fixed = getattr(recommender.policy, "weights", None)
         facts[f"train_{name}"] = {"seconds": time.perf_counter() - started,
-                                  **{k: metrics.get(k) for k in ("test_mae", "static_weights")}}
+                                  "test_mae": metrics.get("test_mae"),
+                                  "static_weights": None if fixed is None
+                                  else [float(w) for w in fixed]}
         log(f"trained {name} in {facts[f'train_{name}']['seconds']:.0f}s")
 
     if store is None:
