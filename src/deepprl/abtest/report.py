@@ -6,6 +6,7 @@ numbers are shown beside ours when `paper=True` (objectives named vv, dt, ctr).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from deepprl.abtest.analysis import (
     Effect,
     LogSchema,
     balance,
+    check_log,
     correlation_by_bins,
     correlations,
     daily_effects,
@@ -330,3 +332,25 @@ def _figure14(exp: pd.DataFrame, schema: LogSchema, report: Report, unit: str, c
                md_table(["Objective", *[f"day {labels[b]}" for b in present]], rows))
     report.figure("figure14", fig, "Treatment effect on new consumers by days since joining")
     return out
+
+
+def analyse_file(log: str | Path, *, out: Path = Path("reports"), schema: LogSchema | None = None,
+                 unit: str = "session", cov: str = "cluster", command: str = "") -> Path:
+    """Analyse a team's own A/B log (Parquet or CSV, columns per `schema`): writes
+    OUT/abtest/<file stem>.md, .json and the PNGs; returns the Markdown's path."""
+    path = Path(log)
+    if not path.is_file():
+        raise ValueError(f"{path}: A/B log not found")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        df = pd.read_parquet(path)
+    elif suffix in (".csv", ".tsv"):
+        df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    else:
+        raise ValueError(f"{path}: unsupported file type {suffix!r}; use .parquet or .csv")
+    schema = schema or LogSchema()
+    check_log(df, schema)
+    report = Report("abtest", path.stem, f"A/B analysis of {path.name} (paper §7)",
+                    command or f"deepprl abtest analyse {path}")
+    analyse(df, schema, report, unit=unit, cov=cov, paper=False)
+    return report.write(out)
