@@ -173,3 +173,16 @@ def test_analyse_own_log_from_csv(tmp_path: Path) -> None:
     assert md.name == "mylog.md" and "Table 12" in md.read_text()
     with pytest.raises(ValueError, match="user_id"):
         analyse_file(path, out=tmp_path / "out")
+
+
+def test_schema_file_rejects_bad_values(tmp_path: Path) -> None:
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps({"objectives": "vv"}))
+    with pytest.raises(ValueError, match="objectives must be a list"):
+        LogSchema.from_file(path)
+    path.write_text(json.dumps({"colour": "x"}))
+    with pytest.raises(ValueError, match="keys among"):
+        LogSchema.from_file(path)
+    path.write_text(json.dumps({"session": None, "objectives": ["a", "b"]}))
+    schema = LogSchema.from_file(path)
+    assert schema.session is None and schema.objectives == ("a", "b")

@@ -80,7 +80,19 @@ class LogSchema:
         names = {f.name for f in dataclasses.fields(cls)}
         if not isinstance(raw, dict) or set(raw) - names:
             raise ValueError(f"{path}: expected a JSON object with keys among {sorted(names)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        defaults = cls()
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            if isinstance(getattr(defaults, key), tuple):
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise ValueError(f"{path}: {key} must be a list of column names")
+                values[key] = tuple(value)
+            elif isinstance(value, str) or (value is None and key in _OPTIONAL):
+                values[key] = value
+            else:
+                raise ValueError(f"{path}: {key} must be a column name"
+                                 + (" or null" if key in _OPTIONAL else ""))
+        return dataclasses.replace(defaults, **values)
 
     def required(self) -> list[str]:
         cols = [self.user, self.arm, self.day, *self.objectives, *self.consumer_features,
@@ -92,6 +104,9 @@ class LogSchema:
     @property
     def consumer_features(self) -> tuple[str, ...]:
         return self.consumer_numeric + self.consumer_categorical
+
+
+_OPTIONAL = ("session", "period", "premium", "new_consumer", "new_video")
 
 
 def check_log(df: pd.DataFrame, schema: LogSchema) -> None:

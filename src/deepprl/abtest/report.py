@@ -248,7 +248,8 @@ def _table14(data: pd.DataFrame, schema: LogSchema, report: Report, cov: str, pa
              ) -> dict[str, Any]:
     yes = {True: "Yes", False: "No"}
     head = ["Objective", *[f"C {yes[c]}, V {yes[v]}, T {yes[t]}" for c, v, t in SPECS]]
-    rows, out = [], {}
+    rows: list[list[Any]] = []
+    out: dict[str, Any] = {}
     for o in schema.objectives:
         effects = [treatment_effect(data, schema, o, consumer=c, video=v, time_fe=t, cov=cov)
                    for c, v, t in SPECS]
