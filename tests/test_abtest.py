@@ -186,3 +186,16 @@ def test_schema_file_rejects_bad_values(tmp_path: Path) -> None:
     path.write_text(json.dumps({"session": None, "objectives": ["a", "b"]}))
     schema = LogSchema.from_file(path)
     assert schema.session is None and schema.objectives == ("a", "b")
+
+
+def test_named_arms_follow_their_shares() -> None:
+    from deepprl.abtest.serving import assign_arms
+
+    ids = [f"u{i:06d}" for i in range(20_000)]
+    arms = assign_arms(ids, {"control": 0.4, "treatment": 0.4, "extra": 0.2}, salt="s1")
+    for name, share in (("control", 0.4), ("treatment", 0.4), ("extra", 0.2)):
+        assert abs((arms == name).mean() - share) < 0.015
+    # the same buckets as the two-arm assignment: the first 40 % of buckets are control
+    assert np.array_equal(arms == "control", assign_treatment(ids, salt="s1", share=0.4))
+    with pytest.raises(ValueError):
+        assign_arms(ids, {"a": 0.5, "b": 0.6})

@@ -41,7 +41,10 @@ class LogSchema:
     arm: str = "arm"
     """Arm of the consumer."""
     treatment: str = "treatment"
-    """Value of `arm` that marks the treatment (any other value is control)."""
+    """Value of `arm` that marks the treatment."""
+    control: str | None = "control"
+    """Value of `arm` that marks the control; rows of other arms are left out of the
+    two-arm analyses (None: every non-treatment row is control)."""
     day: str = "day"
     """Day of the record (integer or date): the time fixed effects."""
     objectives: tuple[str, ...] = ("vv", "dt", "ctr")
@@ -106,7 +109,7 @@ class LogSchema:
         return self.consumer_numeric + self.consumer_categorical
 
 
-_OPTIONAL = ("session", "period", "premium", "new_consumer", "new_video")
+_OPTIONAL = ("control", "session", "period", "premium", "new_consumer", "new_video")
 
 
 def check_log(df: pd.DataFrame, schema: LogSchema) -> None:
@@ -118,9 +121,18 @@ def check_log(df: pd.DataFrame, schema: LogSchema) -> None:
     if len(df) == 0:
         raise ValueError("the A/B log is empty")
     arms = experiment_rows(df, schema)[schema.arm].astype(str).unique()
-    if schema.treatment not in arms or len(arms) < 2:
+    control_ok = len(arms) >= 2 if schema.control is None else schema.control in arms
+    if schema.treatment not in arms or not control_ok:
         raise ValueError(f"the log needs a treatment arm {schema.treatment!r} and a control "
-                         f"arm; found {sorted(arms)}")
+                         f"arm {schema.control or '(any other value)'!r}; found "
+                         f"{sorted(arms)}")
+
+
+def two_arms(df: pd.DataFrame, schema: LogSchema) -> pd.DataFrame:
+    """The rows of the treatment and control arms (all rows when control is None)."""
+    if schema.control is None:
+        return df
+    return df[df[schema.arm].astype(str).isin([schema.treatment, schema.control])]
 
 
 def experiment_rows(df: pd.DataFrame, schema: LogSchema) -> pd.DataFrame:
@@ -238,7 +250,7 @@ def balance(df: pd.DataFrame, schema: LogSchema) -> list[dict[str, Any]]:
     """Table 11: per consumer feature, Wilcoxon rank-sum p-value between arms (one row per
     consumer). Categorical features: the rank-sum test on each level's indicator,
     Bonferroni-adjusted minimum over levels, and a chi-square test of independence."""
-    consumers = experiment_rows(df, schema).groupby(schema.user).first()
+    consumers = experiment_rows(two_arms(df, schema), schema).groupby(schema.user).first()
     treated = consumers[schema.arm].astype(str) == schema.treatment
     rows = []
     for feature in schema.consumer_features:

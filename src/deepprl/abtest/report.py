@@ -24,6 +24,7 @@ from deepprl.abtest.analysis import (
     experiment_rows,
     first_seen,
     treatment_effect,
+    two_arms,
     units,
 )
 from deepprl.experiments.report import Report, md_table
@@ -47,6 +48,7 @@ def analyse(df: pd.DataFrame, schema: LogSchema, report: Report, *, unit: str = 
             cov: str = "cluster", paper: bool = True) -> dict[str, Any]:
     """Every analysis of paper §7 into `report`; returns the numbers (also report.data)."""
     paper = paper and set(schema.objectives) == set(PAPER_T12)
+    df = two_arms(df, schema)
     exp = experiment_rows(df, schema)
     data = units(exp, schema, unit)
     out: dict[str, Any] = {"unit": unit, "cov": cov}

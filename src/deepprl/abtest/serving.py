@@ -39,6 +39,18 @@ def assign_treatment(user_ids: np.ndarray | list[str], *, salt: str = "deepprl-a
     return np.array([hash_bucket(u, salt) < cut for u in user_ids], dtype=bool)
 
 
+def assign_arms(user_ids: np.ndarray | list[str], arms: dict[str, float], *,
+                salt: str = "deepprl-ab") -> np.ndarray:
+    """[U] arm names: consecutive bucket ranges in the order of `arms` (name -> share,
+    shares positive and summing to 1)."""
+    shares = np.array(list(arms.values()), dtype=np.float64)
+    if len(arms) < 2 or (shares <= 0).any() or abs(shares.sum() - 1.0) > 1e-9:
+        raise ValueError(f"arms need two or more positive shares summing to 1, got {arms}")
+    cuts = np.round(np.cumsum(shares) * BUCKETS).astype(np.int64)
+    buckets = np.array([hash_bucket(u, salt) for u in user_ids], dtype=np.int64)
+    return np.array(list(arms), dtype=object)[np.searchsorted(cuts, buckets, side="right")]
+
+
 def clock_steps(times: np.ndarray, prev: np.ndarray) -> np.ndarray:
     """Context rows [B, R, 5] of R steps per row at unix times [B, R]; prev [B] is the time
     of each row's previous step (NaN: none, gap 0). Same encoding as the training log."""

@@ -24,10 +24,13 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import torch
 
 from deepprl.abtest.platform import DT_CAP_S, GENRES, Platform, PlatformConfig
-from deepprl.abtest.serving import HistoryStore, ModelArm, assign_treatment, clock_steps
+from deepprl.abtest.serving import HistoryStore, ModelArm, assign_arms, clock_steps
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
+from deepprl.policy.weights import FixedWeights
+from deepprl.recommender import Recommender
 
 START = 1_609_459_200  # 2021-01-01 00:00 UTC: day 0 (the paper's experiment ran in Jan 2021)
 DAY = 86_400
@@ -54,8 +57,11 @@ class ExperimentConfig:
     """Experiment days (paper: the month of January 2021)."""
     pre_days: int = 5
     """Days of pre-period log the arms are trained on."""
-    treatment_share: float = 0.5
-    """Share of hash buckets in the treatment arm."""
+    arms: tuple[tuple[str, float], ...] = (("control", 0.4), ("treatment", 0.4),
+                                           ("deepprl-static", 0.2))
+    """Arms and their shares of the hash buckets: control = MMoE with static weights,
+    treatment = DeepPRL, deepprl-static (optional diagnostic arm) = DeepPRL's predictor
+    with one static alpha tuned like MMoE's: where a difference comes from."""
     salt: str = "deepprl-ab-2021"
     """Salt of the assignment hash."""
     epochs: int = 2
@@ -71,6 +77,9 @@ class ExperimentConfig:
     consumer's logged validation items are the candidates, so K must stay below their
     number."""
 
+
+MODELS = {"control": "mmoe", "treatment": "deepprl"}
+"""The model each main arm serves (zoo names)."""
 
 Ranker = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 """(users [B], candidates [B, C] platform video indices, context [B, Fc]) ->
@@ -108,10 +117,10 @@ def legacy_ranker(platform: Platform, rng: np.random.Generator) -> Ranker:
     return rank
 
 
-def simulate_days(platform: Platform, days: range, rankers: dict[bool, Ranker],
-                  treated: np.ndarray, store: HistoryStore | None, video_model: np.ndarray,
+def simulate_days(platform: Platform, days: range, rankers: dict[str, Ranker],
+                  arm_of: np.ndarray, store: HistoryStore | None, video_model: np.ndarray,
                   rng: np.random.Generator, *, period: str) -> pl.DataFrame:
-    """Serve every session of `days`; rankers[treated] ranks a consumer's sessions.
+    """Serve every session of `days`; rankers[arm_of[consumer]] ranks a consumer's sessions.
     store (model arms) is updated with every shown video; video_model [V] maps platform
     videos to model item indices (0: unknown to the models, never a candidate)."""
     parts: list[dict[str, np.ndarray]] = []
@@ -130,7 +139,7 @@ def simulate_days(platform: Platform, days: range, rankers: dict[bool, Ranker],
             shown = np.empty((len(users), slots), dtype=np.int64)
             alpha = np.full((len(users), 3), np.nan)
             for arm, ranker in rankers.items():
-                rows = np.flatnonzero(treated[users] == arm)
+                rows = np.flatnonzero(arm_of[users] == arm)
                 if len(rows):
                     order, alpha[rows] = ranker(users[rows], cands[rows], context[rows, 0])
                     shown[rows] = np.take_along_axis(cands[rows], order[:, :slots], axis=1)
@@ -146,10 +155,10 @@ def simulate_days(platform: Platform, days: range, rankers: dict[bool, Ranker],
                           **{f"alpha_{o}": np.repeat(alpha[:, i], slots)
                              for i, o in enumerate(OBJECTIVES)}})
             session_base += len(users)
-    return _records(platform, parts, treated, period)
+    return _records(platform, parts, arm_of, period)
 
 
-def _records(platform: Platform, parts: list[dict[str, np.ndarray]], treated: np.ndarray,
+def _records(platform: Platform, parts: list[dict[str, np.ndarray]], arm_of: np.ndarray,
              period: str) -> pl.DataFrame:
     raw = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} if parts else {}
     if not raw:
@@ -160,7 +169,7 @@ def _records(platform: Platform, parts: list[dict[str, np.ndarray]], treated: np
     prefix = "pre-" if period == "pre" else ""
     frame = pl.DataFrame({
         "user_id": c.user_id[u], "video_id": v.video_id[i],
-        "arm": np.where(treated[u], "treatment", "control"), "period": np.full(len(u), period),
+        "arm": arm_of[u].astype(str), "period": np.full(len(u), period),
         "day": day, "ts": raw["ts"].astype(np.int64), "hour": ((raw["ts"] - START) % DAY) // 3600,
         "session_id": np.char.add(prefix, raw["session_id"].astype(str)),
         "position": raw["position"], "ctr": raw["ctr"].astype(np.int64),
@@ -207,6 +216,19 @@ def arm_config(name: str, config: ExperimentConfig, log_path: Path) -> RunConfig
     return dataclasses.replace(arm, model=dataclasses.replace(arm.model, loss="bce"))
 
 
+def _static_alpha(recommender: Recommender, config: RunConfig) -> np.ndarray:
+    """One alpha for DeepPRL's trained predictor, tuned on validation exactly as the
+    static-weight baselines are (deepprl-static, without retraining the predictor)."""
+    from deepprl.artifacts import run_split
+    from deepprl.eval.static_weights import tune_static_weights
+
+    data = recommender.data
+    weights, _ = tune_static_weights(recommender, data, run_split(data, config),
+                                     k=config.eval.k, trials=config.policy.static_trials,
+                                     seed=config.seed)
+    return weights.astype(np.float32)
+
+
 def run_experiment(config: ExperimentConfig, workdir: Path, *,
                    log: Callable[[str], None] = print) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Simulate pre-period, train both arms, run the experiment. Returns (the log of both
@@ -219,25 +241,25 @@ def run_experiment(config: ExperimentConfig, workdir: Path, *,
     clock = time.perf_counter()
     platform = Platform.build(config.platform, days=config.days, pre_days=config.pre_days)
     rng = np.random.default_rng(config.platform.seed + 1)
-    treated = assign_treatment(platform.consumers.user_id, salt=config.salt,
-                               share=config.treatment_share)
+    arm_of = assign_arms(platform.consumers.user_id, dict(config.arms), salt=config.salt)
     legacy = legacy_ranker(platform, rng)
     everything = np.ones(len(platform.videos.video_id), dtype=np.int64)
-    pre = simulate_days(platform, range(-config.pre_days, 0), {False: legacy, True: legacy},
-                        treated, None, everything, rng, period="pre")
+    pre = simulate_days(platform, range(-config.pre_days, 0),
+                        {arm: legacy for arm, _ in config.arms}, arm_of, None, everything,
+                        rng, period="pre")
     log_path = workdir / "pre_period.parquet"
     pre.write_parquet(log_path)
     facts["pre_records"] = pre.height
     facts["seconds_pre_period"] = time.perf_counter() - clock
     log(f"pre-period: {pre.height} records in {facts['seconds_pre_period']:.0f}s")
 
-    arms: dict[bool, ModelArm] = {}
+    arms: dict[str, ModelArm] = {}
     store: HistoryStore | None = None
     video_model = np.zeros(len(platform.videos.video_id), dtype=np.int64)
-    for arm, name in ((False, "mmoe"), (True, "deepprl")):
+    for arm, name in MODELS.items():
         started = time.perf_counter()
         metrics = train_run(arm_config(name, config, log_path), workdir / name)
-        _, recommender = load_weighted_run(workdir / name)
+        run_config, recommender = load_weighted_run(workdir / name)
         data = recommender.data
         model_user = np.array([data._user_index.get(u, 0) for u in platform.consumers.user_id])
         video_model = np.array([data._item_index.get(v, 0) for v in platform.videos.video_id])
@@ -250,6 +272,12 @@ def run_experiment(config: ExperimentConfig, workdir: Path, *,
                                   "static_weights": None if fixed is None
                                   else [float(w) for w in fixed]}
         log(f"trained {name} in {facts[f'train_{name}']['seconds']:.0f}s")
+        if arm == "treatment" and "deepprl-static" in dict(config.arms):
+            weights = _static_alpha(recommender, run_config)
+            facts["deepprl_static_weights"] = [float(w) for w in weights]
+            static = Recommender(recommender.model, FixedWeights(torch.from_numpy(weights)),
+                                 recommender.data)
+            arms["deepprl-static"] = ModelArm(static, model_user)
 
     if store is None:
         raise RuntimeError("no arm was trained")
@@ -263,7 +291,7 @@ def run_experiment(config: ExperimentConfig, workdir: Path, *,
 
     started = time.perf_counter()
     post = simulate_days(platform, range(config.days), {a: ranker(m) for a, m in arms.items()},
-                         treated, store, video_model, rng, period="experiment")
+                         arm_of, store, video_model, rng, period="experiment")
     facts["seconds_experiment"] = time.perf_counter() - started
     facts["experiment_records"] = post.height
     facts["videos_unknown_to_models"] = int((video_model == 0).sum())

@@ -7,13 +7,20 @@ the hash-randomised experiment and writes Tables 11-15 and Figures 12-14 (deeppr
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from deepprl.abtest.analysis import LogSchema, correlations
+from deepprl.abtest.analysis import (
+    LogSchema,
+    correlations,
+    treatment_effect,
+    two_arms,
+    units,
+)
 from deepprl.abtest.platform import PlatformConfig
 from deepprl.abtest.report import analyse
 from deepprl.abtest.simulate import ExperimentConfig, run_experiment
@@ -24,7 +31,7 @@ QUICK = ExperimentConfig(
     days=4, pre_days=3, epochs=1, policy_steps=30, static_trials=4, max_train_events=1000)
 FULL = ExperimentConfig(
     platform=PlatformConfig(consumers=20_000, videos=1_500, sessions_per_day=0.3, seed=0),
-    days=30, pre_days=5, epochs=2, policy_steps=400, static_trials=20,
+    days=30, pre_days=5, epochs=2, policy_steps=1000, static_trials=20,
     max_train_events=20_000)
 
 
@@ -42,6 +49,8 @@ def abtest(ctx: Context) -> Report:
     _heterogeneity(report, df)
     _weights(report, df)
     analyse(df, schema, report)
+    if "deepprl-static" in dict(config.arms):
+        _decompose(report, df, schema)
     facts["seconds_total"] = time.perf_counter() - started
     report.data["facts"] = facts
     report.add("## Wall time",
@@ -72,9 +81,11 @@ def _setup(report: Report, config: ExperimentConfig, facts: dict[str, Any],
         f"static weights by {config.static_trials} Optuna trials "
         f"(tuned: {_round(facts['train_mmoe'].get('static_weights'))}).\n"
         f"* Experiment: {config.days} days, consumers hashed into the arms "
-        f"(blake2b, salt {config.salt!r}, share {config.treatment_share}): "
+        f"(blake2b, salt {config.salt!r}, shares {dict(config.arms)}): "
         f"{arms.get('control', 0):,} control (MMoE), {arms.get('treatment', 0):,} treatment "
-        f"(DeepPRL) consumers active; {facts['experiment_records']:,} records in "
+        f"(DeepPRL) and {arms.get('deepprl-static', 0):,} deepprl-static (DeepPRL's "
+        f"predictor, static alpha {_round(facts.get('deepprl_static_weights'))}) consumers "
+        f"active; {facts['experiment_records']:,} records in "
         f"{exp['session_id'].nunique():,} sessions. Videos never shown in the pre-period are "
         f"unknown to both models and never candidates: {facts['videos_unknown_to_models']}.\n"
         f"* Prediction MAE on the pre-period's test events: MMoE "
@@ -99,6 +110,7 @@ def _heterogeneity(report: Report, df: pd.DataFrame) -> None:
                                             age=("age", "first"))
     groups = {
         "all": (pre, session),
+        "clicked records only (CTR = 1)": (pre[pre.ctr == 1], None),
         "VIP": (pre[pre.vip == 1], session[session.vip == 1]),
         "not VIP": (pre[pre.vip == 0], session[session.vip == 0]),
         "age < 25": (pre[pre.age < 25], session[session.age < 25]),
@@ -124,6 +136,34 @@ def _heterogeneity(report: Report, df: pd.DataFrame) -> None:
                f"{per_user.mean():.3f}, 10th-90th percentile {per_user.quantile(0.1):.3f} to "
                f"{per_user.quantile(0.9):.3f} (paper, Youku: mean -0.663 at the consumer "
                f"level, 29 % below -0.7).")
+
+
+def _decompose(report: Report, df: pd.DataFrame, schema: LogSchema) -> None:
+    """DESIGN §3 'say where a gain comes from': the third arm serves DeepPRL's predictor
+    with one static alpha, so arm-to-arm contrasts split the difference into predictor
+    (deepprl-static vs MMoE) and weight policy (DeepPRL vs deepprl-static)."""
+    exp = df[df["period"] != "pre"]
+    pairs = (("deepprl-static", "control", "predictor: DeepPRL's predictor, static alpha − MMoE"),
+             ("treatment", "deepprl-static", "weight policy: DeepPRL − its own predictor with "
+                                             "static alpha"),
+             ("treatment", "control", "total: DeepPRL − MMoE (Table 12)"))
+    rows, out = [], {}
+    for treat, control, label in pairs:
+        pair_schema = dataclasses.replace(schema, treatment=treat, control=control)
+        data = units(two_arms(exp, pair_schema), pair_schema)
+        effects = [treatment_effect(data, pair_schema, o) for o in schema.objectives]
+        rows.append([label, *[f"{e.cell()} [{100 * e.relative:+.1f} %]" for e in effects],
+                     effects[0].consumers])
+        out[f"{treat} vs {control}"] = {e.objective: {"coef": e.coef, "se": e.se, "p": e.p}
+                                        for e in effects}
+    report.data["decomposition"] = out
+    report.add("## Where the difference comes from (third arm: DeepPRL's predictor, static "
+               "alpha)",
+               "Equation (8) on sessions between two arms at a time (clustered SEs; effect "
+               "relative to the second arm's mean in brackets). The diagnostic arm serves "
+               "DeepPRL's trained predictor with one alpha tuned on validation like MMoE's.",
+               md_table(["Contrast", *[o.upper() for o in schema.objectives], "Consumers"],
+                        rows))
 
 
 def _weights(report: Report, df: pd.DataFrame) -> None:
