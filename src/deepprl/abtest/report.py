@@ -186,9 +186,8 @@ def _figure12(df: pd.DataFrame, schema: LogSchema, report: Report) -> dict[str, 
             shifts[base] = shift.tolist()
             ax.bar(x + (j - 0.5) * 0.4, shift, width=0.4,
                    label=f"treatment − {base if base == 'control' else 'pre-period'}")
-        ax.set_xticks(x, [f"{lo:.3g}–{hi:.3g}" for lo, hi in zip(treat["low"], treat["high"],
-                                                                  strict=True)],
-                      fontsize=7)
+        ax.set_xticks(x, [f"{_short(lo)}–{_short(hi)}" for lo, hi in
+                          zip(treat["low"], treat["high"], strict=True)], fontsize=8)
         ax.axhline(0, color="black", lw=0.6)
         ax.set_xlabel(f"{column} (quartiles)")
         ax.set_ylabel(f"shift of r({pair[0]}, {pair[1]})")
@@ -203,6 +202,14 @@ def _figure12(df: pd.DataFrame, schema: LogSchema, report: Report) -> dict[str, 
     report.figure("figure12", fig, f"Shift of r({pair[0]}, {pair[1]}) by video length and "
                   f"view count")
     return out
+
+
+def _short(x: float) -> str:
+    """2400 -> '2.4k', 150000 -> '150k' (axis labels)."""
+    for div, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.3g}"
 
 
 def _plot_effects(ax: Any, x: list[Any], effects: list[Effect | None], label: str) -> None:
