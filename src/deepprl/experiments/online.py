@@ -51,6 +51,7 @@ def abtest(ctx: Context) -> Report:
     analyse(df, schema, report)
     if "deepprl-static" in dict(config.arms):
         _decompose(report, df, schema)
+    _differences(report, df)
     facts["seconds_total"] = time.perf_counter() - started
     report.data["facts"] = facts
     report.add("## Wall time",
@@ -164,6 +165,51 @@ def _decompose(report: Report, df: pd.DataFrame, schema: LogSchema) -> None:
                "DeepPRL's trained predictor with one alpha tuned on validation like MMoE's.",
                md_table(["Contrast", *[o.upper() for o in schema.objectives], "Consumers"],
                         rows))
+
+
+def _sign(coef: float, p: float) -> str:
+    if p >= 0.05:
+        return "not significant"
+    return "positive" if coef > 0 else "negative"
+
+
+def _differences(report: Report, df: pd.DataFrame) -> None:
+    """One line per analysis on what differs from the paper, from this run's numbers."""
+    d = report.data
+    main = {o: d["table12"][o]["main"] for o in ("vv", "dt", "ctr")}
+    total = {o: d["table14"][o][4] for o in ("vv", "dt", "ctr")}
+    t13 = d["table13"]
+    pre, post = t13["record: treatment, pre-period"], t13["record: treatment, experiment"]
+    treat = df[(df["period"] != "pre") & (df["arm"] == "treatment") & (df["position"] == 0)]
+    alphas = treat[["alpha_ctr", "alpha_vv", "alpha_dt"]]
+    alpha_std, alpha_top = float(alphas.std().max()), float(alphas.mean().max())
+    sessions = df[df["period"] != "pre"].groupby("session_id")["vv"].sum().mean()
+    lines = [
+        "* **Table 12.** Paper: all three effects positive (p < 0.01). Ours (sessions, "
+        "equation 8 with video features): " + ", ".join(
+            f"{o.upper()} {_sign(e['coef'], e['p'])} ({e['coef']:+.4g} ± {e['se']:.2g})"
+            for o, e in main.items()) + ". Without video features (Table 14, last column: "
+        "the total effect of a randomised arm, since what is shown is itself the treatment): "
+        + ", ".join(f"{o.upper()} {_sign(e['coef'], e['p'])} ({e['coef']:+.4g})"
+                    for o, e in total.items()) + ".",
+        f"* **Scale.** A simulated session shows 6 videos and has {sessions:.2f} VV on "
+        f"average (paper: ≈ 9.3 VV per session), so absolute effects are not comparable; "
+        f"compare the relative effects (Table 12) and the signs.",
+        f"* **Weights.** DeepPRL's alpha: largest mean weight {alpha_top:.3f}, largest "
+        f"standard deviation across sessions {alpha_std:.4f}. " + (
+            "Its actor-critic settled on (close to) one vertex of the simplex for every "
+            "consumer and context, so the treatment is, in effect, a static single-objective "
+            "ranking on DeepPRL's predictor, not the personalised, contextual weighting the "
+            "paper credits for its gain." if alpha_std < 0.01 and alpha_top > 0.9 else
+            "See 'Objective weights used by the arms' for how it varies."),
+        "* **Table 13.** Paper: every pair's correlation rises after treatment (VV–DT from "
+        "-0.163 to 0.196). Ours (treatment group, records, pre → post): " + ", ".join(
+            f"{k} {pre.get(k, float('nan')):.3f} → {post.get(k, float('nan')):.3f}"
+            for k in ("vv-dt", "vv-ctr", "dt-ctr")) + ". Our records include videos shown but "
+        "not watched (VV = DT = 0), which makes VV and DT positively correlated from the "
+        "start.",
+    ]
+    report.add("## What differs from the paper", "\n".join(lines))
 
 
 def _weights(report: Report, df: pd.DataFrame) -> None:
