@@ -439,7 +439,8 @@ def abtest_analyse(
         chosen = LogSchema.from_file(schema) if schema is not None else None
         path = analyse_file(log, out=out, schema=chosen, unit=unit, cov=cov,
                             command=" ".join(["deepprl", "abtest", "analyse", "--log", str(log),
-                                              *(["--schema", str(schema)] if schema else [])]))
+                                              *(["--schema", str(schema)] if schema else []),
+                                              "--unit", unit, "--cov", cov]))
     except (ValueError, OSError) as error:
         _fail(str(error))
     typer.echo(str(path))

@@ -297,4 +297,6 @@ def run_experiment(config: ExperimentConfig, workdir: Path, *,
     facts["videos_unknown_to_models"] = int((video_model == 0).sum())
     log(f"experiment: {post.height} records in {facts['seconds_experiment']:.0f}s")
     (workdir / "facts.json").write_text(json.dumps(facts, indent=1, default=str) + "\n")
-    return pl.concat([pre, post]), facts
+    both = pl.concat([pre, post])
+    both.write_parquet(workdir / "ab_log.parquet")  # for `deepprl abtest analyse --log`
+    return both, facts
