@@ -199,3 +199,19 @@ def test_named_arms_follow_their_shares() -> None:
     assert np.array_equal(arms == "control", assign_treatment(ids, salt="s1", share=0.4))
     with pytest.raises(ValueError):
         assign_arms(ids, {"a": 0.5, "b": 0.6})
+
+
+def test_cli_abtest_analyse(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from deepprl.cli import app
+
+    path = tmp_path / "log.parquet"
+    _synthetic(seed=10, effect=0.5, users=200, per_user=3).to_parquet(path)
+    result = CliRunner().invoke(app, ["abtest", "analyse", "--log", str(path), "--unit",
+                                      "record", "--cov", "HC1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "abtest" / "log.md").read_text()
+    assert "--unit record --cov HC1" in text and "Unit: records" in text
+    bad = CliRunner().invoke(app, ["abtest", "analyse", "--log", str(tmp_path / "none.csv")])
+    assert bad.exit_code == 2 and "not found" in bad.output
