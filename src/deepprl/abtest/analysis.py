@@ -156,9 +156,8 @@ def units(df: pd.DataFrame, schema: LogSchema, unit: str = "session",
     first += [c for c in (schema.period, schema.new_consumer) if c is not None] + list(extra)
     agg: dict[str, Any] = {c: "first" for c in dict.fromkeys(first)}
     agg.update({c: "mean" for c in schema.video_numeric})
-    for objective in schema.objectives:
-        agg[objective] = "mean" if objective == schema.objectives[-1] and \
-            objective.lower() == "ctr" else "sum"
+    for objective in schema.objectives:  # a rate is averaged, counts and seconds summed
+        agg[objective] = "mean" if objective.lower() == "ctr" else "sum"
     return out.groupby(schema.session, sort=False).agg(agg).reset_index()
 
 
