@@ -60,6 +60,7 @@ def analyse(df: pd.DataFrame, schema: LogSchema, report: Report, *, unit: str = 
     out["table14"] = _table14(data, schema, report, cov, paper)
     out["table15"] = _table15(exp, schema, report, unit, cov, paper)
     out["figure14"] = _figure14(exp, schema, report, unit, cov)
+    out["shown"] = _shown(data, schema, report, cov)
     report.data.update(out)
     return out
 
@@ -303,6 +304,24 @@ def _table15(exp: pd.DataFrame, schema: LogSchema, report: Report, unit: str, co
                    "Records are filtered before sessions are formed.",
                    md_table(["Sample", *[o.upper() for o in schema.objectives], "Consumers",
                              "Observations"], rows))
+    return out
+
+
+def _shown(data: pd.DataFrame, schema: LogSchema, report: Report, cov: str
+           ) -> dict[str, Any]:
+    """What each arm showed: equation (8) without video controls, with each numeric video
+    feature (a session's mean) as the outcome. Explains Table 14's video-control columns."""
+    rows, out = [], {}
+    for feature in schema.video_numeric:
+        e = treatment_effect(data, schema, feature, video=False, cov=cov)
+        out[feature] = _effect_dict(e)
+        rows.append([feature, e.control_mean, e.control_mean + e.coef, e.cell(),
+                     f"{100 * e.relative:+.1f} %"])
+    report.add("## What the arms showed",
+               "Mean feature of the videos shown (per unit), control and treatment; the "
+               "difference from equation (8) with consumer features and day effects.",
+               md_table(["Video feature", "Control", "Treatment (control + effect)",
+                         "Difference", "Relative"], rows))
     return out
 
 
