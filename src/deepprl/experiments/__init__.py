@@ -61,7 +61,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     "abtest": Experiment("Paper §7: simulated online A/B test (MMoE static weights vs "
                          "DeepPRL, hash-randomised consumers), Tables 11-15, Figures 12-14",
                          "deepprl.experiments.online:abtest", ("abtest-sim",),
-                         "11 (657 s)"),
+                         "10 (579 s)"),
 }
 
 
