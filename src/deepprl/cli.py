@@ -1,5 +1,5 @@
 """Command line: deepprl train | evaluate | recommend | demo | experiment | report | models |
-datasets | serve | bench."""
+datasets | serve | bench | abtest analyse."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Deep Pareto Reinforcement Learning for multi-objective recommendation.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (JSON on stdout).")
 app.add_typer(bench_app, name="bench")
+abtest_app = typer.Typer(no_args_is_help=True, help="Online A/B experiments (paper §7).")
+app.add_typer(abtest_app, name="abtest")
 err = Console(stderr=True)
 
 def _fail(message: str) -> None:
@@ -464,6 +466,31 @@ def bench_serve_cmd(
     except ValueError as error:
         _fail(str(error))
     sys.stdout.write(json.dumps(result, indent=None if as_json else 2) + "\n")
+
+
+@abtest_app.command("analyse")
+def abtest_analyse(
+    log: Annotated[Path, typer.Option(help="A/B log: Parquet or CSV, one row per shown "
+                                           "item (docs/abtest.md).")],
+    schema: Annotated[Path | None, typer.Option(help="JSON file renaming the columns "
+                                                     "(LogSchema fields).")] = None,
+    unit: Annotated[str, typer.Option(help="session | record")] = "session",
+    cov: Annotated[str, typer.Option(help="cluster (by consumer) | HC1")] = "cluster",
+    out: Annotated[Path, typer.Option(help="Root of the reports.")] = Path("reports"),
+) -> None:
+    """Tables 11-15 and Figures 12-14 of your own A/B log; writes OUT/abtest/<stem>.md."""
+    from deepprl.abtest.analysis import LogSchema
+    from deepprl.abtest.report import analyse_file
+
+    try:
+        chosen = LogSchema.from_file(schema) if schema is not None else None
+        path = analyse_file(log, out=out, schema=chosen, unit=unit, cov=cov,
+                            command=" ".join(["deepprl", "abtest", "analyse", "--log", str(log),
+                                              *(["--schema", str(schema)] if schema else []),
+                                              "--unit", unit, "--cov", cov]))
+    except (ValueError, OSError) as error:
+        _fail(str(error))
+    typer.echo(str(path))
 
 
 def main() -> None:

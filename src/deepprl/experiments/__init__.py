@@ -58,6 +58,10 @@ EXPERIMENTS: dict[str, Experiment] = {
     "figure2": Experiment("Figure 2: Shared-Bottom with and without the trade-off c_ui, "
                           "against the oracle frontier", "deepprl.experiments.analyses:figure2",
                           ("simulator",), "see README"),
+    "abtest": Experiment("Paper §7: simulated online A/B test (MMoE static weights vs "
+                         "DeepPRL, hash-randomised consumers), Tables 11-15, Figures 12-14",
+                         "deepprl.experiments.online:abtest", ("abtest-sim",),
+                         "10 (579 s)"),
 }
 
 
