@@ -118,7 +118,8 @@ def method_table(res: Results, models: tuple[str, ...], *, ours: str = "deepprl"
             mean, std = mean_std(res.points(m)[:, j])
             text = f"{mean:.4f} ± {std:.4f}" if res.seeds > 1 else f"{mean:.4f}"
             if m == ours:  # stars mark a significant gain, as in the paper
-                text += f"{stars(p_runs)} ({gain:+.2f}%)" if gain > 0 else \
+                marks = stars(p_runs).replace("*", "\\*")  # not Markdown emphasis
+                text += f"{marks} ({gain:+.2f}%)" if gain > 0 else \
                     f" ({gain:+.2f}%, worse)"
             if m == ranked[0]:
                 text = f"**{text}**"
