@@ -71,7 +71,7 @@ def weighted_scores(recommender: Recommender, pop: Population,
     items = torch.arange(1, pop.truth.n_items + 1)
     outs, alphas = [], []
     for lo in range(0, pop.n_lanes, chunk):
-        part = _slice(batch, slice(lo, lo + chunk))
+        part = slice_batch(batch, slice(lo, lo + chunk))
         state = model.state(part)
         a = (policy(state, part.context) if alpha is None
              else torch.from_numpy(alpha[lo : lo + chunk].astype(np.float32)))
@@ -88,12 +88,12 @@ def item_scores(ranker: ItemRanker, pop: Population, *, chunk: int = 512) -> np.
     batch = lane_batch(pop, ranker.data, ranker.history_length)
     items = torch.arange(1, pop.truth.n_items + 1)
     parts = [ranker.module(part, items.expand(len(part), -1))
-             for part in (_slice(batch, slice(lo, lo + chunk))
+             for part in (slice_batch(batch, slice(lo, lo + chunk))
                           for lo in range(0, pop.n_lanes, chunk))]
     return torch.cat(parts).numpy()
 
 
-def _slice(batch: Batch, rows: slice) -> Batch:
+def slice_batch(batch: Batch, rows: slice) -> Batch:
     return Batch(user=batch.user[rows], hist_items=batch.hist_items[rows],
                  hist_gaps=batch.hist_gaps[rows], hist_context=batch.hist_context[rows],
                  hist_mask=batch.hist_mask[rows], context=batch.context[rows])

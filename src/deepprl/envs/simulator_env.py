@@ -41,7 +41,7 @@ class SimulatorEnv(RecommenderEnv):
                  history_length: int = 10, k: int = 10, temperature: float = 0.1,
                  outside: float = 0.8, mean_gap_hours: float = 24.0) -> None:
         config = SimulatorConfig(n_users=n_users, n_items=n_items, n_objectives=n_objectives,
-                                 seed=world_seed)
+                                 events_per_user=n_items, seed=world_seed)
         world = make_world(config)
         super().__init__(
             truth=SimulatorTruth(world), user_features=world.x,

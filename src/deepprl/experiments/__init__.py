@@ -58,6 +58,10 @@ EXPERIMENTS: dict[str, Experiment] = {
     "figure2": Experiment("Figure 2: Shared-Bottom with and without the trade-off c_ui, "
                           "against the oracle frontier", "deepprl.experiments.analyses:figure2",
                           ("simulator",), "see README"),
+    "longterm": Experiment("Figure 11: long-term frontiers in the interactive simulator "
+                           "(iterations 1, 10, 25, 50), convex-hull volume",
+                           "deepprl.experiments.longterm:longterm", ("simulator",),
+                           "see README"),
 }
 
 
