@@ -144,3 +144,33 @@ def test_trained_deepprl_acts_in_the_environment(tmp_path) -> None:
     top = top[~env.population.consumed[0, top + 1]][:10] + 1
     _, _, _, _, info = env.step(agent(env))
     np.testing.assert_array_equal(info["recommended"], top)
+
+
+def test_movielens_sim_env_and_dataset() -> None:
+    from deepprl.data.registry import load_dataset
+
+    env = gym.make("deepprl/MovieLensSim-v0", horizon=3)
+    with pytest.warns(UserWarning):
+        check_env(env.unwrapped, skip_render_check=True)
+    assert env.unwrapped.reward_space.shape == (2,)
+    obs, info = env.unwrapped.reset(seed=0, options={"user": 1})
+    data = env.unwrapped.data
+    rated = data.item[data.user_events(1)]
+    assert obs["consumed"][rated - 1].all() and obs["consumed"].sum() == len(rated)
+    np.testing.assert_array_equal(obs["history_items"], rated[-10:])
+    _, reward, _, _, info = env.unwrapped.step(np.zeros(data.n_items, dtype=np.float32))
+    assert not set(info["recommended"].tolist()) & set(rated.tolist())
+    assert env.unwrapped.reward_space.contains(reward)
+    sim = load_dataset({"name": "movielens-sim"})
+    objectives, value = sim.candidate_values(np.arange(3), np.tile(np.arange(1, 51), (3, 1)))
+    assert np.isfinite(value).all() and np.isfinite(objectives).all()  # fully observed
+    _, logged = sim.candidate_values(np.arange(3), sim.item[:3, None])
+    np.testing.assert_allclose(logged[:, 0], sim.reward[:3])
+
+
+def test_rating_model_beats_the_mean_on_held_out_ratings() -> None:
+    from deepprl.data.movielens_sim import calibrate_rating_model
+
+    errors = calibrate_rating_model(iters=3)
+    assert errors["mf_rmse"] < errors["global_mean_rmse"]
+    assert errors["mf_mae"] < errors["global_mean_mae"]

@@ -33,9 +33,17 @@ def _movielens(path: str | None = None) -> Interactions:
     return load_movielens_100k(path)
 
 
+def _movielens_sim() -> Interactions:
+    from deepprl.data.movielens_sim import load_movielens_sim  # fits its model on first use
+
+    return load_movielens_sim()
+
+
 DATASETS: dict[str, tuple[Callable[..., Interactions], str]] = {
     "simulator": (_simulator, "the paper's discrete-choice simulator (fully observed, oracle)"),
     "movielens-100k": (_movielens, "bundled MovieLens-100K: consistency, recency; rating/5"),
+    "movielens-sim": (_movielens_sim, "MovieLens-100K made fully observed: calibrated "
+                      "ratings for every user x movie (the MovieLensSim-v0 world)"),
 }
 
 
@@ -59,6 +67,8 @@ def dataset_spec(name: str | None = None, *, data: str | None = None,
     options = options or {}
     if name == "simulator":
         _simulator_config(options)  # fail now, not after training, on a bad option
+    elif name == "movielens-sim" and options:
+        raise ValueError(f"movielens-sim takes no options, got {sorted(options)}")
     elif set(options) - {"path"}:
         raise ValueError(f"{name}: unknown option {sorted(set(options) - {'path'})[0]!r}; "
                          f"expected 'path'")
