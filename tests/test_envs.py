@@ -10,7 +10,7 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-import deepprl  # noqa: F401  (registers the environments)
+import deepprl  # registers the environments
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
 from deepprl.data.registry import load_dataset
 from deepprl.data.sequences import history_index, make_batch
@@ -174,3 +174,12 @@ def test_rating_model_beats_the_mean_on_held_out_ratings() -> None:
     errors = calibrate_rating_model(iters=3)
     assert errors["mf_rmse"] < errors["global_mean_rmse"]
     assert errors["mf_mae"] < errors["global_mean_mae"]
+
+
+def test_registration_survives_reimport() -> None:
+    import importlib
+
+    importlib.reload(deepprl)
+    assert {"deepprl/Simulator-v0", "deepprl/MovieLensSim-v0"} <= set(gym.registry)
+    env = gym.make("deepprl/Simulator-v0")
+    assert env.action_space.shape == (100,) and env.unwrapped.response.k == 10
