@@ -36,6 +36,12 @@ def _movielens(path: str | None = None) -> Interactions:
     return load_movielens_100k(path)
 
 
+def _movielens_sim() -> Interactions:
+    from deepprl.data.movielens_sim import load_movielens_sim  # fits its model on first use
+
+    return load_movielens_sim()
+
+
 @dataclass(frozen=True)
 class Option:
     """One option a dataset accepts (--dataset-option NAME=VALUE)."""
@@ -108,6 +114,9 @@ DATASETS: dict[str, Dataset] = {
         load_yelp, "Yelp HIN (read from disk, no timestamps): relevance, novelty; stars/5",
         {"path": PATH, "seed": Option(int, "seed of the event order and the user sample"),
          "users": Option(int, "number of users sampled", minimum=1)}),
+    "movielens-sim": Dataset(_movielens_sim, "MovieLens-100K made fully observed: "
+                             "calibrated ratings for every user x movie (the "
+                             "MovieLensSim-v0 world)"),
 }
 
 

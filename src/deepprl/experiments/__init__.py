@@ -62,6 +62,10 @@ EXPERIMENTS: dict[str, Experiment] = {
                          "DeepPRL, hash-randomised consumers), Tables 11-15, Figures 12-14",
                          "deepprl.experiments.online:abtest", ("abtest-sim",),
                          "10 (579 s)"),
+    "longterm": Experiment("Figure 11: long-term frontiers in the interactive simulator "
+                           "(iterations 1, 10, 25, 50), convex-hull volume",
+                           "deepprl.experiments.longterm:longterm", ("simulator",),
+                           "see README"),
 }
 
 

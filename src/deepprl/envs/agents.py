@@ -1,0 +1,119 @@
+"""Trained models acting in a Population: model inputs built from the lanes' histories.
+
+A lane's history is not a logged event, so its inputs are built here, vectorised over the
+lanes, with the same encoding as the training log (deepprl.data.sequences.make_batch and
+deepprl.data.encode.time_context): history gaps log1p(hours), clock context (hour, weekday
+on the unit circle, log1p(gap hours) / 5).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deepprl.data.encode import CLOCK_CONTEXT
+from deepprl.data.interactions import Interactions
+from deepprl.data.sequences import Batch
+from deepprl.envs.core import Population
+from deepprl.eval.metrics import utility
+from deepprl.recommender import ItemRanker, Recommender
+
+HOUR = 3600.0
+
+
+def clock_rows(times: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    """Clock context [..., 5] at times [...] whose previous step was at prev [...] (NaN:
+    none, gap 0): the columns of CLOCK_CONTEXT, as time_context computes them."""
+    hours = (times / HOUR) % 24.0
+    days = (times / 86400.0 + 3.0) % 7.0
+    gap = np.where(np.isnan(prev), 0.0, np.maximum(times - np.nan_to_num(prev), 0.0))
+    cols = [np.sin(2 * np.pi * hours / 24), np.cos(2 * np.pi * hours / 24),
+            np.sin(2 * np.pi * days / 7), np.cos(2 * np.pi * days / 7),
+            np.log1p(gap / HOUR) / 5.0]
+    return np.stack(cols, axis=-1).astype(np.float32)
+
+
+def lane_batch(pop: Population, data: Interactions, length: int) -> Batch:
+    """Model inputs [N] for every lane's next step: its last `length` history steps and the
+    clock now. `data` is the training log (its context must be the clock only)."""
+    if data.context_names != CLOCK_CONTEXT:
+        raise ValueError(f"{data.name}: lane inputs need a clock-only context "
+                         f"{CLOCK_CONTEXT}, got {data.context_names}")
+    items, times, prev = pop.recent(length)  # [N, L], [N, L], [N]
+    mask = items > 0
+    before = np.concatenate([prev[:, None], times[:, :-1]], axis=1)  # [N, L]
+    before = np.where(np.concatenate([np.zeros_like(mask[:, :1]), mask[:, :-1]], axis=1),
+                      before, np.where(mask, prev[:, None], np.nan))
+    hist_context = np.where(mask[..., None], clock_rows(times, before), 0.0)
+    gaps = np.where(mask & ~np.isnan(before), np.maximum(times - np.nan_to_num(before), 0.0),
+                    0.0) / HOUR
+    last = np.where(mask.any(1), times[:, -1], np.nan)
+    return Batch(
+        user=torch.from_numpy(pop.users.copy()),
+        hist_items=torch.from_numpy(items),
+        hist_gaps=torch.from_numpy(np.log1p(gaps).astype(np.float32)),
+        hist_context=torch.from_numpy(hist_context.astype(np.float32)),
+        hist_mask=torch.from_numpy(mask),
+        context=torch.from_numpy(clock_rows(pop.now, last)),
+    )
+
+
+@torch.no_grad()
+def weighted_scores(recommender: Recommender, pop: Population,
+                    alpha: np.ndarray | None = None, *, chunk: int = 512
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores [N, I], alpha [N, K], y_hat [N, I, K]) of a weighted model for every lane:
+    alpha [N, K] given (static weights) or from the recommender's policy."""
+    model, policy = recommender.model, recommender.policy
+    model.eval()
+    policy.eval()
+    batch = lane_batch(pop, recommender.data, model.config.history_length)
+    items = torch.arange(1, pop.truth.n_items + 1)
+    outs, alphas = [], []
+    for lo in range(0, pop.n_lanes, chunk):
+        part = slice_batch(batch, slice(lo, lo + chunk))
+        state = model.state(part)
+        a = (policy(state, part.context) if alpha is None
+             else torch.from_numpy(alpha[lo : lo + chunk].astype(np.float32)))
+        outs.append(model.predict(state, part.context, items.expand(len(part), -1)))
+        alphas.append(a)
+    y_hat, a_all = torch.cat(outs), torch.cat(alphas)
+    return utility(y_hat, a_all).numpy(), a_all.numpy(), y_hat.numpy()
+
+
+@torch.no_grad()
+def item_scores(ranker: ItemRanker, pop: Population, *, chunk: int = 512) -> np.ndarray:
+    """Scores [N, I] of an item-level baseline for every lane."""
+    ranker.module.eval()
+    batch = lane_batch(pop, ranker.data, ranker.history_length)
+    items = torch.arange(1, pop.truth.n_items + 1)
+    parts = [ranker.module(part, items.expand(len(part), -1))
+             for part in (slice_batch(batch, slice(lo, lo + chunk))
+                          for lo in range(0, pop.n_lanes, chunk))]
+    return torch.cat(parts).numpy()
+
+
+def slice_batch(batch: Batch, rows: slice) -> Batch:
+    return Batch(user=batch.user[rows], hist_items=batch.hist_items[rows],
+                 hist_gaps=batch.hist_gaps[rows], hist_context=batch.hist_context[rows],
+                 hist_mask=batch.hist_mask[rows], context=batch.context[rows])
+
+
+class RecommenderAgent:
+    """Acts in a RecommenderEnv with a trained model (load_run's ranker): obs -> scores.
+
+    The environment's own Population is read for the history (the observation carries the
+    same items and times); a static-weight model may be given weights alpha [K]."""
+
+    def __init__(self, ranker: Recommender | ItemRanker, alpha: np.ndarray | None = None
+                 ) -> None:
+        self.ranker, self.alpha = ranker, alpha
+
+    def __call__(self, env: object) -> np.ndarray:
+        pop = getattr(env, "population", None)
+        if not isinstance(pop, Population):
+            raise ValueError("the environment has no population: call reset() first")
+        if isinstance(self.ranker, ItemRanker):
+            return item_scores(self.ranker, pop)[0]
+        alpha = None if self.alpha is None else np.broadcast_to(self.alpha, (1, len(self.alpha)))
+        return weighted_scores(self.ranker, pop, alpha)[0][0]

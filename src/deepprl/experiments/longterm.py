@@ -1,0 +1,297 @@
+"""Figure 11: long-term performance in the interactive simulator (paper §6).
+
+Protocol of one run (seeded; `runs` of them, in one world):
+1. the offline log: the simulator's world with `events_per_user` logged items per user
+   (80 of 100: the paper's 80 % of the objective matrices); every method is trained on it
+   with its usual recipe (deepprl.train.run.train_run);
+2. every user starts from `initial` random interactions (the same for every method);
+3. `horizon` iterations: each method scores every item for every user, the top-10
+   unconsumed items are recommended, the user responds (deepprl.envs.core: a multinomial
+   logit on the true utility, with an outside option; a chosen item joins the history),
+   the clock moves on. Models are not refitted during the iterations: they adapt through
+   their inputs (the updated history and the clock), and DeepPRL through alpha(s, C);
+4. at the checkpoint iterations, each method's point is the mean true objective vector of
+   its recommendations over users.
+Frontiers: static-weight methods sweep alpha over {0, 0.1, ..., 1} (K = 2), each alpha a
+separate closed loop, averaged over runs; methods without weights (DeepPRL, REINFORCE,
+DRN) give one point per run, their frontier is over runs (the paper: over network
+initialisations). Volume: the convex hull of the region a frontier dominates above a
+reference point (the component-wise minimum of every point in the report).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepprl.artifacts import build_item_policy, load_run, read_json
+from deepprl.baselines.registry import ITEM_POLICIES
+from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
+from deepprl.data.simulator import SimulatorConfig, make_world
+from deepprl.envs.agents import lane_batch, slice_batch, weighted_scores
+from deepprl.envs.core import Population, ResponseConfig
+from deepprl.envs.gym_env import random_history
+from deepprl.envs.simulator_env import SimulatorTruth
+from deepprl.eval.pareto import convex_hull_volume, pareto_mask
+from deepprl.experiments.longterm_report import build_report
+from deepprl.experiments.report import Context, Report
+from deepprl.parallel import map_tasks
+from deepprl.recommender import ItemRanker, Recommender
+from deepprl.train.run import train_run
+from deepprl.zoo import configure
+
+METHODS = ("deepprl", "shared-bottom", "mmoe", "ple", "mose", "mo-linucb", "morl",
+           "reinforce-topk", "drn")
+REFERENCES = ("deepprl-predictor-sweep", "oracle-sweep", "oracle-utility")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Sizes of the long-term study."""
+
+    n_users: int = 100
+    n_items: int = 100
+    events_per_user: int = 80
+    initial: int = 10
+    horizon: int = 50
+    checkpoints: tuple[int, ...] = (1, 10, 25, 50)
+    runs: int = 10
+    grid: int = 10
+    """alpha_1 in {0, 1/grid, ..., 1}."""
+    methods: tuple[str, ...] = METHODS
+    epochs: int = 8
+    policy_steps: int = 3000
+    static_trials: int = 10
+    world_seed: int = 0
+
+
+FULL = Protocol()
+QUICK = Protocol(n_users=24, n_items=40, events_per_user=20, initial=5, horizon=5,
+                 checkpoints=(1, 2, 3, 5), runs=2, grid=4,
+                 methods=("deepprl", "mmoe", "mo-linucb", "drn"), epochs=2,
+                 policy_steps=60, static_trials=2)
+
+
+def longterm(ctx: Context) -> Report:
+    """`deepprl experiment longterm --dataset simulator [--quick] [--seeds N]`."""
+    if ctx.dataset != "simulator":
+        raise ValueError(f"longterm runs on the simulator, not {ctx.dataset!r}")
+    protocol = QUICK if ctx.quick else FULL
+    protocol = dataclasses.replace(protocol, runs=ctx.n_seeds(protocol.runs, protocol.runs))
+    started = time.perf_counter()
+    tasks = [{"protocol": protocol, "seed": seed,
+              "runs_dir": str(ctx.runs / "longterm" / ("quick" if ctx.quick else "full"))}
+             for seed in range(protocol.runs)]
+    results = map_tasks(one_run, tasks, executor=ctx.executor, address=ctx.address)
+    summary = summarise(protocol, results)
+    summary["seconds"] = time.perf_counter() - started
+    return build_report(ctx, protocol, summary)
+
+
+# -- one run ---------------------------------------------------------------------------------
+
+
+def one_run(protocol: Protocol, seed: int, runs_dir: str) -> dict[str, Any]:
+    """Train every method on the log of world `protocol.world_seed` (training seed `seed`),
+    then simulate; returns per method: points [A, C, K] and utility [A, C] (lists)."""
+    spec = {"name": "simulator", "n_users": protocol.n_users, "n_items": protocol.n_items,
+            "events_per_user": protocol.events_per_user, "seed": protocol.world_seed}
+    world = make_world(SimulatorConfig(n_users=protocol.n_users, n_items=protocol.n_items,
+                                       events_per_user=protocol.events_per_user,
+                                       seed=protocol.world_seed))
+    truth = SimulatorTruth(world)
+    alphas = np.linspace(0.0, 1.0, protocol.grid + 1)
+    sweep = np.stack([alphas, 1.0 - alphas], axis=1)  # [A, 2]
+    start = _initial_state(protocol, seed)
+    sim = _Simulation(truth, protocol, start, seed)
+    out: dict[str, Any] = {}
+    for name in protocol.methods:
+        config, ranker = _trained(name, spec, protocol, seed, Path(runs_dir) / f"{name}-s{seed}")
+        out[name] = sim.run(_scorer(name, config, ranker, sweep),
+                            n_groups=_groups(name, ranker, sweep))
+        if name == "deepprl" and isinstance(ranker, Recommender):
+            out["deepprl-predictor-sweep"] = sim.run(_static(ranker, sweep), n_groups=len(sweep))
+    out["oracle-sweep"] = sim.run(_oracle(sweep), n_groups=len(sweep))
+    out["oracle-utility"] = sim.run(lambda pop: pop.true_values(_all(pop))[1], n_groups=1)
+    return out
+
+
+def _initial_state(protocol: Protocol, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng([seed, 11])
+    draw = random_history(protocol.n_items, protocol.initial, 60.0)
+    users = np.arange(1, protocol.n_users + 1)
+    parts = [draw(rng, int(u)) for u in users]
+    return {"users": users, "history": np.stack([p[0] for p in parts]),
+            "times": np.stack([p[1] for p in parts]), "start": np.array([p[2] for p in parts])}
+
+
+class _Simulation:
+    """Closed loops from one initial state: n_groups copies of every user (one per alpha)."""
+
+    def __init__(self, truth: SimulatorTruth, protocol: Protocol,
+                 start: dict[str, np.ndarray], seed: int) -> None:
+        self.truth, self.protocol, self.start, self.seed = truth, protocol, start, seed
+
+    def run(self, scorer: Callable[[Population], np.ndarray], *, n_groups: int
+            ) -> dict[str, list[Any]]:
+        s, p = self.start, self.protocol
+        pop = Population(self.truth, ResponseConfig(), users=np.tile(s["users"], n_groups),
+                         history=np.tile(s["history"], (n_groups, 1)),
+                         hist_times=np.tile(s["times"], (n_groups, 1)),
+                         start=np.tile(s["start"], n_groups), capacity=p.horizon,
+                         seed=np.random.SeedSequence([self.seed, 23]))
+        points, utility = [], []
+        for t in range(1, p.horizon + 1):
+            result = pop.step(scorer(pop))
+            if t in p.checkpoints:
+                points.append(result.reward.reshape(n_groups, -1, result.reward.shape[1])
+                              .mean(1))  # [A, K]
+                utility.append(result.utility.reshape(n_groups, -1).mean(1))  # [A]
+        return {"points": np.stack(points, axis=1).tolist(),  # [A, C, K]
+                "utility": np.stack(utility, axis=1).tolist()}  # [A, C]
+
+
+def _all(pop: Population) -> np.ndarray:
+    return np.broadcast_to(np.arange(1, pop.truth.n_items + 1), (pop.n_lanes,
+                                                                 pop.truth.n_items))
+
+
+def _lane_alpha(pop: Population, sweep: np.ndarray) -> np.ndarray:
+    """[N, K]: lanes are len(sweep) blocks of users, block a uses sweep[a]."""
+    return np.repeat(sweep, pop.n_lanes // len(sweep), axis=0)
+
+
+def _oracle(sweep: np.ndarray) -> Callable[[Population], np.ndarray]:
+    def score(pop: Population) -> np.ndarray:
+        objectives, _ = pop.true_values(_all(pop))  # [N, I, K]
+        return np.einsum("nik,nk->ni", objectives, _lane_alpha(pop, sweep))
+    return score
+
+
+def _static(recommender: Recommender, sweep: np.ndarray) -> Callable[[Population], np.ndarray]:
+    def score(pop: Population) -> np.ndarray:
+        return weighted_scores(recommender, pop, _lane_alpha(pop, sweep))[0]
+    return score
+
+
+def _groups(name: str, ranker: Recommender | ItemRanker, sweep: np.ndarray) -> int:
+    if isinstance(ranker, Recommender):
+        return 1 if name == "deepprl" else len(sweep)
+    return len(sweep) if _sweepable(name) else 1
+
+
+def _sweepable(name: str) -> bool:
+    """An item-level baseline with static objective weights (MO-LinUCB, MORL)."""
+    entry = ITEM_POLICIES.get(name)
+    return entry is not None and "weights" in {f.name for f in dataclasses.fields(entry.config)}
+
+
+def _scorer(name: str, config: RunConfig, ranker: Recommender | ItemRanker,
+            sweep: np.ndarray) -> Callable[[Population], np.ndarray]:
+    if isinstance(ranker, Recommender):
+        if name == "deepprl":
+            return lambda pop: weighted_scores(ranker, pop)[0]
+        return _static(ranker, sweep)
+    modules = [ranker.module]
+    if _sweepable(name):
+        state = ranker.module.state_dict()
+        modules = []
+        for alpha in sweep:
+            trial = dataclasses.replace(config, baseline={**config.baseline,
+                                                          "weights": alpha.tolist()})
+            module, _ = build_item_policy(trial, ranker.data)
+            module.load_state_dict(state)
+            modules.append(module)
+
+    @torch.no_grad()
+    def score(pop: Population) -> np.ndarray:
+        batch = lane_batch(pop, ranker.data, ranker.history_length)
+        size = pop.n_lanes // len(modules)
+        items = torch.arange(1, pop.truth.n_items + 1).expand(size, -1)
+        parts = []
+        for a, module in enumerate(modules):
+            module.eval()
+            parts.append(module(slice_batch(batch, slice(a * size, (a + 1) * size)), items))
+        return torch.cat(parts).numpy()
+    return score
+
+
+def _trained(name: str, spec: dict[str, Any], protocol: Protocol, seed: int, out: Path
+             ) -> tuple[RunConfig, Recommender | ItemRanker]:
+    """Train (or reuse, when the saved config matches) model `name` on the log."""
+    base = RunConfig(dataset=spec, seed=seed,
+                     train=TrainConfig(epochs=protocol.epochs),
+                     policy=PolicyConfig(steps=protocol.policy_steps,
+                                         static_trials=protocol.static_trials),
+                     eval=EvalConfig(max_events=1000))
+    config = configure(name, base)
+    wanted = json.loads(json.dumps(config.to_dict()))
+    saved = out / "config.json"
+    if not ((out / "metrics.json").is_file() and saved.is_file()
+            and _same_training(read_json(saved), wanted)):
+        train_run(config, out)
+    return load_run(out)
+
+
+def _same_training(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Equal configs, except the static weights a run tuned and saved for itself."""
+    saved = {**saved, "baseline": {k: v for k, v in saved.get("baseline", {}).items()
+                                   if k != "weights"}}
+    return saved == wanted
+
+
+# -- summary ---------------------------------------------------------------------------------
+
+
+def summarise(protocol: Protocol, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Frontier points per method and checkpoint, volumes, improvement of DeepPRL."""
+    names = [*protocol.methods, *[r for r in REFERENCES if r in results[0]]]
+    frontiers: dict[str, list[np.ndarray]] = {}
+    utility: dict[str, list[float]] = {}
+    for name in names:
+        points = np.array([r[name]["points"] for r in results])  # [R, A, C, K]
+        util = np.array([r[name]["utility"] for r in results])  # [R, A, C]
+        if points.shape[1] > 1:  # an alpha sweep: average over runs
+            frontiers[name] = [points[:, :, c].mean(0) for c in range(points.shape[2])]
+            utility[name] = util.mean(0).max(0).tolist()  # best alpha in hindsight
+        else:  # one point per run: the frontier is over runs
+            frontiers[name] = [points[:, 0, c] for c in range(points.shape[2])]
+            utility[name] = util[:, 0].mean(0).tolist()
+    every = np.concatenate([p for fs in frontiers.values() for p in fs])
+    ref = every.min(0)
+    volume = {name: [dominated_hull_volume(p, ref) for p in fs]
+              for name, fs in frontiers.items()}
+    baselines = [m for m in protocol.methods if m != "deepprl"]
+    improvement, second = [], []
+    for c in range(len(protocol.checkpoints)):
+        best = max(baselines, key=lambda m: volume[m][c]) if baselines else None
+        second.append(best)
+        mine = volume["deepprl"][c] if "deepprl" in volume else float("nan")
+        other = volume[best][c] if best is not None else float("nan")
+        improvement.append(100.0 * (mine / other - 1.0) if other > 0 else float("nan"))
+    return {"protocol": dataclasses.asdict(protocol), "reference_point": ref.tolist(),
+            "frontiers": {n: [p.tolist() for p in fs] for n, fs in frontiers.items()},
+            "volume": volume, "utility": utility, "second_best": second,
+            "improvement_pct": improvement, "methods": list(protocol.methods),
+            "references": [r for r in REFERENCES if r in names]}
+
+
+def dominated_hull_volume(points: np.ndarray, ref: np.ndarray) -> float:
+    """Volume of the convex hull of the region the points dominate above `ref` [K]: the
+    hull of the points, `ref`, and each point's projections onto the planes x_k = ref_k."""
+    points = np.asarray(points, dtype=np.float64)
+    points = points[pareto_mask(points)]
+    corners = [points, ref[None]]
+    for k in range(points.shape[1]):
+        projected = points.copy()
+        projected[:, k] = ref[k]
+        corners.append(projected)
+    return convex_hull_volume(np.concatenate(corners))
