@@ -358,3 +358,24 @@ def test_reweighting_without_retraining(name: str, world: tuple[Interactions, Sp
         with torch.no_grad():
             q = reweighted.q(reweighted.state(batch), items, w)
         torch.testing.assert_close(b, (q * w[:, None]).sum(-1))
+
+
+@pytest.mark.parametrize("aggregation", ["ggi", "weighted"])
+def test_linucb_reaggregation_equals_a_rebuilt_module(world: tuple[Interactions, Split],
+                                                      aggregation: str) -> None:
+    """Tuning and frontier sweeps re-aggregate per-objective UCBs instead of rebuilding the
+    module per weight vector: the scores must be those of the rebuilt module."""
+    data, split = world
+    entry = ITEM_POLICIES["mo-linucb"]
+    base = dataclasses.replace(entry.config(), **SMALL["mo-linucb"], aggregation=aggregation)
+    module = entry.build(base, data, 10)
+    entry.fit(module, data, split, base, K_TOP, 0)
+    events = np.flatnonzero(split.test)[:9]
+    items = torch.from_numpy(candidate_items(data, events, split.test))
+    batch = make_batch(data, history_index(data, 10)[events], events)
+    with torch.no_grad():
+        values = module.objective_scores(batch, items)
+        for weights in ((0.7, 0.3), (0.5, 0.5), (1.0, 0.0)):
+            rebuilt = entry.build(dataclasses.replace(base, weights=weights), data, 10)
+            rebuilt.load_state_dict(module.state_dict())
+            assert torch.equal(module.aggregate_with(values, weights), rebuilt(batch, items))

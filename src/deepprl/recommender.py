@@ -158,6 +158,28 @@ class ItemRanker:
         return _cat(parts, (0, items.shape[1]))
 
     @torch.no_grad()
+    def objective_scores(self, events: np.ndarray, items: np.ndarray, *,
+                         batch_size: int = 512) -> np.ndarray | None:
+        """Per-objective scores [E, C, K] where the policy aggregates them with static
+        weights (module.objective_scores / aggregate_with, e.g. MO-LinUCB); else None."""
+        if not hasattr(self.module, "aggregate_with"):
+            return None
+        self.module.eval()
+        parts = []
+        for lo in range(0, len(events), batch_size):
+            chunk = events[lo : lo + batch_size]
+            batch = make_batch(self.data, self.history[chunk], chunk)
+            parts.append(self.module.objective_scores(  # type: ignore[operator]
+                batch, torch.from_numpy(items[lo : lo + batch_size])))
+        return _cat(parts, (0, items.shape[1], self.data.n_objectives))
+
+    def aggregated(self, values: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+        """Scores [E, C] of objective_scores' values under other static weights."""
+        out = self.module.aggregate_with(  # type: ignore[operator]
+            torch.from_numpy(values), [float(w) for w in weights])
+        return np.asarray(out.numpy())
+
+    @torch.no_grad()
     def recommend(self, user_id: object, *, k: int = 10,
                   candidates: Sequence[object] | None = None, at_time: float | None = None,
                   exclude_seen: bool = False) -> dict[str, object]:

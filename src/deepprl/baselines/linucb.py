@@ -17,6 +17,7 @@ x' A^-1 x is contracted with a first, so no [B, C, d] design tensor is ever form
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -211,15 +212,31 @@ class MOLinUCB(nn.Module):
 
     def aggregate(self, values: torch.Tensor) -> torch.Tensor:
         """[..., K] -> [...]: GGI or the weighted sum."""
-        w = self.weights.to(values.dtype)
+        return self._aggregate(values, self.weights)
+
+    def aggregate_with(self, values: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
+        """aggregate() as the module rebuilt with other static `weights` would: tuning and
+        frontier sweeps score the per-objective UCBs once and only re-aggregate them."""
+        k = values.shape[-1]
+        w = ggi_weights(tuple(weights), k) if self.aggregation == "ggi" else \
+            _simplex(tuple(weights), k)
+        return self._aggregate(values, w)
+
+    def _aggregate(self, values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        w = weights.to(values.dtype)
         return ggi(values, w) if self.aggregation == "ggi" else values @ w
 
-    def forward(self, batch: Batch, items: torch.Tensor) -> torch.Tensor:
+    def objective_scores(self, batch: Batch, items: torch.Tensor) -> torch.Tensor:
+        """Per-objective UCB [B, C, K] of candidates items [B, C]."""
         batch = batch_to(batch, module_device(self))
         items = items.to(module_device(self))
-        out = [self.aggregate(self.ucb(batch.user[s], batch.context[s], items[s]))
+        out = [self.ucb(batch.user[s], batch.context[s], items[s])
                for s in _row_chunks(len(batch), 128)]  # bounded [rows, Db, I] temporaries
-        return torch.cat(out) if out else items.new_zeros(items.shape, dtype=torch.float32)
+        return torch.cat(out) if out else \
+            items.new_zeros((*items.shape, self.b1.shape[0]), dtype=torch.float32)
+
+    def forward(self, batch: Batch, items: torch.Tensor) -> torch.Tensor:
+        return self.aggregate(self.objective_scores(batch, items))
 
 
 def _row_chunks(n: int, size: int) -> list[slice]:

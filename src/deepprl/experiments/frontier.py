@@ -127,8 +127,12 @@ def _evaluate(path: Path) -> RunResult:
     else:
         scores = ranker.scores(eval_set.events, eval_set.items)
         if "weights" in config.baseline:
-            sweep = np.stack([_mean_point(eval_set, _reweighted(config, ranker, a).scores(
-                eval_set.events, eval_set.items), k) for a in grid])
+            values = ranker.objective_scores(eval_set.events, eval_set.items)
+            sweep = np.stack([_mean_point(eval_set, ranker.aggregated(values, a.tolist())
+                                          if values is not None else
+                                          _reweighted(config, ranker, a).scores(
+                                              eval_set.events, eval_set.items), k)
+                              for a in grid])
     objectives, reward = top_values(eval_set, scores, k)
     return RunResult(model=config.name, seed=config.seed, events=eval_set.events,
                      objectives=objectives, reward=reward, sweep=sweep,

@@ -193,8 +193,12 @@ def _tune_item_weights(config: RunConfig, data: Interactions, split: Split,
     k = config.eval.k
     vs = validation_set(data, split, k=k, seed=config.seed)
     state = module.state_dict()
+    own = ItemRanker(module, data, config.model.history_length)
+    values = own.objective_scores(vs.events, vs.items)  # once, where only weights change
 
     def mean_reward(alpha: np.ndarray) -> float:
+        if values is not None:
+            return top_k_mean_reward(own.aggregated(values, alpha.tolist()), vs, k)
         trial = dataclasses.replace(config, baseline={**config.baseline,
                                                       "weights": alpha.tolist()})
         ranker = ItemRanker(_rebuild(trial, data, state), data, config.model.history_length)
