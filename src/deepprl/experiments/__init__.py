@@ -30,7 +30,8 @@ class Experiment:
         return fn
 
 
-OFFLINE = ("simulator", "movielens-100k", "movielens-latest-small", "yelp-hin")
+OFFLINE = ("simulator", "movielens-100k", "movielens-latest-small", "yelp-hin",
+           "movielens-sim")
 
 EXPERIMENTS: dict[str, Experiment] = {
     "table4": Experiment("Table 4: every method's objectives and reward, improvement over "

@@ -9,7 +9,7 @@ not targets.
 from __future__ import annotations
 
 STAND_IN = {"movielens-100k": "Kuaishou", "movielens-latest-small": "Kuaishou",
-            "yelp-hin": "Yelp"}
+            "movielens-sim": "Kuaishou", "yelp-hin": "Yelp"}
 
 # Table 4 (and Table 8's first row): objective means; DeepPRL's std in parentheses there.
 TABLE4: dict[str, dict[str, tuple[float, float]]] = {
