@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from deepprl.eval.pareto import dominated_hull_volume
 from deepprl.experiments import Context, run_experiment
-from deepprl.experiments.longterm import dominated_hull_volume
 
 
 def test_dominated_hull_volume_by_hand() -> None:

@@ -7,7 +7,12 @@ import itertools
 import numpy as np
 import pytest
 
-from deepprl.eval.pareto import convex_hull_volume, hypervolume, pareto_mask
+from deepprl.eval.pareto import (
+    convex_hull_volume,
+    dominated_hull_volume,
+    hypervolume,
+    pareto_mask,
+)
 
 
 def brute_mask(points: np.ndarray) -> np.ndarray:
@@ -77,3 +82,11 @@ def test_bad_input() -> None:
         hypervolume([[np.nan, 1.0]], [0.0, 0.0])
     with pytest.raises(ValueError, match="coordinates"):
         hypervolume([[1.0, 1.0]], [0.0])
+
+
+def test_dominated_hull_counts_a_point_on_the_reference() -> None:
+    # (0, 1) lies on ref in x: alone it encloses nothing, with (1, 0.5) it adds a triangle
+    ref = np.zeros(2)
+    assert dominated_hull_volume(np.array([[0.0, 1.0]]), ref) == 0.0
+    both = dominated_hull_volume(np.array([[0.0, 1.0], [1.0, 0.5]]), ref)
+    assert both == pytest.approx(0.5 + 0.25)  # square 1 x 0.5 plus triangle (0,.5)-(1,.5)-(0,1)

@@ -7,6 +7,8 @@ Points are arrays [N, K]; a point dominates another when it is >= in every objec
 
 from __future__ import annotations
 
+import itertools
+
 import moocore
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
@@ -53,3 +55,18 @@ def convex_hull_volume(points: np.ndarray | list[list[float]]) -> float:
         return float(ConvexHull(array).volume)
     except QhullError:  # degenerate: collinear / coplanar points enclose no volume
         return 0.0
+
+
+def dominated_hull_volume(points: np.ndarray | list[list[float]],
+                          ref: np.ndarray | list[float]) -> float:
+    """Convex-hull volume of the region the points dominate above `ref` (paper Table 5):
+    the hull of the points and the corners of their boxes down to ref. Unlike the hull of
+    the points alone, it is not zero for a front of one or two points. A point on ref in
+    some objective still stretches the hull along the others; one below ref adds nothing."""
+    array, reference = _points(points), np.asarray(ref, dtype=np.float64)
+    above = array[(array >= reference).all(1)]
+    if len(above) == 0:
+        return 0.0
+    corners = [np.where(mask, above, reference) for mask in
+               itertools.product([True, False], repeat=array.shape[1])]
+    return convex_hull_volume(np.concatenate(corners))

@@ -16,7 +16,6 @@ events. Every ranking's point lies above or on it, so the reference never hides 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from deepprl.artifacts import build_item_policy, load_run, run_split
 from deepprl.config import RunConfig
 from deepprl.eval.evaluator import EvalSet, build_eval_set, describe
 from deepprl.eval.metrics import mean_of_top, top_k
-from deepprl.eval.pareto import convex_hull_volume, hypervolume
+from deepprl.eval.pareto import dominated_hull_volume, hypervolume
 from deepprl.policy.weights import FixedWeights, simplex_grid
 from deepprl.recommender import ItemRanker, Recommender
 
@@ -173,18 +172,6 @@ def reference_point(config: RunConfig, ranker: Recommender | ItemRanker) -> np.n
     truth = np.nan_to_num(full.objectives, nan=np.inf)
     return np.array([top_values(full, -truth[..., j], config.eval.k)[0][:, j].mean()
                      for j in range(truth.shape[-1])])
-
-
-def dominated_hull_volume(points: np.ndarray, ref: np.ndarray) -> float:
-    """Convex-hull volume of the region the points dominate above `ref` (paper Table 5):
-    the hull of the points and the corners of their boxes down to ref. Unlike the hull of
-    the points alone, it is not zero for a front of one or two points."""
-    above = points[(points > ref).all(1)]
-    if len(above) == 0:
-        return 0.0
-    corners = [np.where(mask, above, ref) for mask in
-               itertools.product([True, False], repeat=points.shape[1])]
-    return convex_hull_volume(np.concatenate(corners))
 
 
 def front_volumes(points: np.ndarray, ref: np.ndarray) -> dict[str, float]:

@@ -40,7 +40,7 @@ from deepprl.envs.agents import lane_batch, slice_batch, weighted_scores
 from deepprl.envs.core import Population, ResponseConfig
 from deepprl.envs.gym_env import random_history
 from deepprl.envs.simulator_env import SimulatorTruth
-from deepprl.eval.pareto import convex_hull_volume, pareto_mask
+from deepprl.eval.pareto import dominated_hull_volume
 from deepprl.experiments.longterm_report import build_report
 from deepprl.experiments.report import Context, Report
 from deepprl.parallel import map_tasks
@@ -282,16 +282,3 @@ def summarise(protocol: Protocol, results: list[dict[str, Any]]) -> dict[str, An
             "volume": volume, "utility": utility, "second_best": second,
             "improvement_pct": improvement, "methods": list(protocol.methods),
             "references": [r for r in REFERENCES if r in names]}
-
-
-def dominated_hull_volume(points: np.ndarray, ref: np.ndarray) -> float:
-    """Volume of the convex hull of the region the points dominate above `ref` [K]: the
-    hull of the points, `ref`, and each point's projections onto the planes x_k = ref_k."""
-    points = np.asarray(points, dtype=np.float64)
-    points = points[pareto_mask(points)]
-    corners = [points, ref[None]]
-    for k in range(points.shape[1]):
-        projected = points.copy()
-        projected[:, k] = ref[k]
-        corners.append(projected)
-    return convex_hull_volume(np.concatenate(corners))
