@@ -130,7 +130,10 @@ def test_table4_compares_deepprl_with_every_baseline(workdir: Path) -> None:
         assert test["improvement_pct"] == pytest.approx(
             100 * (means["deepprl"] - best_other) / abs(best_other))
     # the references: DeepPRL's predictor with equal / static weights, popularity, oracle
-    assert {"equal", "static", "popularity", "oracle"} <= set(payload["references"])
+    refs = payload["references"]
+    assert {"equal", "static", "popularity", "oracle"} <= set(refs)
+    ceiling = refs["weighting_ceiling"]  # the most any ranking by sum_k alpha_k o_k earns
+    assert ceiling["static"] <= ceiling["per_event"] <= refs["oracle"]["reward"] + 1e-6
 
 
 def test_table5_volumes_are_fractions_of_the_oracle(workdir: Path) -> None:

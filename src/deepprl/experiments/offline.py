@@ -16,11 +16,19 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from deepprl.artifacts import run_split
 from deepprl.config import RunConfig
 from deepprl.data.registry import load_dataset
+from deepprl.eval.evaluator import build_eval_set
 from deepprl.eval.pareto import pareto_mask
 from deepprl.experiments import paper
-from deepprl.experiments.frontier import RunResult, evaluate_run, front_volumes
+from deepprl.experiments.frontier import (
+    RunResult,
+    evaluate_run,
+    front_volumes,
+    top_values,
+    weight_grid,
+)
 from deepprl.experiments.report import Context, Report, md_table
 from deepprl.experiments.runs import (
     dataset_spec,
@@ -62,6 +70,8 @@ class Results:
     objectives: tuple[str, ...]
     runs: dict[str, list[RunResult]]
     metrics: dict[str, list[dict[str, Any]]]
+    configs: list[RunConfig]
+    """One config per repetition (of the first model): the data and split of each seed."""
 
     @property
     def seeds(self) -> int:
@@ -93,7 +103,8 @@ def run_models(ctx: Context, models: tuple[str, ...], *, spec: dict[str, Any] | 
         runs[config.name].append(evaluate_run(path))
         by_model[config.name].append(m)
     names = tuple(metrics[0]["learned"]["objectives"])
-    return Results(objectives=names, runs=runs, metrics=by_model)
+    first = [config for config, _ in jobs if config.name == models[0]]
+    return Results(objectives=names, runs=runs, metrics=by_model, configs=first)
 
 
 # ---------------------------------------------------------------- method tables
@@ -186,7 +197,31 @@ def references_table(res: Results, ours: str = "deepprl") -> tuple[str, dict[str
         values = np.array([[*f["objectives"].values(), f["reward"]] for f in found])
         rows.append([label, *values.mean(0).tolist()])
         data[key] = dict(zip(columns, values.mean(0).tolist(), strict=True))
+    ceiling = weighting_ceiling(res)
+    rows += [["true objectives, best static α in hindsight", *[float("nan")] * len(
+        res.objectives), ceiling["static"]],
+             ["true objectives, best α per event in hindsight", *[float("nan")] * len(
+                 res.objectives), ceiling["per_event"]]]
+    data["weighting_ceiling"] = ceiling
     return md_table(["reference", *columns], rows), data
+
+
+def weighting_ceiling(res: Results) -> dict[str, float]:
+    """The most reward ANY ranking by a weighted sum of the objectives can earn, with the
+    true objective values: one α for all (best in hindsight over the grid), and the best
+    grid α for each event. A method that ranks by Σ α ŷ (DeepPRL, the multi-task
+    baselines) is bounded by the second; one that models the reward directly is not."""
+    static, per_event = [], []
+    for config in res.configs:
+        data = load_dataset(config.dataset)
+        es = build_eval_set(data, run_split(data, config), k=config.eval.k,
+                            max_events=config.eval.max_events, seed=config.seed)
+        truth = np.nan_to_num(es.objectives)
+        rewards = np.stack([top_values(es, truth @ a, config.eval.k)[1]
+                            for a in weight_grid(truth.shape[-1])])  # [A, E]
+        static.append(float(rewards.mean(1).max()))
+        per_event.append(float(rewards.max(0).mean()))
+    return {"static": float(np.mean(static)), "per_event": float(np.mean(per_event))}
 
 
 def paper_table(table: dict[str, dict[str, tuple[float, float]]], dataset: str,
