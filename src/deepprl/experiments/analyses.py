@@ -164,7 +164,9 @@ def sensitivity(ctx: Context) -> Report:
                 config = run_config(ctx, "deepprl", seed,
                                     settings={section: {field: value}})
                 default = run_config(ctx, "deepprl", seed)
-                label = "deepprl" if config == default else f"deepprl-{field}-{value}"
+                # the default gets its own runs, not table4's cached "deepprl": every point
+                # of the figure is then trained by the same code
+                label = "deepprl-default" if config == default else f"deepprl-{field}-{value}"
                 jobs.append((config, run_dir(ctx, config, label)))
                 keys.append((name, value))
     metrics = train_all(ctx, jobs)
@@ -201,6 +203,7 @@ def sensitivity(ctx: Context) -> Report:
     report.add(
         f"DeepPRL on `{ctx.dataset}`, one setting changed at a time from the defaults "
         f"(γ 0.99, τ 0.05, 64 hidden units), mean ± std over {len(seeds)} seed(s). "
+        + _unchanged_line(table)
         + PROTOCOL.format(k=metrics[0]["protocol"]["k"], seeds=len(seeds))
         + " The paper reports fluctuations under 0.3% and recommends γ 0.99, τ 0.95 "
           "(§5.7; §5.2 says τ 0.05, which we use: a soft-update rate of 0.95 is barely "
@@ -213,6 +216,19 @@ def sensitivity(ctx: Context) -> Report:
                   "reward over the grid of each hyperparameter")
     report.data = data
     return report
+
+
+def _unchanged_line(table: dict[str, dict[Any, list[list[float]]]]) -> str:
+    """Say so when a hyperparameter changes nothing at all (identical runs)."""
+    inert = [name for name, by_value in table.items()
+             if len(by_value) > 1 and all(v == next(iter(by_value.values()))
+                                          for v in by_value.values())]
+    if not inert:
+        return ""
+    return (f"**{' and '.join(inert)} change nothing: every value gives identical runs.** "
+            "With the decomposed critic Q = R(s, C, α) + F(s, C) (docs/model.md), F does not "
+            "depend on α, so the actor's gradient comes from R alone; γ and τ only shape F "
+            "and its target network. `--set policy.critic=td` would make them matter. ")
 
 
 # ---------------------------------------------------------------- Figure 10
