@@ -7,17 +7,22 @@ DEEPPRL=${DEEPPRL:-.venv/bin/deepprl}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 run() { echo "+ deepprl experiment $*" >&2; "$DEEPPRL" experiment "$@"; }
 
-for dataset in simulator movielens-100k movielens-latest-small yelp-hin; do
+for dataset in simulator movielens-100k yelp-hin; do
   run table4 --dataset "$dataset"
   run table5 --dataset "$dataset"
+done
+# two seeds on ML-latest-small, for time; the sparsity study reuses its runs as subset 1
+run table4 --dataset movielens-latest-small --seeds 2
+run table5 --dataset movielens-latest-small --seeds 2
+run sparsity --dataset movielens-latest-small --seeds 2
+for dataset in simulator movielens-100k movielens-latest-small yelp-hin; do
   run figure1 --dataset "$dataset"
 done
 run table6 --dataset simulator
 run table8 --dataset simulator
-run table6 --dataset movielens-100k --seeds 2
-run table8 --dataset movielens-100k --seeds 2
-run sparsity --dataset movielens-latest-small --seeds 2
 run figure2 --dataset simulator
 run sensitivity --dataset simulator
 run scalability --dataset simulator
+run longterm --dataset simulator --seeds 6
+run abtest --dataset abtest-sim
 "$DEEPPRL" report
