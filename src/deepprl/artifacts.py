@@ -90,6 +90,15 @@ def build_item_policy(config: RunConfig, data: Interactions) -> tuple[nn.Module,
     return entry.build(baseline_config, data, config.model.history_length), baseline_config
 
 
+def rebuild_item_policy(config: RunConfig, data: Interactions,
+                        state: dict[str, Any]) -> nn.Module:
+    """A trained item-level baseline under other non-learnt settings of `config` (e.g. its
+    static weights): built anew, then given the trained state."""
+    module, _ = build_item_policy(config, data)
+    module.load_state_dict(state)
+    return module
+
+
 def save_run(out: Path, config: RunConfig, model: PredictorModel, actor: nn.Module,
              data: Interactions) -> None:
     """A weighted model: predictor weights, policy weights, config and schema."""

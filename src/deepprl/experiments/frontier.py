@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepprl.artifacts import build_item_policy, load_run, run_split
+from deepprl.artifacts import load_run, rebuild_item_policy, run_split
 from deepprl.config import RunConfig
 from deepprl.eval.evaluator import EvalSet, build_eval_set, describe
 from deepprl.eval.metrics import mean_of_top, top_k
@@ -149,9 +149,8 @@ def _reweighted(config: RunConfig, ranker: ItemRanker, alpha: np.ndarray) -> Ite
     """The same trained item-level baseline with other static weights (not learnt)."""
     trial = dataclasses.replace(config, baseline={**config.baseline,
                                                   "weights": [float(a) for a in alpha]})
-    module, _ = build_item_policy(trial, ranker.data)
-    module.load_state_dict(ranker.module.state_dict())
-    return ItemRanker(module, ranker.data, ranker.history_length)
+    return ItemRanker(rebuild_item_policy(trial, ranker.data, ranker.module.state_dict()),
+                      ranker.data, ranker.history_length)
 
 
 def oracle_sweep(eval_set: EvalSet, k: int) -> np.ndarray:

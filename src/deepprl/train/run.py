@@ -20,6 +20,7 @@ from deepprl.artifacts import (
     build_item_policy,
     build_model,
     build_policy,
+    rebuild_item_policy,
     run_split,
     save_item_run,
     save_run,
@@ -169,7 +170,7 @@ def _train_item_policy(config: RunConfig, data: Interactions, split: Split, out:
         weights = _tune_item_weights(config, data, split, module)
         log.info("static weights tuned on validation: %s", weights)
         config = dataclasses.replace(config, baseline={**config.baseline, "weights": weights})
-        module = _rebuild(config, data, module.state_dict())
+        module = rebuild_item_policy(config, data, module.state_dict())
     save_item_run(out, config, module, data)
     ranker = ItemRanker(module, data, config.model.history_length)
     metrics = evaluate_ranker(ranker, config, split)
@@ -177,13 +178,6 @@ def _train_item_policy(config: RunConfig, data: Interactions, split: Split, out:
     if "weights" in config.baseline:
         metrics["static_weights"] = config.baseline["weights"]
     return metrics
-
-
-def _rebuild(config: RunConfig, data: Interactions, state: dict[str, Any]) -> torch.nn.Module:
-    """The trained module under other (non-learnt) settings, e.g. static weights."""
-    module, _ = build_item_policy(config, data)
-    module.load_state_dict(state)
-    return module
 
 
 def _tune_item_weights(config: RunConfig, data: Interactions, split: Split,
@@ -201,7 +195,8 @@ def _tune_item_weights(config: RunConfig, data: Interactions, split: Split,
             return top_k_mean_reward(own.aggregated(values, alpha.tolist()), vs, k)
         trial = dataclasses.replace(config, baseline={**config.baseline,
                                                       "weights": alpha.tolist()})
-        ranker = ItemRanker(_rebuild(trial, data, state), data, config.model.history_length)
+        ranker = ItemRanker(rebuild_item_policy(trial, data, state), data,
+                            config.model.history_length)
         return top_k_mean_reward(ranker.scores(vs.events, vs.items), vs, k)
 
     weights, _ = tune_weights(mean_reward, data.n_objectives,
