@@ -166,6 +166,16 @@ def test_movielens_sim_env_and_dataset() -> None:
     assert np.isfinite(value).all() and np.isfinite(objectives).all()  # fully observed
     _, logged = sim.candidate_values(np.arange(3), sim.item[:3, None])
     np.testing.assert_allclose(logged[:, 0], sim.reward[:3])
+    # candidates: a seeded sample of 100 movies per user, the same at each of its events
+    from deepprl.data.sequences import candidate_items
+
+    events = np.r_[sim.user_events(1)[:2], sim.user_events(2)[:1]]
+    items = candidate_items(sim, events, np.ones(len(sim.user), dtype=bool))
+    assert items.shape == (3, 100) and (items > 0).all()
+    assert len(np.unique(items[0])) == 100 and not np.array_equal(items[0], items[2])
+    np.testing.assert_array_equal(items[0], items[1])
+    np.testing.assert_array_equal(items, candidate_items(sim, events, np.ones(len(sim.user),
+                                                                              dtype=bool)))
 
 
 def test_rating_model_beats_the_mean_on_held_out_ratings() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -43,3 +44,43 @@ def test_longterm_quick_writes_its_report(tmp_path) -> None:
     for c in range(len(checkpoints)):
         assert payload["volume"]["oracle-sweep"][c] >= payload["volume"]["mmoe"][c]
     assert len(payload["improvement_pct"]) == len(checkpoints)
+
+
+def test_candidates_are_a_shared_draw_of_unconsumed_items() -> None:
+    from deepprl.envs.core import Population, ResponseConfig
+    from deepprl.experiments.longterm import Protocol, _Simulation, _world
+
+    protocol = Protocol(n_users=6, n_items=30, events_per_user=10, initial=3, horizon=2,
+                        candidates=5)
+    truth, start = _world(protocol, 0)
+    sim = _Simulation(truth, protocol, start, seed=0)
+    pop = Population(truth, ResponseConfig(k=2), users=np.tile(start["users"], 2),
+                     history=np.tile(start["history"], (2, 1)),
+                     hist_times=np.tile(start["times"], (2, 1)),
+                     start=np.tile(start["start"], 2), capacity=2, seed=0)
+    items = sim.candidates(pop, 1)
+    assert items.shape == (12, 5)
+    assert not np.take_along_axis(pop.consumed, items, axis=1).any()
+    np.testing.assert_array_equal(items[:6], items[6:])  # two weights, one draw per user
+    assert not np.array_equal(items, sim.candidates(pop, 2))  # a new draw per iteration
+    everything = _Simulation(truth, dataclasses.replace(protocol, candidates=0), start, 0)
+    assert everything.candidates(pop, 1).shape == (12, 30)
+
+
+def test_longterm_movielens_sim_quick(tmp_path) -> None:
+    ctx = Context(dataset="movielens-sim", quick=True, out=tmp_path / "reports",
+                  runs=tmp_path / "runs",
+                  command="deepprl experiment longterm --dataset movielens-sim --quick")
+    md = run_experiment("longterm", ctx)
+    assert md == tmp_path / "reports" / "longterm" / "movielens-sim.md"
+    text = md.read_text()
+    assert "movielens-sim" in text and "unconsumed movies drawn at random" in text
+    payload = json.loads(md.with_suffix(".json").read_text())
+    assert payload["protocol"]["candidates"] == 40
+    for name in [*payload["methods"], *payload["references"]]:
+        for front in payload["frontiers"][name]:
+            assert np.isfinite(front).all() and np.all(np.asarray(front) <= 1.0)
+    # the runs are the offline experiments' cache: trained once, found again
+    assert (tmp_path / "runs" / "quick" / "movielens-sim" / "deepprl" / "seed0"
+            / "metrics.json").is_file()
+    assert all(v > 0 for v in payload["volume"]["oracle-sweep"])

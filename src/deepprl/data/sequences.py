@@ -66,18 +66,25 @@ def candidate_items(data: Interactions, events: np.ndarray, pool: np.ndarray, *,
                     max_candidates: int | None = None, seed: int = 0) -> np.ndarray:
     """[E, C] candidate items per event, 0-padded.
 
-    Fully observed data: every item. Logged data: the distinct items the event's user has in
-    the `pool` events (a mask [N], e.g. the test period): the items whose ground truth exists.
-    With `max_candidates`, a user's larger set is subsampled (seeded, per user)."""
+    Fully observed data: every item, or a seeded sample of `candidate_sample` items per
+    user where the world declares one (movielens-sim: 100 of its 1,682 movies, so that
+    every method ranks the same affordable candidates). Logged data: the distinct items
+    the event's user has in the `pool` events (a mask [N], e.g. the test period): the items
+    whose ground truth exists. With `max_candidates`, a user's larger set is subsampled
+    (seeded, per user)."""
+    every = np.arange(1, data.n_items + 1)
     if fully_observed(data):
-        every = np.arange(1, data.n_items + 1)
-        return np.broadcast_to(every, (len(events), data.n_items)).copy()
+        sample = getattr(data.valuer, "candidate_sample", None)
+        caps = [c for c in (max_candidates, sample) if c]
+        max_candidates = min(caps) if caps else None
+        if max_candidates is None or data.n_items <= max_candidates:
+            return np.broadcast_to(every, (len(events), data.n_items)).copy()
     users = data.user[events]
     per_user: dict[int, np.ndarray] = {}
     rng = np.random.default_rng(seed)
     for u in np.unique(users):
         span = data.user_events(int(u))
-        items = np.unique(data.item[span[pool[span]]])
+        items = every if fully_observed(data) else np.unique(data.item[span[pool[span]]])
         if max_candidates is not None and len(items) > max_candidates:
             items = np.sort(rng.choice(items, size=max_candidates, replace=False))
         per_user[int(u)] = items

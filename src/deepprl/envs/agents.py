@@ -60,37 +60,46 @@ def lane_batch(pop: Population, data: Interactions, length: int) -> Batch:
 
 @torch.no_grad()
 def weighted_scores(recommender: Recommender, pop: Population,
-                    alpha: np.ndarray | None = None, *, chunk: int = 512
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(scores [N, I], alpha [N, K], y_hat [N, I, K]) of a weighted model for every lane:
-    alpha [N, K] given (static weights) or from the recommender's policy."""
+                    alpha: np.ndarray | None = None, *, items: np.ndarray | None = None,
+                    chunk: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores [N, C], alpha [N, K], y_hat [N, C, K]) of a weighted model for every lane:
+    alpha [N, K] given (static weights) or from the recommender's policy; items [N, C]
+    the candidates of each lane (default: every item, C = I)."""
     model, policy = recommender.model, recommender.policy
     model.eval()
     policy.eval()
     batch = lane_batch(pop, recommender.data, model.config.history_length)
-    items = torch.arange(1, pop.truth.n_items + 1)
+    candidates = _candidates(pop, items)
     outs, alphas = [], []
     for lo in range(0, pop.n_lanes, chunk):
         part = slice_batch(batch, slice(lo, lo + chunk))
         state = model.state(part)
         a = (policy(state, part.context) if alpha is None
              else torch.from_numpy(alpha[lo : lo + chunk].astype(np.float32)))
-        outs.append(model.predict(state, part.context, items.expand(len(part), -1)))
+        outs.append(model.predict(state, part.context, candidates[lo : lo + chunk]))
         alphas.append(a)
     y_hat, a_all = torch.cat(outs), torch.cat(alphas)
     return utility(y_hat, a_all).numpy(), a_all.numpy(), y_hat.numpy()
 
 
 @torch.no_grad()
-def item_scores(ranker: ItemRanker, pop: Population, *, chunk: int = 512) -> np.ndarray:
-    """Scores [N, I] of an item-level baseline for every lane."""
+def item_scores(ranker: ItemRanker, pop: Population, *, items: np.ndarray | None = None,
+                chunk: int = 512) -> np.ndarray:
+    """Scores [N, C] of an item-level baseline for every lane (items as weighted_scores)."""
     ranker.module.eval()
     batch = lane_batch(pop, ranker.data, ranker.history_length)
-    items = torch.arange(1, pop.truth.n_items + 1)
-    parts = [ranker.module(part, items.expand(len(part), -1))
-             for part in (slice_batch(batch, slice(lo, lo + chunk))
-                          for lo in range(0, pop.n_lanes, chunk))]
+    candidates = _candidates(pop, items)
+    parts = [ranker.module(slice_batch(batch, slice(lo, lo + chunk)),
+                           candidates[lo : lo + chunk])
+             for lo in range(0, pop.n_lanes, chunk)]
     return torch.cat(parts).numpy()
+
+
+def _candidates(pop: Population, items: np.ndarray | None) -> torch.Tensor:
+    """[N, C] candidate items as a tensor: `items`, or every item for every lane."""
+    if items is None:
+        return torch.arange(1, pop.truth.n_items + 1).expand(pop.n_lanes, -1)
+    return torch.from_numpy(np.ascontiguousarray(items, dtype=np.int64))
 
 
 def slice_batch(batch: Batch, rows: slice) -> Batch:

@@ -75,11 +75,14 @@ class Population:
 
     users [N] user indices (1..U); history [N, h0] initial item indices (0 = none), oldest
     first, with their times hist_times [N, h0] (seconds); start [N] the time of the first
-    step. Items in the initial history count as consumed. `capacity` bounds the steps."""
+    step. Items in the initial history count as consumed, and so do the items of `seen`
+    [N, I + 1] (a mask: what a user consumed before the history window, e.g. a whole logged
+    past). `capacity` bounds the steps."""
 
     def __init__(self, truth: Truth, response: ResponseConfig, *, users: np.ndarray,
                  history: np.ndarray, hist_times: np.ndarray, start: np.ndarray,
-                 capacity: int, seed: int | np.random.SeedSequence) -> None:
+                 capacity: int, seed: int | np.random.SeedSequence,
+                 seen: np.ndarray | None = None) -> None:
         n, h0 = history.shape
         if len(users) != n or hist_times.shape != history.shape or len(start) != n:
             raise ValueError("users, history, hist_times and start must describe the same "
@@ -102,6 +105,11 @@ class Population:
         self.now = np.asarray(start, dtype=np.float64).copy()  # [N]
         self.consumed = np.zeros((n, truth.n_items + 1), dtype=bool)  # [N, I + 1]
         np.put_along_axis(self.consumed, self.items, True, axis=1)
+        if seen is not None:
+            if seen.shape != self.consumed.shape:
+                raise ValueError(f"seen must be {list(self.consumed.shape)}, got "
+                                 f"{list(seen.shape)}")
+            self.consumed |= seen
         self.consumed[:, 0] = True  # the padding item is never recommended
 
     @property

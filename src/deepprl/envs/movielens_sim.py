@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from deepprl.data.interactions import Interactions
 from deepprl.data.movielens import (
     RECENCY_TAU_DAYS,
     TimedGenreValuer,
@@ -46,6 +47,15 @@ class MovieLensTruth:
         return objectives, self.ratings[users[:, None], items] / 5.0
 
 
+def movielens_truth(data: Interactions | None = None) -> MovieLensTruth:
+    """The calibrated world's truth; `data` is movielens-100k (loaded when not given)."""
+    data = data if data is not None else load_movielens_100k()
+    genre_valuer = data.valuer
+    if not isinstance(genre_valuer, TimedGenreValuer):
+        raise TypeError("movielens-100k lost its TimedGenreValuer")
+    return MovieLensTruth(fit_rating_model(), genre_valuer.genres, genre_valuer.release_ts)
+
+
 class MovieLensSimEnv(RecommenderEnv):
     """943 users x 1682 movies of MovieLens-100K, fully observed through the calibrated
     world. A user starts from their last `initial_length` logged ratings (every movie they
@@ -55,10 +65,6 @@ class MovieLensSimEnv(RecommenderEnv):
                  history_length: int = 10, k: int = 10, temperature: float = 0.1,
                  outside: float = 0.8, mean_gap_hours: float = 24.0) -> None:
         data = load_movielens_100k()
-        genre_valuer = data.valuer
-        if not isinstance(genre_valuer, TimedGenreValuer):
-            raise TypeError("movielens-100k lost its TimedGenreValuer")
-        ratings = fit_rating_model()
         self.data = data
 
         def history(rng: np.random.Generator, user: int
@@ -67,7 +73,7 @@ class MovieLensSimEnv(RecommenderEnv):
             return data.item[span], data.time[span], float(data.time[span[-1]] + HOUR)
 
         super().__init__(
-            truth=MovieLensTruth(ratings, genre_valuer.genres, genre_valuer.release_ts),
+            truth=movielens_truth(data),
             user_features=data.user_features, initial_history=history,
             response=ResponseConfig(k=k, temperature=temperature, outside=outside,
                                     mean_gap_hours=mean_gap_hours),

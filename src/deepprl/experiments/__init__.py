@@ -63,9 +63,10 @@ EXPERIMENTS: dict[str, Experiment] = {
                          "DeepPRL, hash-randomised consumers), Tables 11-15, Figures 12-14",
                          "deepprl.experiments.online:abtest", ("abtest-sim",),
                          "10 (579 s)"),
-    "longterm": Experiment("Figure 11: long-term frontiers in the interactive simulator "
+    "longterm": Experiment("Figure 11: long-term frontiers in an interactive world "
                            "(iterations 1, 10, 25, 50), convex-hull volume",
-                           "deepprl.experiments.longterm:longterm", ("simulator",),
+                           "deepprl.experiments.longterm:longterm",
+                           ("simulator", "movielens-sim"),
                            "see README"),
 }
 

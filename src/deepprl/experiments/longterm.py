@@ -1,15 +1,25 @@
-"""Figure 11: long-term performance in the interactive simulator (paper §6).
+"""Figure 11: long-term performance in an interactive world (paper §6).
+
+Two worlds: the paper's simulator, and movielens-sim (MovieLens-100K made fully observed,
+deepprl.envs.movielens_sim), the stand-in for a fully observed real log.
 
 Protocol of one run (seeded; `runs` of them, in one world):
 1. the offline log: the simulator's world with `events_per_user` logged items per user
    (80 of 100: the paper's 80 % of the objective matrices); every method is trained on it
-   with its usual recipe (deepprl.train.run.train_run);
-2. every user starts from `initial` random interactions (the same for every method);
-3. `horizon` iterations: each method scores every item for every user, the top-10
-   unconsumed items are recommended, the user responds (deepprl.envs.core: a multinomial
-   logit on the true utility, with an outside option; a chosen item joins the history),
-   the clock moves on. Models are not refitted during the iterations: they adapt through
-   their inputs (the updated history and the clock), and DeepPRL through alpha(s, C);
+   with its usual recipe (deepprl.train.run.train_run). movielens-sim: the whole log, and
+   the experiments' cached runs (the ones Table 4 and Table 5 evaluate);
+2. every user starts from `initial` interactions, the same for every method: random ones
+   on the simulator; on movielens-sim a fixed seeded sample of `n_users` users starts from
+   their last logged ratings, one hour after the last, and every movie they rated counts
+   as consumed;
+3. `horizon` iterations: each method scores the candidates of every user (every item; on
+   movielens-sim `candidates` unconsumed items drawn at random per user and iteration,
+   the same draw for every method and weight: a shared retrieval stage that keeps 1,682
+   items x 11 weights x 50 iterations affordable), the top-10 are recommended, the user
+   responds (deepprl.envs.core: a multinomial logit on the true utility, with an outside
+   option; a chosen item joins the history), the clock moves on. Models are not refitted
+   during the iterations: they adapt through their inputs (the updated history and the
+   clock), and DeepPRL through alpha(s, C);
 4. at the checkpoint iterations, each method's point is the mean true objective vector of
    its recommendations over users.
 Frontiers: static-weight methods sweep alpha over {0, 0.1, ..., 1} (K = 2), each alpha a
@@ -35,10 +45,12 @@ import torch
 from deepprl.artifacts import build_item_policy, load_run, read_json
 from deepprl.baselines.registry import ITEM_POLICIES
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
+from deepprl.data.movielens import load_movielens_100k
 from deepprl.data.simulator import SimulatorConfig, make_world
 from deepprl.envs.agents import lane_batch, slice_batch, weighted_scores
-from deepprl.envs.core import Population, ResponseConfig
-from deepprl.envs.gym_env import random_history
+from deepprl.envs.core import Population, ResponseConfig, Truth
+from deepprl.envs.gym_env import HOUR, random_history
+from deepprl.envs.movielens_sim import movielens_truth
 from deepprl.envs.simulator_env import SimulatorTruth
 from deepprl.eval.pareto import dominated_hull_volume
 from deepprl.experiments.longterm_report import build_report
@@ -51,6 +63,8 @@ from deepprl.zoo import configure
 METHODS = ("deepprl", "shared-bottom", "mmoe", "ple", "mose", "mo-linucb", "morl",
            "reinforce-topk", "drn")
 REFERENCES = ("deepprl-predictor-sweep", "oracle-sweep", "oracle-utility")
+Scorer = Callable[[Population, np.ndarray], np.ndarray]
+"""(lanes, candidates [N, C]) -> scores [N, C]."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,13 @@ class Protocol:
     epochs: int = 8
     policy_steps: int = 3000
     static_trials: int = 10
+    """epochs, policy_steps, static_trials: the simulator's training recipe (movielens-sim
+    trains as the offline experiments do)."""
     world_seed: int = 0
+    dataset: str = "simulator"
+    candidates: int = 0
+    """Items scored per user and iteration (a seeded draw of unconsumed items shared by
+    every method); 0 = every item."""
 
 
 FULL = Protocol()
@@ -78,16 +98,28 @@ QUICK = Protocol(n_users=24, n_items=40, events_per_user=20, initial=5, horizon=
                  checkpoints=(1, 2, 3, 5), runs=2, grid=4,
                  methods=("deepprl", "mmoe", "mo-linucb", "drn"), epochs=2,
                  policy_steps=60, static_trials=2)
+# movielens-sim: 200 of the 943 users (11 weights x 200 lanes x 100 candidates per
+# iteration); n_items is the catalogue's, events_per_user 0 = the whole log.
+FULL_MOVIELENS = Protocol(dataset="movielens-sim", n_users=200, n_items=1682,
+                          events_per_user=0, candidates=100)
+QUICK_MOVIELENS = dataclasses.replace(FULL_MOVIELENS, n_users=12, initial=5, horizon=5,
+                                      checkpoints=(1, 2, 3, 5), runs=1, grid=4,
+                                      candidates=40, methods=QUICK.methods)
+PROTOCOLS = {"simulator": (FULL, QUICK), "movielens-sim": (FULL_MOVIELENS, QUICK_MOVIELENS)}
 
 
 def longterm(ctx: Context) -> Report:
-    """`deepprl experiment longterm --dataset simulator [--quick] [--seeds N]`."""
-    if ctx.dataset != "simulator":
-        raise ValueError(f"longterm runs on the simulator, not {ctx.dataset!r}")
-    protocol = QUICK if ctx.quick else FULL
+    """`deepprl experiment longterm --dataset simulator|movielens-sim [--quick]
+    [--seeds N]`."""
+    if ctx.dataset not in PROTOCOLS:
+        raise ValueError(f"longterm runs on {sorted(PROTOCOLS)}, not {ctx.dataset!r}")
+    full, quick = PROTOCOLS[ctx.dataset]
+    protocol = quick if ctx.quick else full
     protocol = dataclasses.replace(protocol, runs=ctx.n_seeds(protocol.runs, protocol.runs))
     started = time.perf_counter()
-    tasks = [{"protocol": protocol, "seed": seed,
+    trained = (_offline_runs(ctx, protocol) if protocol.dataset != "simulator"
+               else [None] * protocol.runs)
+    tasks = [{"protocol": protocol, "seed": seed, "trained": trained[seed],
               "runs_dir": str(ctx.runs / "longterm" / ("quick" if ctx.quick else "full"))}
              for seed in range(protocol.runs)]
     results = map_tasks(one_run, tasks, executor=ctx.executor, address=ctx.address)
@@ -96,35 +128,65 @@ def longterm(ctx: Context) -> Report:
     return build_report(ctx, protocol, summary)
 
 
+def _offline_runs(ctx: Context, protocol: Protocol) -> list[dict[str, str] | None]:
+    """Train (or reuse) the experiments' runs of every method and seed on the context's
+    executor; per seed, {method: run directory}."""
+    from deepprl.experiments.runs import run_config, run_dir, train_all
+
+    jobs = {(name, seed): run_config(ctx, name, seed) for seed in range(protocol.runs)
+            for name in protocol.methods}
+    paths = {key: run_dir(ctx, config) for key, config in jobs.items()}
+    train_all(ctx, [(config, paths[key]) for key, config in jobs.items()])
+    return [{name: str(paths[name, seed]) for name in protocol.methods}
+            for seed in range(protocol.runs)]
+
+
 # -- one run ---------------------------------------------------------------------------------
 
 
-def one_run(protocol: Protocol, seed: int, runs_dir: str) -> dict[str, Any]:
-    """Train every method on the log of world `protocol.world_seed` (training seed `seed`),
-    then simulate; returns per method: points [A, C, K] and utility [A, C] (lists)."""
-    spec = {"name": "simulator", "n_users": protocol.n_users, "n_items": protocol.n_items,
-            "events_per_user": protocol.events_per_user, "seed": protocol.world_seed}
-    world = make_world(SimulatorConfig(n_users=protocol.n_users, n_items=protocol.n_items,
-                                       events_per_user=protocol.events_per_user,
-                                       seed=protocol.world_seed))
-    truth = SimulatorTruth(world)
+def one_run(protocol: Protocol, seed: int, runs_dir: str,
+            trained: dict[str, str] | None = None) -> dict[str, Any]:
+    """Train every method on the world's log (training seed `seed`; `trained` gives the
+    run directories when they were trained elsewhere), then simulate; returns per method:
+    points [A, C, K] and utility [A, C] (lists)."""
+    truth, start = _world(protocol, seed)
     alphas = np.linspace(0.0, 1.0, protocol.grid + 1)
     sweep = np.stack([alphas, 1.0 - alphas], axis=1)  # [A, 2]
-    start = _initial_state(protocol, seed)
     sim = _Simulation(truth, protocol, start, seed)
     out: dict[str, Any] = {}
     for name in protocol.methods:
-        config, ranker = _trained(name, spec, protocol, seed, Path(runs_dir) / f"{name}-s{seed}")
+        if trained is not None:
+            config, ranker = load_run(Path(trained[name]))
+        else:
+            config, ranker = _trained(name, _simulator_spec(protocol), protocol, seed,
+                                      Path(runs_dir) / f"{name}-s{seed}")
         out[name] = sim.run(_scorer(name, config, ranker, sweep),
                             n_groups=_groups(name, ranker, sweep))
         if name == "deepprl" and isinstance(ranker, Recommender):
             out["deepprl-predictor-sweep"] = sim.run(_static(ranker, sweep), n_groups=len(sweep))
     out["oracle-sweep"] = sim.run(_oracle(sweep), n_groups=len(sweep))
-    out["oracle-utility"] = sim.run(lambda pop: pop.true_values(_all(pop))[1], n_groups=1)
+    out["oracle-utility"] = sim.run(lambda pop, items: pop.true_values(items)[1], n_groups=1)
     return out
 
 
-def _initial_state(protocol: Protocol, seed: int) -> dict[str, np.ndarray]:
+def _simulator_spec(protocol: Protocol) -> dict[str, Any]:
+    return {"name": "simulator", "n_users": protocol.n_users, "n_items": protocol.n_items,
+            "events_per_user": protocol.events_per_user, "seed": protocol.world_seed}
+
+
+def _world(protocol: Protocol, seed: int) -> tuple[Truth, dict[str, np.ndarray]]:
+    """The world's truth and the run's initial state (users, history, times, start[, seen])."""
+    if protocol.dataset == "simulator":
+        world = make_world(SimulatorConfig(n_users=protocol.n_users, n_items=protocol.n_items,
+                                           events_per_user=protocol.events_per_user,
+                                           seed=protocol.world_seed))
+        return SimulatorTruth(world), _random_start(protocol, seed)
+    if protocol.dataset == "movielens-sim":
+        return _movielens_world(protocol)
+    raise ValueError(f"no long-term world {protocol.dataset!r}")
+
+
+def _random_start(protocol: Protocol, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng([seed, 11])
     draw = random_history(protocol.n_items, protocol.initial, 60.0)
     users = np.arange(1, protocol.n_users + 1)
@@ -133,24 +195,51 @@ def _initial_state(protocol: Protocol, seed: int) -> dict[str, np.ndarray]:
             "times": np.stack([p[1] for p in parts]), "start": np.array([p[2] for p in parts])}
 
 
+def _movielens_world(protocol: Protocol) -> tuple[Truth, dict[str, np.ndarray]]:
+    """The calibrated MovieLens world; a fixed sample of users (world_seed) starts from
+    their last `initial` logged ratings, with everything they rated consumed."""
+    data = load_movielens_100k()
+    truth = movielens_truth(data)
+    if truth.n_items != protocol.n_items:
+        raise ValueError(f"movielens-sim has {truth.n_items} items, the protocol says "
+                         f"{protocol.n_items}")
+    rng = np.random.default_rng([protocol.world_seed, 31])
+    users = np.sort(rng.choice(np.arange(1, data.n_users + 1), protocol.n_users,
+                               replace=False))
+    history = np.zeros((len(users), protocol.initial), dtype=np.int64)
+    times = np.zeros((len(users), protocol.initial))
+    seen = np.zeros((len(users), truth.n_items + 1), dtype=bool)
+    for row, user in enumerate(users):
+        span = data.user_events(int(user))
+        last = span[-protocol.initial:]
+        history[row, -len(last):], times[row, -len(last):] = data.item[last], data.time[last]
+        seen[row, data.item[span]] = True
+    return truth, {"users": users, "history": history, "times": times,
+                   "start": times[:, -1] + HOUR, "seen": seen}
+
+
 class _Simulation:
     """Closed loops from one initial state: n_groups copies of every user (one per alpha)."""
 
-    def __init__(self, truth: SimulatorTruth, protocol: Protocol,
+    def __init__(self, truth: Truth, protocol: Protocol,
                  start: dict[str, np.ndarray], seed: int) -> None:
         self.truth, self.protocol, self.start, self.seed = truth, protocol, start, seed
 
-    def run(self, scorer: Callable[[Population], np.ndarray], *, n_groups: int
-            ) -> dict[str, list[Any]]:
+    def run(self, scorer: Scorer, *, n_groups: int) -> dict[str, list[Any]]:
         s, p = self.start, self.protocol
+        seen = s.get("seen")
         pop = Population(self.truth, ResponseConfig(), users=np.tile(s["users"], n_groups),
                          history=np.tile(s["history"], (n_groups, 1)),
                          hist_times=np.tile(s["times"], (n_groups, 1)),
                          start=np.tile(s["start"], n_groups), capacity=p.horizon,
-                         seed=np.random.SeedSequence([self.seed, 23]))
+                         seed=np.random.SeedSequence([self.seed, 23]),
+                         seen=None if seen is None else np.tile(seen, (n_groups, 1)))
         points, utility = [], []
         for t in range(1, p.horizon + 1):
-            result = pop.step(scorer(pop))
+            items = self.candidates(pop, t)  # [N, C]
+            scores = np.full((pop.n_lanes, self.truth.n_items), -np.inf)
+            np.put_along_axis(scores, items - 1, scorer(pop, items), axis=1)
+            result = pop.step(scores)
             if t in p.checkpoints:
                 points.append(result.reward.reshape(n_groups, -1, result.reward.shape[1])
                               .mean(1))  # [A, K]
@@ -158,10 +247,21 @@ class _Simulation:
         return {"points": np.stack(points, axis=1).tolist(),  # [A, C, K]
                 "utility": np.stack(utility, axis=1).tolist()}  # [A, C]
 
-
-def _all(pop: Population) -> np.ndarray:
-    return np.broadcast_to(np.arange(1, pop.truth.n_items + 1), (pop.n_lanes,
-                                                                 pop.truth.n_items))
+    def candidates(self, pop: Population, t: int) -> np.ndarray:
+        """[N, C] items each lane scores at iteration t: every item, or the first
+        `candidates` unconsumed items in a random order drawn per (run, iteration, user),
+        so every method and weight of a user sees the same draw while their consumed sets
+        agree."""
+        n_items, size = self.truth.n_items, self.protocol.candidates
+        if size <= 0 or size >= n_items:
+            return np.broadcast_to(np.arange(1, n_items + 1), (pop.n_lanes, n_items))
+        rng = np.random.default_rng([self.seed, 29, t])
+        order = rng.random((self.truth.n_users + 1, n_items + 1))[pop.users]  # [N, I + 1]
+        order[pop.consumed] = np.inf  # column 0 (padding) is always consumed
+        picked = np.argpartition(order, size - 1, axis=1)[:, :size]
+        if np.isinf(np.take_along_axis(order, picked, axis=1)).any():
+            raise ValueError(f"a user has fewer than {size} unconsumed items")
+        return np.sort(picked, axis=1)
 
 
 def _lane_alpha(pop: Population, sweep: np.ndarray) -> np.ndarray:
@@ -169,16 +269,16 @@ def _lane_alpha(pop: Population, sweep: np.ndarray) -> np.ndarray:
     return np.repeat(sweep, pop.n_lanes // len(sweep), axis=0)
 
 
-def _oracle(sweep: np.ndarray) -> Callable[[Population], np.ndarray]:
-    def score(pop: Population) -> np.ndarray:
-        objectives, _ = pop.true_values(_all(pop))  # [N, I, K]
+def _oracle(sweep: np.ndarray) -> Scorer:
+    def score(pop: Population, items: np.ndarray) -> np.ndarray:
+        objectives, _ = pop.true_values(items)  # [N, C, K]
         return np.einsum("nik,nk->ni", objectives, _lane_alpha(pop, sweep))
     return score
 
 
-def _static(recommender: Recommender, sweep: np.ndarray) -> Callable[[Population], np.ndarray]:
-    def score(pop: Population) -> np.ndarray:
-        return weighted_scores(recommender, pop, _lane_alpha(pop, sweep))[0]
+def _static(recommender: Recommender, sweep: np.ndarray) -> Scorer:
+    def score(pop: Population, items: np.ndarray) -> np.ndarray:
+        return weighted_scores(recommender, pop, _lane_alpha(pop, sweep), items=items)[0]
     return score
 
 
@@ -195,10 +295,10 @@ def _sweepable(name: str) -> bool:
 
 
 def _scorer(name: str, config: RunConfig, ranker: Recommender | ItemRanker,
-            sweep: np.ndarray) -> Callable[[Population], np.ndarray]:
+            sweep: np.ndarray) -> Scorer:
     if isinstance(ranker, Recommender):
         if name == "deepprl":
-            return lambda pop: weighted_scores(ranker, pop)[0]
+            return lambda pop, items: weighted_scores(ranker, pop, items=items)[0]
         return _static(ranker, sweep)
     modules = [ranker.module]
     if _sweepable(name):
@@ -212,14 +312,15 @@ def _scorer(name: str, config: RunConfig, ranker: Recommender | ItemRanker,
             modules.append(module)
 
     @torch.no_grad()
-    def score(pop: Population) -> np.ndarray:
+    def score(pop: Population, items: np.ndarray) -> np.ndarray:
         batch = lane_batch(pop, ranker.data, ranker.history_length)
         size = pop.n_lanes // len(modules)
-        items = torch.arange(1, pop.truth.n_items + 1).expand(size, -1)
+        candidates = torch.from_numpy(np.ascontiguousarray(items, dtype=np.int64))
         parts = []
         for a, module in enumerate(modules):
             module.eval()
-            parts.append(module(slice_batch(batch, slice(a * size, (a + 1) * size)), items))
+            rows = slice(a * size, (a + 1) * size)
+            parts.append(module(slice_batch(batch, rows), candidates[rows]))
         return torch.cat(parts).numpy()
     return score
 
