@@ -159,6 +159,19 @@ def test_runs_are_reused_across_experiments(workdir: Path) -> None:
     assert deepprl_runs[0].stat().st_mtime_ns == before
 
 
+def test_item_baselines_with_tuned_weights_are_reused(workdir: Path) -> None:
+    # MO-LinUCB saves the weights it tuned in its config.json; asking again for the run
+    # without weights must find it, not retrain it
+    metrics = next((workdir / "runs").glob("quick/simulator*/mo-linucb/seed0/metrics.json"))
+    assert "weights" in json.loads((metrics.parent / "config.json").read_text())["baseline"]
+    before = metrics.stat().st_mtime_ns
+    result = runner.invoke(app, ["experiment", "table4", "--dataset", "simulator", "--quick",
+                                 "--out", str(workdir / "reports"),
+                                 "--runs", str(workdir / "runs")])
+    assert result.exit_code == 0, result.output
+    assert metrics.stat().st_mtime_ns == before
+
+
 def test_report_gathers_every_experiment(workdir: Path) -> None:
     result = runner.invoke(app, ["report", "--reports", str(workdir / "reports")])
     assert result.exit_code == 0, result.output

@@ -55,6 +55,7 @@ from deepprl.envs.simulator_env import SimulatorTruth
 from deepprl.eval.pareto import dominated_hull_volume
 from deepprl.experiments.longterm_report import build_report
 from deepprl.experiments.report import Context, Report
+from deepprl.experiments.runs import run_config, run_dir, same_training, train_all
 from deepprl.parallel import map_tasks
 from deepprl.recommender import ItemRanker, Recommender
 from deepprl.train.run import train_run
@@ -131,8 +132,6 @@ def longterm(ctx: Context) -> Report:
 def _offline_runs(ctx: Context, protocol: Protocol) -> list[dict[str, str] | None]:
     """Train (or reuse) the experiments' runs of every method and seed on the context's
     executor; per seed, {method: run directory}."""
-    from deepprl.experiments.runs import run_config, run_dir, train_all
-
     jobs = {(name, seed): run_config(ctx, name, seed) for seed in range(protocol.runs)
             for name in protocol.methods}
     paths = {key: run_dir(ctx, config) for key, config in jobs.items()}
@@ -337,16 +336,9 @@ def _trained(name: str, spec: dict[str, Any], protocol: Protocol, seed: int, out
     wanted = json.loads(json.dumps(config.to_dict()))
     saved = out / "config.json"
     if not ((out / "metrics.json").is_file() and saved.is_file()
-            and _same_training(read_json(saved), wanted)):
+            and same_training(read_json(saved), wanted)):
         train_run(config, out)
     return load_run(out)
-
-
-def _same_training(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    """Equal configs, except the static weights a run tuned and saved for itself."""
-    saved = {**saved, "baseline": {k: v for k, v in saved.get("baseline", {}).items()
-                                   if k != "weights"}}
-    return saved == wanted
 
 
 # -- summary ---------------------------------------------------------------------------------

@@ -95,10 +95,19 @@ def _train_one(config: dict[str, Any], out: str) -> dict[str, Any]:
     path = Path(out)
     if (path / "metrics.json").is_file() and (path / "config.json").is_file():
         saved = RunConfig.from_dict(read_json(path / "config.json")).to_dict()
-        if saved == config:
+        if same_training(saved, config):
             metrics: dict[str, Any] = read_json(path / "metrics.json")
             return metrics
     return train_run(RunConfig.from_dict(config), path)
+
+
+def same_training(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Equal configs, except the static weights an item-level baseline tuned and saved for
+    itself when none were asked for (its config.json then records them)."""
+    if "weights" not in wanted.get("baseline", {}):
+        saved = {**saved, "baseline": {k: v for k, v in saved.get("baseline", {}).items()
+                                       if k != "weights"}}
+    return saved == wanted
 
 
 def train_all(ctx: Context, jobs: list[tuple[RunConfig, Path]]) -> list[dict[str, Any]]:
