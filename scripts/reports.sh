@@ -23,6 +23,11 @@ run table8 --dataset simulator
 run figure2 --dataset simulator
 run sensitivity --dataset simulator
 run scalability --dataset simulator
-run longterm --dataset simulator --seeds 6
+run longterm --dataset simulator --seeds 10
+# movielens-sim: the calibrated, fully observed MovieLens world; the long-term study reuses
+# table4's runs
+run table4 --dataset movielens-sim
+run table5 --dataset movielens-sim
+run longterm --dataset movielens-sim --seeds 3
 run abtest --dataset abtest-sim
 "$DEEPPRL" report
