@@ -236,6 +236,47 @@ def test_moh_outputs_attention_and_gradients() -> None:
         assert grad.abs().sum() > 0, name
 
 
+@pytest.mark.parametrize("similarity", ["neg_sq_dist", "dot"])
+def test_moh_forward_is_the_papers_formula(similarity: str) -> None:
+    """The fused forward equals §4.2 written out term by term: z_k = relu([s_u; s_i] W_k +
+    b_k), e_ml = softmax_l(sim(q(z_m), key(z_l))), y_m = sigmoid(w_m . sum_l e_ml z_l + c_m)."""
+    model = _moh()
+    model.similarity = similarity
+    torch.manual_seed(2)
+    user, items = torch.randn(3, 5), torch.randn(3, 7, 4)
+    w_user, w_item, bias = model.tower_parameters()
+    x = torch.cat([user[:, None].expand(-1, 7, -1), items], dim=-1)  # [B, C, Du + Di]
+    w = torch.cat([w_user, w_item], dim=1)  # [K, Du + Di, T]
+    z = torch.stack([torch.relu(x @ w[k] + bias[k]) for k in range(3)], dim=2)  # [B, C, K, T]
+    q, key = model.query(z), model.key(z)
+    if similarity == "dot":
+        scores = q @ key.transpose(-1, -2) / 6**0.5
+    else:
+        scores = -((q[..., :, None, :] - key[..., None, :, :]) ** 2).sum(-1) / 6**0.5
+    e = torch.softmax(scores, dim=-1)  # [B, C, m, l]
+    mixed = e @ z  # [B, C, K, T]
+    expected = torch.sigmoid((mixed * model.head).sum(-1) + model.head_bias)
+    torch.testing.assert_close(model(user, items), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.last_attention, e, atol=1e-5, rtol=1e-5)
+
+
+def test_moh_inference_reuses_generated_towers_until_a_parameter_changes() -> None:
+    model = _moh()
+    user, items = torch.randn(2, 5), torch.randn(2, 3, 4)
+    with torch.no_grad():
+        first = model.tower_parameters()
+        assert model.tower_parameters()[0] is first[0]  # generated once
+        before = model(user, items)
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.5)
+    model(user, items).sum().backward()
+    optimiser.step()
+    with torch.no_grad():
+        after = model(user, items)
+        assert model.tower_parameters()[0] is not first[0]
+        torch.testing.assert_close(model.tower_parameters()[0], model._generate()[0])
+    assert (after - before).abs().max() > 1e-6  # the step reached the inference path
+
+
 def test_moh_attention_mixes_objectives() -> None:
     """Objective m's prediction depends on the other towers through the mixture attention:
     perturbing only objective 0's generated tower moves objective 1's output."""

@@ -226,6 +226,23 @@ def test_top_k_matches_naive_loop(seed: int, k: int) -> None:
     assert len(naive[0]) == min(k, 2)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_top_k_of_one_row_equals_the_full_stable_sort(seed: int, k: int) -> None:
+    # the serving path (one row, many candidates) selects then sorts; ties must still go to
+    # the lower index, exactly as the batch path's full stable sort
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 6, (3, 400), generator=g).float()  # heavy ties
+    valid = torch.rand(3, 400, generator=g) < 0.8
+    valid[2] = False
+    valid[2, [5, 77]] = True  # fewer valid than k
+    batch = top_k(scores, valid, k)
+    for b in range(3):
+        assert top_k(scores[b : b + 1], valid[b : b + 1], k).tolist() == [batch[b].tolist()]
+    naive = _naive_top_k(scores[:1].numpy(), valid[:1].numpy(), k)
+    assert top_k(scores[:1], valid[:1], k).tolist() == naive
+
+
 def test_utility_is_weighted_sum() -> None:
     p = _random_problem(0)
     naive = np.array([[sum(p["alpha"][b, m] * p["y_hat"][b, c, m] for m in range(K))

@@ -211,7 +211,8 @@ def _candidate_list(data: Interactions, user_id: object, k: int,
     if not candidates:
         raise ValueError("candidates must not be empty")
     items = data.item_indices(candidates)
-    if len(np.unique(items)) != len(items):
+    ordered = np.sort(items)
+    if (ordered[1:] == ordered[:-1]).any():
         raise ValueError("candidates name the same item more than once")
     return user, items
 
@@ -344,8 +345,9 @@ def score_history(recommender: Recommender, batch: Batch, items: torch.Tensor, *
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
     model, policy = recommender.model, recommender.policy
-    model.eval()
-    policy.eval()
+    for module in (model, policy):
+        if module.training:  # eval() walks every submodule: not on every request
+            module.eval()
     state = model.state(batch)  # [1, S]
     if user_embedding is not None:
         state = torch.cat([state[:, : state.shape[1] - user_embedding.shape[0]],

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from deepprl.models.layers import mlp, similarity_scores
+from deepprl.models.layers import mlp, similarity_scores, softmax_last
 from deepprl.models.multitask import (
     CrossStitch,
     MultiGateMixtureOfExperts,
@@ -50,7 +50,20 @@ class MixtureOfHyperNetwork(nn.Module):
         self.last_attention: torch.Tensor | None = None
 
     def tower_parameters(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Generated (W_user [K, Du, T], W_item [K, Di, T], b [K, T])."""
+        """Generated (W_user [K, Du, T], W_item [K, Di, T], b [K, T]). Without gradients
+        (inference) they are generated once and reused until a parameter changes: an
+        optimiser step or a loaded state bumps the tensors' versions."""
+        if torch.is_grad_enabled():
+            return self._generate()
+        sources = [self.objective_embedding, *self.hypernetwork.parameters()]
+        key = tuple((t.data_ptr(), t._version) for t in sources)
+        cached = self.__dict__.get("_generated")
+        if cached is None or cached[0] != key:
+            cached = (key, self._generate())
+            self.__dict__["_generated"] = cached  # not a module attribute: never saved
+        return cached[1]
+
+    def _generate(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         params = self.hypernetwork(self.objective_embedding)  # [K, (Du + Di + 1) * T]
         K, T = params.shape[0], self.tower_hidden
         w = params.view(K, self.user_dim + self.item_dim + 1, T)
@@ -58,15 +71,21 @@ class MixtureOfHyperNetwork(nn.Module):
 
     def forward(self, user: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         w_user, w_item, bias = self.tower_parameters()
-        # [s_u; s_i] W_k split in two, so the user part is computed once per event
-        user_part = torch.einsum("bd,kdt->bkt", user, w_user) + bias  # [B, K, T]
-        item_part = torch.einsum("bcd,kdt->bckt", items, w_item)  # [B, C, K, T]
+        K, T = bias.shape
+        # [s_u; s_i] W_k split in two, so the user part is computed once per event; each
+        # part is one matmul against the K towers side by side
+        user_part = (user @ w_user.permute(1, 0, 2).reshape(-1, K * T)).view(-1, K, T) + bias
+        B, C, Di = items.shape
+        item_part = (items.reshape(B * C, Di) @ w_item.permute(1, 0, 2).reshape(Di, K * T)
+                     ).view(B, C, K, T)
         z = torch.relu(item_part + user_part[:, None])  # [B, C, K, T]: tower outputs
         scores = similarity_scores(self.query(z), self.key(z), self.similarity)  # [B, C, K, K]
-        attention = torch.softmax(scores, dim=-1)
+        attention = softmax_last(scores)
         self.last_attention = attention.detach()
-        mixed = attention @ z  # [B, C, K, T]
-        return torch.sigmoid((mixed * self.head).sum(-1) + self.head_bias)  # [B, C, K]
+        # w_m . sum_l e_ml z_l = sum_l e_ml (z_l . w_m): project every tower on every head
+        # first (one matmul), so no [B, C, K, T] mixture and no B*C tiny K x K matmuls
+        on_heads = (z @ self.head.t()).transpose(-1, -2)  # [B, C, K, K]: [m, l] = z_l . w_m
+        return torch.sigmoid((attention * on_heads).sum(-1) + self.head_bias)  # [B, C, K]
 
 
 PredictorFactory = Callable[..., nn.Module]
