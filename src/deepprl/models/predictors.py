@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from deepprl.models.layers import mlp, similarity_scores, softmax_last
+from deepprl.models.layers import InferenceCache, mlp, similarity_scores, softmax_last
 from deepprl.models.multitask import (
     CrossStitch,
     MultiGateMixtureOfExperts,
@@ -48,20 +48,15 @@ class MixtureOfHyperNetwork(nn.Module):
         self.head_bias = nn.Parameter(torch.zeros(n_objectives))
         self.similarity = similarity
         self.last_attention: torch.Tensor | None = None
+        self._towers: InferenceCache[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = \
+            InferenceCache()
 
     def tower_parameters(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Generated (W_user [K, Du, T], W_item [K, Di, T], b [K, T]). Without gradients
         (inference) they are generated once and reused until a parameter changes: an
         optimiser step or a loaded state bumps the tensors' versions."""
-        if torch.is_grad_enabled():
-            return self._generate()
-        sources = [self.objective_embedding, *self.hypernetwork.parameters()]
-        key = tuple((t.data_ptr(), t._version) for t in sources)
-        cached = self.__dict__.get("_generated")
-        if cached is None or cached[0] != key:
-            cached = (key, self._generate())
-            self.__dict__["_generated"] = cached  # not a module attribute: never saved
-        return cached[1]
+        return self._towers.get([self.objective_embedding, *self.hypernetwork.parameters()],
+                                self._generate)
 
     def _generate(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         params = self.hypernetwork(self.objective_embedding)  # [K, (Du + Di + 1) * T]
