@@ -68,15 +68,13 @@ def candidate_items(data: Interactions, events: np.ndarray, pool: np.ndarray, *,
 
     Fully observed data: every item, or a seeded sample of `candidate_sample` items per
     user where the world declares one (movielens-sim: 100 of its 1,682 movies, so that
-    every method ranks the same affordable candidates). Logged data: the distinct items
-    the event's user has in the `pool` events (a mask [N], e.g. the test period): the items
-    whose ground truth exists. With `max_candidates`, a user's larger set is subsampled
-    (seeded, per user)."""
+    every method ranks the same affordable candidates); `max_candidates` does not apply.
+    Logged data: the distinct items the event's user has in the `pool` events (a mask [N],
+    e.g. the test period): the items whose ground truth exists. With `max_candidates`, a
+    user's larger set is subsampled (seeded, per user)."""
     every = np.arange(1, data.n_items + 1)
     if fully_observed(data):
-        sample = getattr(data.valuer, "candidate_sample", None)
-        caps = [c for c in (max_candidates, sample) if c]
-        max_candidates = min(caps) if caps else None
+        max_candidates = getattr(data.valuer, "candidate_sample", None)
         if max_candidates is None or data.n_items <= max_candidates:
             return np.broadcast_to(every, (len(events), data.n_items)).copy()
     users = data.user[events]
