@@ -28,6 +28,6 @@ run longterm --dataset simulator --seeds 10
 # table4's runs
 run table4 --dataset movielens-sim
 run table5 --dataset movielens-sim
-run longterm --dataset movielens-sim --seeds 3
+run longterm --dataset movielens-sim --seeds 10
 run abtest --dataset abtest-sim
 "$DEEPPRL" report
