@@ -69,7 +69,7 @@ def weighted_scores(recommender: Recommender, pop: Population,
     model.eval()
     policy.eval()
     batch = lane_batch(pop, recommender.data, model.config.history_length)
-    candidates = _candidates(pop, items)
+    candidates = candidate_tensor(pop, items)
     outs, alphas = [], []
     for lo in range(0, pop.n_lanes, chunk):
         part = slice_batch(batch, slice(lo, lo + chunk))
@@ -88,14 +88,14 @@ def item_scores(ranker: ItemRanker, pop: Population, *, items: np.ndarray | None
     """Scores [N, C] of an item-level baseline for every lane (items as weighted_scores)."""
     ranker.module.eval()
     batch = lane_batch(pop, ranker.data, ranker.history_length)
-    candidates = _candidates(pop, items)
+    candidates = candidate_tensor(pop, items)
     parts = [ranker.module(slice_batch(batch, slice(lo, lo + chunk)),
                            candidates[lo : lo + chunk])
              for lo in range(0, pop.n_lanes, chunk)]
     return torch.cat(parts).numpy()
 
 
-def _candidates(pop: Population, items: np.ndarray | None) -> torch.Tensor:
+def candidate_tensor(pop: Population, items: np.ndarray | None) -> torch.Tensor:
     """[N, C] candidate items as a tensor: `items`, or every item for every lane."""
     if items is None:
         return torch.arange(1, pop.truth.n_items + 1).expand(pop.n_lanes, -1)

@@ -32,7 +32,6 @@ reference point (the component-wise minimum of every point in the report).
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,12 +41,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepprl.artifacts import build_item_policy, load_run, read_json
+from deepprl.artifacts import build_item_policy, load_run
 from deepprl.baselines.registry import ITEM_POLICIES
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
 from deepprl.data.movielens import load_movielens_100k
 from deepprl.data.simulator import SimulatorConfig, make_world
-from deepprl.envs.agents import lane_batch, slice_batch, weighted_scores
+from deepprl.envs.agents import candidate_tensor, lane_batch, slice_batch, weighted_scores
 from deepprl.envs.core import Population, ResponseConfig, Truth
 from deepprl.envs.gym_env import HOUR, random_history
 from deepprl.envs.movielens_sim import movielens_truth
@@ -55,10 +54,9 @@ from deepprl.envs.simulator_env import SimulatorTruth
 from deepprl.eval.pareto import dominated_hull_volume
 from deepprl.experiments.longterm_report import build_report
 from deepprl.experiments.report import Context, Report
-from deepprl.experiments.runs import run_config, run_dir, same_training, train_all
+from deepprl.experiments.runs import run_config, run_dir, train_all, train_or_reuse
 from deepprl.parallel import map_tasks
 from deepprl.recommender import ItemRanker, Recommender
-from deepprl.train.run import train_run
 from deepprl.zoo import configure
 
 METHODS = ("deepprl", "shared-bottom", "mmoe", "ple", "mose", "mo-linucb", "morl",
@@ -314,7 +312,7 @@ def _scorer(name: str, config: RunConfig, ranker: Recommender | ItemRanker,
     def score(pop: Population, items: np.ndarray) -> np.ndarray:
         batch = lane_batch(pop, ranker.data, ranker.history_length)
         size = pop.n_lanes // len(modules)
-        candidates = torch.from_numpy(np.ascontiguousarray(items, dtype=np.int64))
+        candidates = candidate_tensor(pop, items)
         parts = []
         for a, module in enumerate(modules):
             module.eval()
@@ -332,12 +330,7 @@ def _trained(name: str, spec: dict[str, Any], protocol: Protocol, seed: int, out
                      policy=PolicyConfig(steps=protocol.policy_steps,
                                          static_trials=protocol.static_trials),
                      eval=EvalConfig(max_events=1000))
-    config = configure(name, base)
-    wanted = json.loads(json.dumps(config.to_dict()))
-    saved = out / "config.json"
-    if not ((out / "metrics.json").is_file() and saved.is_file()
-            and same_training(read_json(saved), wanted)):
-        train_run(config, out)
+    train_or_reuse(configure(name, base).to_dict(), str(out))
     return load_run(out)
 
 

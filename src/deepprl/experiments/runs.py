@@ -88,8 +88,9 @@ def run_dir(ctx: Context, config: RunConfig, label: str | None = None) -> Path:
                                        if config.train.split == "kfold" else "")))
 
 
-def _train_one(config: dict[str, Any], out: str) -> dict[str, Any]:
-    """Executor task: train (or reuse) one run; returns its metrics."""
+def train_or_reuse(config: dict[str, Any], out: str) -> dict[str, Any]:
+    """Train the run `config` into `out`, or reuse it when `out` already holds it (same
+    training: same_training); returns its metrics. An executor task of train_all."""
     from deepprl.train.run import train_run
 
     path = Path(out)
@@ -113,4 +114,4 @@ def same_training(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
 def train_all(ctx: Context, jobs: list[tuple[RunConfig, Path]]) -> list[dict[str, Any]]:
     """Train (or reuse) every (config, directory) on the context's executor."""
     tasks = [{"config": config.to_dict(), "out": str(path)} for config, path in jobs]
-    return map_tasks(_train_one, tasks, executor=ctx.executor, address=ctx.address)
+    return map_tasks(train_or_reuse, tasks, executor=ctx.executor, address=ctx.address)
