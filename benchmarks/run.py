@@ -8,6 +8,10 @@ Sections, each with its target and whether it is met:
   features, batch 256, 4 experts of 64 units, towers of 32, embeddings of 16), trained in
   lockstep; DeepPRL's records/s from `train` divided by the peer's. torch-rechub is a
   benchmark-only dependency: without it this section says so and the rest still runs.
+- deepprl_ceiling: why DeepPRL's target is out of reach (deepprl.bench.training_ceiling):
+  FLOPs of one stage-1 step of batch 256, the share of the step spent in matrix products,
+  the machine's best matmul GFLOP/s, and the records/s bounds they give; with the peer, the
+  seconds a whole run may take to meet 0.5x.
 - scaling: seconds per stage-1 epoch on simulator logs of 10^3 .. 10^6 records; exponent b
   of time ~ N^b by least squares on log-log.
 - inference: in-process top-10 among 2,000 candidates for one user, p50/p99 latency (p99:
@@ -34,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepprl.bench import bench_train
+from deepprl.bench import bench_train, training_ceiling
 from deepprl.eval.pareto import hypervolume
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -169,6 +173,7 @@ def main() -> None:
     train = {m: bench_train(args.dataset, m, epochs=epochs) for m in ("mmoe", "predictor",
                                                                       "deepprl")}
     peer = bench_peer(1 if args.quick else args.peer_epochs)
+    ceiling = training_ceiling(args.dataset, batches=5 if args.quick else 20)
     if peer["available"]:
         peer_rate = peer["records_per_s"]["peer"]
         peer["deepprl_vs_peer"] = train["deepprl"]["records_per_s"] / peer_rate
@@ -176,11 +181,16 @@ def main() -> None:
         peer["met"] = {"mmoe_vs_peer >= 1.5": peer["mmoe_vs_peer"] >= TARGETS["mmoe_vs_peer"],
                        "deepprl_vs_peer >= 0.5":
                            peer["deepprl_vs_peer"] >= TARGETS["deepprl_vs_peer"]}
+        # the whole run (stage 1 and 2) must fit in this many seconds to meet the target
+        ceiling["target_run_seconds"] = ceiling["run_epochs"] * ceiling["train_records"] \
+            / (TARGETS["deepprl_vs_peer"] * peer_rate)
+        ceiling["matmul_only_vs_peer"] = ceiling["records_per_s_if_only_matmuls"] / peer_rate
+        ceiling["at_peak_vs_peer"] = ceiling["records_per_s_at_peak"] / peer_rate
     result = {
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "python": platform.python_version(), "torch": torch.__version__,
                     "platform": platform.platform()},
-        "train": train, "peer": peer, "scaling": bench_scaling(sizes),
+        "train": train, "peer": peer, "deepprl_ceiling": ceiling, "scaling": bench_scaling(sizes),
         "inference": bench_inference(), "hypervolume": bench_hypervolume(),
     }
     text = json.dumps(result, indent=2)

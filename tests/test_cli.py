@@ -166,3 +166,16 @@ def test_bench_train_any_weighted_model(runner: CliRunner) -> None:
     assert json.loads(result.stdout)["model"] == "mmoe"
     bad = runner.invoke(app, ["bench", "train", "--dataset", "simulator", "--model", "drn"])
     assert bad.exit_code == 2 and "unknown model 'drn' for bench" in bad.output
+
+
+def test_training_ceiling_bounds_the_measured_rate() -> None:
+    """The measured rate lies below the matmul-only bound (which drops every other cost of
+    the same profiled steps); FLOPs are per batch / batch size; the peak is the best shape."""
+    from deepprl.bench import training_ceiling
+
+    out = training_ceiling("simulator", batch_size=64, batches=3)
+    assert out["flops_per_record"] == out["flops_per_batch"] / 64 > 0
+    assert 0 < out["matmul_share_of_step"] < 1
+    assert out["records_per_s_measured"] < out["records_per_s_if_only_matmuls"]
+    assert out["records_per_s_at_peak"] > 0 and out["stage1_seconds_at_peak"] > 0
+    assert out["matmul_peak"]["gflops_best"] == max(out["matmul_peak"]["gflops_by_shape"].values())

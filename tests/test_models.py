@@ -190,6 +190,34 @@ def test_masked_steps_leave_the_state_untouched(use_attention: bool) -> None:
     torch.testing.assert_close(enc.states(x2, gaps2, mask), states, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("use_time_gate", [True, False])
+def test_left_padded_fast_path_equals_the_cell_step_by_step(use_time_gate: bool) -> None:
+    """The encoder's loop for left-padded histories (padded steps through a zeroed gate,
+    leading all-padded steps skipped) gives the states and gradients of the plain cell
+    applied step by step, keeping the state at padded steps."""
+    torch.manual_seed(0)
+    enc = SelfAttentiveTimeLSTM(4, 5, use_time_gate=use_time_gate)
+    x, gaps, _ = _encoder_inputs()
+    mask = torch.tensor([[False, False, True, True, True, True],
+                         [False, True, True, True, True, True]])
+    x.requires_grad_(True)
+    fast = enc.states(x, gaps, mask)
+    (grad_fast,) = torch.autograd.grad(fast.square().sum(), [x])
+
+    steps = enc.attention(x, mask)
+    h = c = torch.zeros(2, 5)
+    ref = []
+    for k in range(6):
+        h_new, c_new = enc.cell(steps[:, k], gaps[:, k], h, c)
+        keep = mask[:, k, None]
+        h, c = torch.where(keep, h_new, h), torch.where(keep, c_new, c)
+        ref.append(h)
+    slow = torch.stack(ref, dim=1)
+    (grad_slow,) = torch.autograd.grad(slow.square().sum(), [x])
+    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
+    torch.testing.assert_close(grad_fast, grad_slow, atol=1e-6, rtol=0)
+
+
 # -- Mixture of HyperNetwork ---------------------------------------------------------------
 
 def _moh(seed: int = 0) -> MixtureOfHyperNetwork:

@@ -62,7 +62,7 @@ def fit_predictor(model: PredictorModel, data: Interactions, train_events: np.nd
     for epoch in range(config.epochs):
         model.train()
         start = time.perf_counter()
-        total = _train_steps(model, optimizer, data, history, rng.permutation(local),
+        total = train_steps(model, optimizer, data, history, rng.permutation(local),
                              n_batches, per_step, world, progress, epoch)
         seconds = time.perf_counter() - start
         total, count = all_sum([total, float(len(local))], world)
@@ -71,7 +71,7 @@ def fit_predictor(model: PredictorModel, data: Interactions, train_events: np.nd
     return log
 
 
-def _train_steps(model: PredictorModel, optimizer: torch.optim.Optimizer, data: Interactions,
+def train_steps(model: PredictorModel, optimizer: torch.optim.Optimizer, data: Interactions,
                  history: np.ndarray, order: np.ndarray, n_batches: int, per_step: int,
                  world: World, progress: Progress | None, epoch: int) -> float:
     """n_batches optimizer steps over `order`; returns the summed loss x events."""
@@ -111,7 +111,7 @@ def fit_predictor_stream(model: PredictorModel, log: ParquetLog, config: TrainCo
             history = history_index(window.data, model.config.history_length)
             events = window.events
             n_batches = -(-len(events) // config.batch_size)
-            total += _train_steps(model, optimizer, window.data, history,
+            total += train_steps(model, optimizer, window.data, history,
                                   rng.permutation(events), n_batches, config.batch_size,
                                   SINGLE, progress, epoch)
             count += len(events)
