@@ -103,10 +103,13 @@ def _figure(summary: dict[str, Any], checkpoints: list[int], axis_names: tuple[s
     fig = Figure(figsize=(13, 3.6))
     axes = fig.subplots(1, len(checkpoints), sharex=True, sharey=True)
     names = [*summary["methods"], *summary["references"]]
+    # baselines get fixed colours with no red in them: DeepPRL's crimson stays alone
+    others = iter(BASELINE_COLOURS * 2)
+    styles = {name: _style(name) or {"color": next(others)} for name in names}
     for c, (ax, t) in enumerate(zip(np.atleast_1d(axes), checkpoints, strict=True)):
         for name in names:
             points = np.asarray(summary["frontiers"][name][c])  # [P, 2]
-            style = _style(name)
+            style = styles[name]
             order = np.argsort(points[:, 0])
             if name in {"deepprl", "reinforce-topk", "drn", "oracle-utility"}:
                 ax.scatter(points[:, 0], points[:, 1], s=14, label=name, **style)
@@ -125,6 +128,10 @@ def _figure(summary: dict[str, Any], checkpoints: list[int], axis_names: tuple[s
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=7,
                bbox_to_anchor=(0.5, -0.12))
     return fig
+
+
+BASELINE_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown",
+                    "tab:pink", "tab:olive", "tab:cyan", "tab:gray", "navy"]
 
 
 def _style(name: str) -> dict[str, Any]:
