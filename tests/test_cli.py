@@ -179,3 +179,8 @@ def test_training_ceiling_bounds_the_measured_rate() -> None:
     assert out["records_per_s_measured"] < out["records_per_s_if_only_matmuls"]
     assert out["records_per_s_at_peak"] > 0 and out["stage1_seconds_at_peak"] > 0
     assert out["matmul_peak"]["gflops_best"] == max(out["matmul_peak"]["gflops_by_shape"].values())
+    # seconds of a run's stage-1 epochs at each bound = records read / that bound's rate
+    records = out["run_epochs"] * out["train_records"]
+    assert out["stage1_seconds_if_only_matmuls"] == pytest.approx(
+        records / out["records_per_s_if_only_matmuls"])
+    assert out["stage1_seconds_at_peak"] == pytest.approx(records / out["records_per_s_at_peak"])

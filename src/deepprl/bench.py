@@ -167,7 +167,7 @@ def training_ceiling(dataset: str, *, batch_size: int = 256, batches: int = 20,
         "records_per_s_at_peak": peak["gflops_best"] * 1e9 / flops_per_record,
         "run_epochs": config.train.epochs, "train_records": len(train_events),
         "stage1_seconds_if_only_matmuls": config.train.epochs * len(train_events)
-                                          * total / (measured * matmul),
+                                          * matmul / (measured * total),
         "stage1_seconds_at_peak": config.train.epochs * len(train_events) * flops_per_record
                                   / (peak["gflops_best"] * 1e9),
     }
