@@ -157,6 +157,16 @@ def test_runs_are_reused_across_experiments(workdir: Path) -> None:
                                  "--runs", str(workdir / "runs")])
     assert result.exit_code == 0, result.output
     assert deepprl_runs[0].stat().st_mtime_ns == before
+    # the weights each variant learned: one mean alpha per seed, on the simplex
+    report = json.loads((workdir / "reports" / "table6" / "simulator.json").read_text())
+    weights = report["mean_weights"]
+    assert set(weights) == {"deepprl", "deepprl-no-dynamic", "deepprl-no-context",
+                            "deepprl-no-dynamic-no-context"}
+    for w in weights.values():
+        assert len(w["per_seed"]) == report["seeds"]
+        assert sum(w["mean"]) == pytest.approx(1.0, abs=1e-5)
+    assert "The weights each variant learned" in (
+        workdir / "reports" / "table6" / "simulator.md").read_text()
 
 
 def test_item_baselines_with_tuned_weights_are_reused(workdir: Path) -> None:

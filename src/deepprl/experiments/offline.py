@@ -461,13 +461,33 @@ def table6(ctx: Context) -> Report:
                "`deepprl-no-context`: the policy without context input; both: frozen and "
                "without context.", "## Objectives and reward", table,
                "## Volumes of each variant's points over seeds", vtext)
+    weights_text, weights = _learned_weights(res, TABLE6_MODELS)
+    report.add("## The weights each variant learned", weights_text)
     stand_in = paper.STAND_IN.get(ctx.dataset)
     if stand_in:
         report.add(f"The paper's Table 6 on **{stand_in}** (convex-hull volume): " + ", ".join(
             f"{m} {v}" for m, v in paper.TABLE6[stand_in].items()) + ".")
     report.data = {"objectives": list(res.objectives), "seeds": res.seeds, **data,
-                   "volumes": volumes}
+                   "volumes": volumes, "mean_weights": weights}
     return report
+
+
+def _learned_weights(res: Results, models: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    """Mean alpha over each run's test events, then over seeds, and the range over seeds:
+    whether the policy varies its weights at all (a corner, alpha_k = 1, means it does
+    not, and then freezing them or dropping the context cannot change anything)."""
+    rows, out = [], {}
+    for m in models:
+        per_seed = np.array([r.mean_weights for r in res.runs[m] if r.mean_weights is not None])
+        if not len(per_seed):
+            continue
+        out[m] = {"mean": per_seed.mean(0), "per_seed": per_seed}
+        rows.append([f"`{m}`", *[f"{per_seed[:, j].mean():.3f} ({per_seed[:, j].min():.3f}"
+                                 f"–{per_seed[:, j].max():.3f})"
+                                 for j in range(per_seed.shape[1])]])
+    text = ("Mean α over the test events, mean over seeds (range over seeds):\n\n"
+            + md_table(["variant", *[f"α {o}" for o in res.objectives]], rows))
+    return text, out
 
 
 def table8(ctx: Context) -> Report:
