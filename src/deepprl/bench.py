@@ -154,20 +154,20 @@ def training_ceiling(dataset: str, *, batch_size: int = 256, batches: int = 20,
     total = sum(e.self_cpu_time_total for e in events)
     matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
     peak = matmul_peak()
-    flops_per_record = flops_per_batch / batch_size
-    measured = batch_size / seconds_per_batch
+    share = matmul / total
+    matmul_seconds_per_batch = seconds_per_batch * share
+    peak_seconds_per_batch = flops_per_batch / (peak["gflops_best"] * 1e9)
+    run_batches = config.train.epochs * len(train_events) / batch_size
     return {
         "dataset": dataset, "batch_size": batch_size, "batches": n,
-        "flops_per_batch": flops_per_batch, "flops_per_record": flops_per_record,
-        "records_per_s_measured": measured,
-        "matmul_share_of_step": matmul / total,
-        "matmul_gflops_achieved": flops_per_batch / (seconds_per_batch * matmul / total) / 1e9,
-        "records_per_s_if_only_matmuls": measured * total / matmul,
+        "flops_per_batch": flops_per_batch, "flops_per_record": flops_per_batch / batch_size,
+        "records_per_s_measured": batch_size / seconds_per_batch,
+        "matmul_share_of_step": share,
+        "matmul_gflops_achieved": flops_per_batch / matmul_seconds_per_batch / 1e9,
+        "records_per_s_if_only_matmuls": batch_size / matmul_seconds_per_batch,
         "matmul_peak": peak,
-        "records_per_s_at_peak": peak["gflops_best"] * 1e9 / flops_per_record,
+        "records_per_s_at_peak": batch_size / peak_seconds_per_batch,
         "run_epochs": config.train.epochs, "train_records": len(train_events),
-        "stage1_seconds_if_only_matmuls": config.train.epochs * len(train_events)
-                                          * matmul / (measured * total),
-        "stage1_seconds_at_peak": config.train.epochs * len(train_events) * flops_per_record
-                                  / (peak["gflops_best"] * 1e9),
+        "stage1_seconds_if_only_matmuls": run_batches * matmul_seconds_per_batch,
+        "stage1_seconds_at_peak": run_batches * peak_seconds_per_batch,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -104,7 +105,7 @@ def _figure(summary: dict[str, Any], checkpoints: list[int], axis_names: tuple[s
     axes = fig.subplots(1, len(checkpoints), sharex=True, sharey=True)
     names = [*summary["methods"], *summary["references"]]
     # baselines get fixed colours with no red in them: DeepPRL's crimson stays alone
-    others = iter(BASELINE_COLOURS * 2)
+    others = itertools.cycle(BASELINE_COLOURS)
     styles = {name: _style(name) or {"color": next(others)} for name in names}
     for c, (ax, t) in enumerate(zip(np.atleast_1d(axes), checkpoints, strict=True)):
         for name in names:

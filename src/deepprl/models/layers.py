@@ -66,4 +66,3 @@ class InferenceCache(Generic[T]):
         if self._value is None or key != self._key:
             self._value, self._key = compute(), key
         return self._value
-

@@ -63,7 +63,7 @@ def fit_predictor(model: PredictorModel, data: Interactions, train_events: np.nd
         model.train()
         start = time.perf_counter()
         total = train_steps(model, optimizer, data, history, rng.permutation(local),
-                             n_batches, per_step, world, progress, epoch)
+                            n_batches, per_step, world, progress, epoch)
         seconds = time.perf_counter() - start
         total, count = all_sum([total, float(len(local))], world)
         log.append({"epoch": epoch + 1, "loss": total / max(count, 1.0),
@@ -72,8 +72,8 @@ def fit_predictor(model: PredictorModel, data: Interactions, train_events: np.nd
 
 
 def train_steps(model: PredictorModel, optimizer: torch.optim.Optimizer, data: Interactions,
-                 history: np.ndarray, order: np.ndarray, n_batches: int, per_step: int,
-                 world: World, progress: Progress | None, epoch: int) -> float:
+                history: np.ndarray, order: np.ndarray, n_batches: int, per_step: int,
+                world: World, progress: Progress | None, epoch: int) -> float:
     """n_batches optimizer steps over `order`; returns the summed loss x events."""
     y_all = torch.from_numpy(data.objectives)
     total = 0.0
@@ -112,8 +112,8 @@ def fit_predictor_stream(model: PredictorModel, log: ParquetLog, config: TrainCo
             events = window.events
             n_batches = -(-len(events) // config.batch_size)
             total += train_steps(model, optimizer, window.data, history,
-                                  rng.permutation(events), n_batches, config.batch_size,
-                                  SINGLE, progress, epoch)
+                                 rng.permutation(events), n_batches, config.batch_size,
+                                 SINGLE, progress, epoch)
             count += len(events)
         seconds = time.perf_counter() - start
         log_records.append({"epoch": epoch + 1, "loss": total / max(count, 1),
