@@ -34,7 +34,7 @@ def test_hash_assignment_is_stable_and_balanced() -> None:
     assert 0.4 < (treated == other).mean() < 0.6  # a new salt re-randomises
     assert abs(assign_treatment(ids, salt="s1", share=0.2).mean() - 0.2) < 0.015
     assert all(0 <= hash_bucket(u, "x") < BUCKETS for u in ids[:100])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"treatment share must lie in \(0, 1\), got 1.0"):
         assign_treatment(ids, share=1.0)
 
 
@@ -197,7 +197,7 @@ def test_named_arms_follow_their_shares() -> None:
         assert abs((arms == name).mean() - share) < 0.015
     # the same buckets as the two-arm assignment: the first 40 % of buckets are control
     assert np.array_equal(arms == "control", assign_treatment(ids, salt="s1", share=0.4))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="arms need two or more positive shares summing to 1"):
         assign_arms(ids, {"a": 0.5, "b": 0.6})
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_gradients, double
 from deepprl.artifacts import build_model
 from deepprl.config import ModelConfig, RunConfig
 from deepprl.data.sequences import history_index, make_batch
@@ -253,15 +254,14 @@ def test_moh_outputs_attention_and_gradients() -> None:
     assert (att >= 0).all()
     torch.testing.assert_close(att.sum(-1), torch.ones(7, 9, 3), atol=1e-6, rtol=0)
 
-    target = torch.rand(7, 9, 3)
+    model.double()  # gradients in float64 (see assert_gradients)
+    y_hat = model(user.double(), items.double())
+    target = torch.rand(7, 9, 3, dtype=torch.float64)
     (y_hat - target).abs().sum().backward()
     grads = {"objective_embedding": model.objective_embedding.grad}
     grads.update({f"hypernetwork.{n}": p.grad for n, p in model.hypernetwork.named_parameters()})
     grads.update({n: p.grad for n, p in model.named_parameters()})
-    for name, grad in grads.items():
-        assert grad is not None, name
-        assert torch.isfinite(grad).all(), name
-        assert grad.abs().sum() > 0, name
+    assert_gradients(grads.items())
 
 
 @pytest.mark.parametrize("similarity", ["neg_sq_dist", "dot"])
@@ -351,14 +351,13 @@ def test_predictor_model_shapes_and_gradients(sim_data, variant: dict) -> None: 
     assert model.state_dim == config.model.hidden + config.model.user_dim
     assert model.items(torch.zeros(2, 3, dtype=torch.long)).abs().sum() == 0  # padding
 
+    model.double()  # gradients in float64 (see assert_gradients)
+    y_hat = model(double(batch), items)
     target = torch.rand_like(y_hat)
     (y_hat - target).abs().sum().backward()
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     assert len(trainable) > 10
-    for name, p in trainable:
-        assert p.grad is not None, name
-        assert torch.isfinite(p.grad).all(), name
-        assert p.grad.abs().sum() > 0, name
+    assert_gradients([(n, p.grad) for n, p in trainable])
 
 
 def test_inference_item_table_equals_training_embeddings(sim_data) -> None:  # type: ignore[no-untyped-def]
@@ -428,5 +427,5 @@ def test_fixed_weights_normalise_and_broadcast() -> None:
 @pytest.mark.parametrize("weights", [[-0.1, 1.1], [0.0, 0.0], [float("nan"), 1.0],
                                      [float("inf"), 1.0], [[0.5, 0.5]], []])
 def test_fixed_weights_reject_invalid(weights: list) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="fixed weights must be non-negative and not all zero"):
         FixedWeights(weights)

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from conftest import SHARED_DATA
 from deepprl.data.interactions import Interactions
 from deepprl.data.movielens_latest import (
     load_movielens_latest,
@@ -21,9 +22,8 @@ from deepprl.data.movielens_latest import (
 )
 from deepprl.data.schema import DataError
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "movielens-latest-small"
-needs_real = pytest.mark.skipif(not (REAL / "ratings.csv").is_file(),
-                                reason="../shared/data/movielens-latest-small is absent")
+REAL = SHARED_DATA / "movielens-latest-small"
+needs_real = pytest.mark.needs_data("movielens-latest-small/ratings.csv")  # see conftest
 DAY = 86400.0
 
 

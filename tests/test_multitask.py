@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load, save
 
+from conftest import assert_gradients
 from deepprl.artifacts import build_model
 from deepprl.config import ModelConfig, RunConfig
 from deepprl.data.sequences import history_index, make_batch
@@ -50,14 +51,8 @@ def _inputs(name: str, B: int = 7, C: int = 9, seed: int = 1
     return user, torch.randn(B, C, DI, generator=g)
 
 
-def _assert_all_grads(module: torch.nn.Module, skip: tuple[str, ...] = ()) -> None:
-    named = list(module.named_parameters())
-    assert named
-    for name, p in named:
-        assert p.grad is not None, name
-        assert torch.isfinite(p.grad).all(), name
-        if name not in skip:
-            assert p.grad.abs().sum() > 0, name
+def _assert_all_grads(module: torch.nn.Module, zero: tuple[str, ...] = ()) -> None:
+    assert_gradients([(n, p.grad) for n, p in module.named_parameters()], zero=zero)
 
 
 # -- predictors: conformance over the registry ----------------------------------------------
@@ -69,6 +64,8 @@ def test_predictor_shapes_range_and_gradients(name: str) -> None:
     y_hat = model(user, items)
     assert y_hat.shape == (7, 9, K)
     assert ((y_hat > 0) & (y_hat < 1)).all()
+    model.double()  # gradients in float64 (see assert_gradients)
+    y_hat = model(user.double(), items.double())
     (y_hat - torch.rand_like(y_hat)).abs().sum().backward()
     _assert_all_grads(model)
 
@@ -119,6 +116,16 @@ def test_factories_reject_bad_sizes() -> None:
         MixtureOfSequentialExperts(user_dim=10, item_dim=2, n_objectives=2, hidden=8)
 
 
+# A linear layer's bias right before a BatchNorm (training mode: batch statistics) cancels in
+# the normalisation's mean subtraction, so no loss can move it: its gradient is exactly zero.
+BEFORE_BATCH_NORM: dict[str, tuple[str, ...]] = {
+    "shared-bottom": ("first.bias", "towers.layers.0.bias"),
+    "mmoe": ("first.bias", "towers.layers.0.bias"),
+    "ple": ("levels.0.pair.bias", "levels.1.expert_in.bias", "levels.1.task_gate.bias",
+            "towers.layers.0.bias"),
+}
+
+
 @pytest.mark.parametrize(("name", "normalised"), [
     ("shared-bottom", HID + K * TOWER),  # bottom, towers
     ("mmoe", 4 * HID + K * 4 + K * TOWER),  # experts, gates, towers
@@ -130,14 +137,14 @@ def test_batch_norm_option(name: str, normalised: int) -> None:
     torch.manual_seed(0)
     model = PREDICTORS[name][0](user_dim=DU, item_dim=DI, n_objectives=K, hidden=HID,
                                 tower_hidden=TOWER, objective_embedding_dim=4,
-                                similarity="dot", batch_norm=True)
+                                similarity="dot", batch_norm=True).double()  # float64 grads
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
     assert sum(m.num_features for m in norms) == normalised
-    user, items = _inputs(name, B=6, C=4)
+    user, items = (x.double() for x in _inputs(name, B=6, C=4))
     y_hat = model(user, items)
     assert y_hat.shape == (6, 4, K) and ((y_hat > 0) & (y_hat < 1)).all()
     (y_hat - torch.rand_like(y_hat)).abs().sum().backward()
-    _assert_all_grads(model)
+    _assert_all_grads(model, zero=BEFORE_BATCH_NORM[name])
     assert all(m.num_batches_tracked.item() == 1 for m in norms)
     model.eval()
     joint = model(user, items)
@@ -326,11 +333,16 @@ def test_encoder_shapes_and_gradients(name: str) -> None:
     assert enc.out_dim == width and h.shape == (3, width)
     assert torch.isfinite(h).all()
     torch.testing.assert_close(h[2], torch.zeros(width), atol=0, rtol=0)  # empty history
-    (h - 1).pow(2).sum().backward()
-    _assert_all_grads(enc, skip=("position.weight",))
-    if name == "transformer":  # the 6 positions used get gradients, later ones cannot
+    enc.double()  # gradients in float64 (see assert_gradients)
+    (enc(x.double(), gaps.double(), mask) - 1).pow(2).sum().backward()
+    named = [(n, p.grad) for n, p in enc.named_parameters() if n != "position.weight"]
+    if name == "transformer":  # the 6 positions used get gradients, later ones none at all
         grad = enc.position.weight.grad
-        assert grad is not None and (grad[:6].abs().sum(-1) > 0).all()
+        assert grad is not None
+        rows = [(f"position[{j}]", grad[j]) for j in range(len(grad))]
+        assert_gradients([*named, *rows], zero=[n for n, _ in rows[6:]])
+    else:
+        assert_gradients(named)
 
 
 def test_transformer_is_causal_and_ignores_padding() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from deepprl.eval.metrics import top_k, top_k_reward, utility
+from deepprl.eval.metrics import mean_of_top, top_k, top_k_reward, utility
 from deepprl.policy.weights import Actor
 from deepprl.rl.ddpg import DDPG, Critic, Transitions, explore, soft_update
 
@@ -117,12 +117,26 @@ def test_critic_steps_lower_the_td_error(decomposed: bool) -> None:
 
 
 def test_td_target_follows_eq5() -> None:
+    """y = r + gamma (1 - done) Q'(s', mu'(s')) with the TARGET networks: the online ones
+    are moved first (right after construction they equal the targets), so a td_target that
+    used the online actor or critic, or targets that share the online parameters, fail."""
     actor, critic = _nets()
     algo = DDPG(actor, critic, gamma=0.7, tau=0.05, actor_lr=1e-3, critic_lr=1e-3)
+    # the targets start as copies of the online networks; keep our own copies of them
+    actor_t, critic_t = copy.deepcopy(actor), copy.deepcopy(critic)
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in [*actor.parameters(), *critic.parameters()]:
+            p.add_(0.5 * torch.randn(p.shape, generator=g))
     t = _batch(8)
     with torch.no_grad():
-        next_q = critic(t.next_state, t.next_context, actor(t.next_state, t.next_context))
-    torch.testing.assert_close(algo.td_target(t), t.reward + 0.7 * (1 - t.done) * next_q)
+        next_q = critic_t(t.next_state, t.next_context, actor_t(t.next_state, t.next_context))
+        online_q = critic(t.next_state, t.next_context, actor(t.next_state, t.next_context))
+    expected = t.reward + 0.7 * (1 - t.done) * next_q
+    torch.testing.assert_close(algo.td_target(t), expected)
+    # the reference can tell the networks apart: online and target disagree on this batch
+    online = t.reward + 0.7 * (1 - t.done) * online_q
+    assert (online - expected).abs().max() > 1e-2
 
 
 def test_actor_step_raises_q() -> None:
@@ -275,3 +289,18 @@ def test_top_k_reward_ignores_invalid_candidates() -> None:
     # the best-scored item is invalid: its reward never counts, whatever k
     assert top_k_reward(y_hat, reward, valid, alpha, 1).item() == pytest.approx(2.0)
     assert top_k_reward(y_hat, reward, valid, alpha, 3).item() == pytest.approx(3.0)
+
+
+def test_mean_of_top_skips_missing_values() -> None:
+    """A chosen item without a true value (NaN: not logged) is left out of the mean over the
+    top-k, per event and per objective; an event with no value at all is NaN, not 0."""
+    nan = np.nan
+    values = np.array([[[1.0, 4.0], [nan, 2.0], [3.0, nan], [9.0, 9.0]],  # [E=2, C=4, K=2]
+                       [[nan, 1.0], [nan, 3.0], [5.0, 5.0], [7.0, 7.0]]])
+    idx = np.array([[0, 1, 2], [1, 0, 3]])  # [E, k=3]
+    np.testing.assert_allclose(mean_of_top(values, idx), [[2.0, 3.0], [7.0, 11 / 3]])
+    reward = values[..., 0]  # [E, C]
+    np.testing.assert_allclose(mean_of_top(reward, idx), [2.0, 7.0])
+    with pytest.warns(RuntimeWarning, match="Mean of empty slice"):
+        empty = mean_of_top(reward, np.array([[1], [2]]))
+    assert np.isnan(empty[0]) and empty[1] == 5.0

@@ -238,16 +238,16 @@ def test_same_seed_same_log_different_seed_different() -> None:
     assert not np.allclose(world_of(a).r, world_of(c).r)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"n_objectives": 1},
-    {"n_objectives": 0},
-    {"n_items": 10, "events_per_user": 11},
-    {"events_per_user": 0},
-    {"n_users": 0},
-    {"n_items": 1, "events_per_user": 1},
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"n_objectives": 1}, "n_objectives must be >= 2, got 1"),
+    ({"n_objectives": 0}, "n_objectives must be >= 2, got 0"),
+    ({"n_items": 10, "events_per_user": 11}, r"events_per_user must be in \[1, n_items=10\]"),
+    ({"events_per_user": 0}, r"events_per_user must be in \[1, n_items=\d+\], got 0"),
+    ({"n_users": 0}, "at least 1 user and 2 items"),
+    ({"n_items": 1, "events_per_user": 1}, "at least 1 user and 2 items"),
 ])
-def test_invalid_configs(kwargs: dict[str, int]) -> None:
-    with pytest.raises(ValueError):
+def test_invalid_configs(kwargs: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         SimulatorConfig(**kwargs)
 
 

@@ -265,7 +265,7 @@ def test_recommend_errors(loaded: tuple[RunConfig, Recommender]) -> None:
 
 def test_recommend_rejects_nan_time(loaded: tuple[RunConfig, Recommender]) -> None:
     _, rec = loaded
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at_time must be a finite number, got nan"):
         rec.recommend("1", k=3, at_time=float("nan"))
 
 

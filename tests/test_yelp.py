@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import SHARED_DATA
 from deepprl.data.interactions import Interactions
 from deepprl.data.schema import DataError
 from deepprl.data.yelp import CategoryValuer, load_yelp
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "yelp-hin"
-needs_real = pytest.mark.skipif(not (REAL / "user_business.dat").is_file(),
-                                reason="../shared/data/yelp-hin is absent")
+REAL = SHARED_DATA / "yelp-hin"
+needs_real = pytest.mark.needs_data("yelp-hin/user_business.dat")  # see conftest
 
 CATEGORIES = {10: {1, 2}, 11: {3}, 12: {2, 3}, 13: set(), 14: {4}, 15: {1}}
 CITIES = {10: 100, 11: 100, 12: 200, 13: 200, 15: 300}  # 14 has no city

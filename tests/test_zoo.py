@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_gradients, double
 from deepprl.artifacts import load_run
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
 from deepprl.eval.offline import evaluate_run
@@ -94,11 +95,11 @@ def test_weighted_models_weights_on_simplex_and_gradients(
     for p in model.parameters():
         p.requires_grad_(True)
         p.grad = None
-    batch = make_batch(ranker.data, ranker.history[events], events)
+    model.double()  # gradients in float64 (see assert_gradients)
+    batch = double(make_batch(ranker.data, ranker.history[events], events))
     y_hat = model(batch, torch.from_numpy(items))
     y_hat.sum().backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
-    assert not missing, missing
+    assert_gradients([(n, p.grad) for n, p in model.named_parameters()])
 
 
 def test_every_model_is_listed_with_a_description() -> None:
