@@ -85,11 +85,6 @@ def assert_gradients(named: Iterable[tuple[str, torch.Tensor | None]], *,
     scale = max(sizes.values())
     assert scale > 0, "every gradient is zero"
     assert set(zero) <= set(sizes), f"not parameters: {sorted(set(zero) - set(sizes))}"
-    if os.environ.get("DEBUG_GRADS"):
-        with open("/tmp/suite-grads.txt", "a") as f:
-            f.write(os.environ.get("PYTEST_CURRENT_TEST", "?") + "\n")
-            for n, v in sorted(sizes.items(), key=lambda t: t[1]):
-                f.write(f"   {v / scale:.3e} {n}\n")
     for name, size in sizes.items():
         if name in zero:
             assert size <= 1e-10 * scale, f"{name}: max |g| {size:.3g}, scale {scale:.3g}"
