@@ -28,7 +28,9 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from typer.testing import CliRunner
 
+from deepprl.cli import app as cli_app
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
 from deepprl.serve import FeedbackStore, ServeSettings, Service
 from deepprl.serve.server import BackgroundServer
@@ -333,3 +335,14 @@ def test_openapi_fuzz(fuzzed: tuple[BackgroundServer, Any], path: str, method: s
         run()
     finally:
         session.close()
+
+
+def test_serve_cli_refuses_bad_bounds(run_dir: Path) -> None:
+    runner = CliRunner()
+    for option, value, field in (("--retention-events", "0", "retention_max_events_per_user"),
+                                 ("--retention-age", "-5", "retention_max_age_s"),
+                                 ("--body-timeout", "0", "body_timeout_s"),
+                                 ("--max-concurrent-requests", "0",
+                                  "max_concurrent_requests")):
+        result = runner.invoke(cli_app, ["serve", "--run", str(run_dir), option, value])
+        assert result.exit_code == 2 and field in result.output, (option, result.output)
