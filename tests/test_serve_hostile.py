@@ -34,7 +34,7 @@ from deepprl.cli import app as cli_app
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
 from deepprl.serve import FeedbackStore, ServeSettings, Service
 from deepprl.serve.server import BackgroundServer
-from deepprl.serve.store import FeedbackEvent, Retention, Stored
+from deepprl.serve.store import FeedbackEvent, KeyReuseError, Retention, Stored
 from deepprl.train.run import train_run
 
 TRUNCATED = (b"POST /feedback HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
@@ -256,6 +256,23 @@ def test_per_user_retention_keeps_the_latest_received(run_dir: Path, tmp_path: P
         assert _rows(srv, "kept") == 3 and _rows(srv, "other") == 1
     finally:
         srv.stop()
+
+
+def test_store_add_checks_the_key_in_its_transaction(tmp_path: Path) -> None:
+    """What two racing requests meet inside add(): the key is looked up after BEGIN
+    IMMEDIATE, so the second one replays (same digest) or is refused (another digest)."""
+    store = FeedbackStore(tmp_path / "key.sqlite3", fingerprint="f" * 64)
+    event = FeedbackEvent(user_id="a", item_id="1", timestamp=5.0)
+    try:
+        first = store.add(event, model_version="v", key=("k", "d1"))
+        again = store.add(event, model_version="v", key=("k", "d1"))
+        assert not first.replayed and again == Stored(id=first.id, timestamp=5.0,
+                                                      feedback_events=1, replayed=True)
+        with pytest.raises(KeyReuseError, match="different request"):
+            store.add(event, model_version="v", key=("k", "d2"))
+        assert store.count("a") == 1 and len(store.recent("a", 10)) == 1
+    finally:
+        store.close()
 
 
 def test_age_retention_deletes_old_events_and_their_keys(tmp_path: Path) -> None:
