@@ -402,6 +402,19 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 1 << 20,
     inference_threads: Annotated[int, typer.Option(
         help="Forward passes at once (about one per core); the rest queue in order.")] = 2,
+    max_concurrent_requests: Annotated[int, typer.Option(
+        help="Requests in progress at once; one more gets 503 with Retry-After.")] = 100,
+    body_timeout: Annotated[float, typer.Option(
+        help="Seconds a request's body may take to arrive (408 beyond).")] = 10.0,
+    header_timeout: Annotated[float, typer.Option(
+        help="Seconds a request's headers may take to arrive (408 beyond).")] = 10.0,
+    keep_alive: Annotated[int, typer.Option(
+        help="Seconds an idle keep-alive connection stays open.")] = 5,
+    retention_events: Annotated[int | None, typer.Option(
+        help="Keep at most this many feedback events per user (default: all).")] = None,
+    retention_age: Annotated[float | None, typer.Option(
+        help="Delete feedback received more than this many seconds ago (default: "
+             "never).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """HTTP service: POST /recommend, POST /feedback, GET /health, GET /metrics, /docs."""
@@ -416,7 +429,12 @@ def serve(
     try:
         settings = ServeSettings(max_k=max_k, max_candidates=max_candidates,
                                  max_body_bytes=max_body_bytes, api_key=api_key or None,
-                                 inference_threads=inference_threads)
+                                 inference_threads=inference_threads,
+                                 max_concurrent_requests=max_concurrent_requests,
+                                 body_timeout_s=body_timeout, header_timeout_s=header_timeout,
+                                 keep_alive_s=keep_alive,
+                                 retention_max_events_per_user=retention_events,
+                                 retention_max_age_s=retention_age)
         if host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
             err.print(f"[yellow]warning:[/] listening on {host} without an API key; set "
                       f"DEEPPRL_API_KEY to require one", highlight=False)

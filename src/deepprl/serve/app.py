@@ -8,16 +8,19 @@ from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 from anyio import CapacityLimiter
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
 from deepprl import __version__
-from deepprl.serve.middleware import Guard, Metrics, error_body
+from deepprl.serve.middleware import Guard, Limits, Metrics, error_body
 from deepprl.serve.schemas import (
     MAX_ID_LENGTH,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    ErrorResponse,
     FeedbackRequest,
     FeedbackResponse,
     HealthResponse,
@@ -26,7 +29,7 @@ from deepprl.serve.schemas import (
     UserStateResponse,
 )
 from deepprl.serve.service import FieldError, Service
-from deepprl.serve.settings import API_KEY_HEADER
+from deepprl.serve.settings import API_KEY_HEADER, IDEMPOTENCY_HEADER
 
 log = logging.getLogger("deepprl.serve")
 T = TypeVar("T")
@@ -36,6 +39,11 @@ per-user, per-context objective weights alpha of DeepPRL's actor, every predicti
 y_hat and the model version. Feedback appends to the user's history: the next
 recommendation for that user uses the new state, hence new weights. Errors are JSON
 `{"detail": "field: message", "errors": [{"field", "message"}]}`."""
+# every route may answer these (the Guard's checks come before any route)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorResponse, "description": "A request refused; names the field."},
+    "5XX": {"model": ErrorResponse, "description": "Busy (503, with Retry-After) or a bug."},
+}
 
 
 def create_app(service: Service) -> FastAPI:
@@ -43,12 +51,16 @@ def create_app(service: Service) -> FastAPI:
     settings = service.settings
     metrics = Metrics(service.version)
     app = FastAPI(title="deepprl", version=__version__, description=DESCRIPTION,
-                  redoc_url=None)
+                  redoc_url=None, responses=ERRORS)
     app.state.service, app.state.metrics = service, metrics
     _routes(app, service, metrics)
     _error_handlers(app)
-    app.add_middleware(Guard, metrics=metrics, max_body_bytes=settings.max_body_bytes,
-                       api_key=settings.api_key, key_header=API_KEY_HEADER)
+    limits = Limits(max_body_bytes=settings.max_body_bytes,
+                    body_timeout_s=settings.body_timeout_s,
+                    max_concurrent=settings.max_concurrent_requests,
+                    retry_after_s=settings.retry_after_s)
+    app.add_middleware(Guard, metrics=metrics, limits=limits, api_key=settings.api_key,
+                       key_header=API_KEY_HEADER)
     return app
 
 
@@ -75,16 +87,27 @@ def _routes(app: FastAPI, service: Service, metrics: Metrics) -> None:
         return await inference.run(lambda: service.recommend(body))
 
     @app.post("/feedback", response_model=FeedbackResponse, status_code=201)
-    def feedback(body: FeedbackRequest) -> Any:
+    def feedback(body: FeedbackRequest, response: Response,
+                 idempotency_key: Annotated[str | None, Header(
+                     alias=IDEMPOTENCY_HEADER, min_length=1, max_length=255,
+                     pattern=r"^[!-~]+$",
+                     description="Optional, printable ASCII: a retry with the same key and "
+                                 "body stores nothing and gets the original answer "
+                                 "(header Idempotent-Replayed: true).")] = None) -> Any:
         """Append an interaction to the user's history (durable once answered)."""
-        result = service.feedback(body)
-        metrics.feedback.inc()
+        result, replayed = service.feedback(body, idempotency_key=idempotency_key)
+        if replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+            metrics.replays.inc()
+        else:
+            metrics.feedback.inc()
         return result
 
     @app.get("/users/{user_id}", response_model=UserStateResponse)
     async def user_state(
         user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
-        timestamp: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+        timestamp: Annotated[float | None, Query(allow_inf_nan=False, ge=MIN_TIMESTAMP,
+                                                 le=MAX_TIMESTAMP)] = None,
     ) -> Any:
         """The user's current history, state s_{u,t} and weights alpha."""
         return await inference.run(lambda: service.user_state(user_id, timestamp))
@@ -103,7 +126,7 @@ def _routes(app: FastAPI, service: Service, metrics: Metrics) -> None:
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     """('body', 'candidates', 3) -> 'candidates[3]'; ('query', 'timestamp') -> 'timestamp'."""
     parts = list(loc)
-    if len(parts) > 1 and parts[0] in ("body", "query", "path"):
+    if len(parts) > 1 and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
     out = ""
     for part in parts:

@@ -1,10 +1,13 @@
-"""Pure ASGI middleware in front of the app: metrics, API key, content type, body limit.
+"""Pure ASGI middleware in front of the app: metrics, load bound, API key, path, content
+type, body limit and body timeout.
 
-Order of checks for every HTTP request: route label and timer start; API key (401); for
-requests with a body, Content-Type (415), Content-Length (413 beyond the limit, before
-reading), then the body is read up to the limit (413 if a chunked body grows past it) and
-checked to be JSON without repeated keys (400), then handed to the app whole: nothing is
-parsed before its size is known.
+Order of checks for every HTTP request: route label and timer start; the bound on requests
+in progress (503 with Retry-After beyond it; /health and /metrics are never refused); API
+key (401); a path whose percent-escapes are not UTF-8 (400); for requests with a body,
+Content-Type (415), Content-Length (413 beyond the limit, before reading), then the body is
+read up to the limit (413 if a chunked body grows past it) within the body timeout (408,
+and the connection is closed) and checked to be JSON without repeated keys (400), then
+handed to the app whole: nothing is parsed before its size is known.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
+import anyio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 Scope = MutableMapping[str, Any]
@@ -25,6 +31,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ROUTES = ("/recommend", "/feedback", "/health", "/metrics", "/docs", "/openapi.json")
 OPEN_ROUTES = frozenset({"/health", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+# cheap and needed most when the server is busy: never refused by the load bound
+UNBOUNDED_ROUTES = frozenset({"/health", "/metrics"})
+# sent with 408, 413 and 503, which answer before the body is read: closing spares the
+# server reading (and discarding) the rest of it
+CLOSE = [(b"connection", b"close")]
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
                    0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -46,6 +57,9 @@ class Metrics:
                                registry=self.registry)
         self.feedback = Counter("deepprl_feedback_events", "Feedback events stored.",
                                 registry=self.registry)
+        self.replays = Counter("deepprl_feedback_replays", "Feedback retries answered from "
+                               "their idempotency key (nothing stored).",
+                               registry=self.registry)
         info = Gauge("deepprl_model_info", "The served model (value 1).", ["version"],
                      registry=self.registry)
         info.labels(version=version).set(1)
@@ -66,14 +80,26 @@ def route_label(path: str) -> str:
     return "other"
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What the Guard enforces (from ServeSettings)."""
+
+    max_body_bytes: int
+    body_timeout_s: float
+    max_concurrent: int
+    retry_after_s: int
+
+
 class Guard:
     """The ASGI middleware; see the module docstring."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int,
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, limits: Limits,
                  api_key: str | None, key_header: str) -> None:
-        self.app, self.metrics, self.max_body = app, metrics, max_body_bytes
+        self.app, self.metrics, self.limits = app, metrics, limits
+        self.max_body = limits.max_body_bytes
         self.api_key = api_key.encode() if api_key is not None else None
         self.key_header, self.key_header_raw = key_header, key_header.lower().encode()
+        self.active = 0  # requests in progress; one event loop, so no lock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,10 +115,20 @@ class Guard:
                 status = int(message["status"])
             await send(message)
 
+        bounded = scope["path"] not in UNBOUNDED_ROUTES
+        if bounded and self.active >= self.limits.max_concurrent:
+            retry = str(self.limits.retry_after_s)
+            await _reply(send_status, 503, "server", f"busy: {self.active} requests in "
+                         f"progress, the limit; retry after {retry} s",
+                         [(b"retry-after", retry.encode()), *CLOSE])
+            self.metrics.observe(method, route, status, time.perf_counter() - start)
+            return
+        self.active += bounded
         self.metrics.in_flight.inc()
         try:
             await self._handle(scope, receive, send_status, route)
         finally:
+            self.active -= bounded
             self.metrics.in_flight.dec()
             self.metrics.observe(method, route, status, time.perf_counter() - start)
 
@@ -104,6 +140,10 @@ class Guard:
                 what = "is missing" if given is None else "is wrong"
                 await _reply(send, 401, self.key_header, f"the API key header {what}")
                 return
+        problem = path_problem(scope.get("raw_path"))
+        if problem is not None:
+            await _reply(send, 400, *problem)
+            return
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
@@ -119,11 +159,17 @@ class Guard:
                 return
             if int(length) > self.max_body:
                 await _reply(send, 413, "body", f"{int(length)} bytes, above the limit of "
-                                                f"{self.max_body}")
+                                                f"{self.max_body}", CLOSE)
                 return
-        body = await self._read_body(receive)
+        with anyio.move_on_after(self.limits.body_timeout_s) as timer:
+            body = await self._read_body(receive)
+        if timer.cancelled_caught:
+            await _reply(send, 408, "body", f"not received within "
+                         f"{self.limits.body_timeout_s:g} s", CLOSE)
+            return
         if body is None:
-            await _reply(send, 413, "body", f"more than the limit of {self.max_body} bytes")
+            await _reply(send, 413, "body", f"more than the limit of {self.max_body} bytes",
+                         CLOSE)
             return
         problem = json_problem(body)
         if problem is not None:
@@ -198,11 +244,27 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _reply(send: Send, status: int, field: str, message: str) -> None:
+def path_problem(raw_path: bytes | None) -> tuple[str, str] | None:
+    """(field, message) when the path's percent-escapes do not decode as UTF-8: the server
+    would otherwise turn them into U+FFFD and serve another id."""
+    if not raw_path:
+        return None
+    field, raw = ("user_id", raw_path[len(b"/users/"):]) if raw_path.startswith(b"/users/") \
+        else ("path", raw_path)
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as err:
+        return field, f"not UTF-8 once percent-decoded ({err.reason} at byte {err.start})"
+    return None
+
+
+async def _reply(send: Send, status: int, field: str, message: str,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
     payload = error_body([(field, message)])
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode())]})
+                            (b"content-length", str(len(payload)).encode()),
+                            *(headers or [])]})
     await send({"type": "http.response.body", "body": payload})
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -29,8 +30,8 @@ from deepprl.recommender import (
     score_history,
 )
 from deepprl.serve.schemas import FeedbackRequest, RecommendRequest
-from deepprl.serve.settings import ServeSettings
-from deepprl.serve.store import FeedbackEvent, FeedbackStore
+from deepprl.serve.settings import IDEMPOTENCY_HEADER, ServeSettings
+from deepprl.serve.store import FeedbackEvent, FeedbackStore, KeyReuseError, Retention, Stored
 
 DB_FILE = "serve.sqlite3"
 
@@ -238,9 +239,48 @@ class Service:
                                              "left to recommend")
         return torch.tensor(keep, dtype=torch.int64)[None]
 
-    def feedback(self, req: FeedbackRequest) -> dict[str, object]:
+    def feedback(self, req: FeedbackRequest, *, idempotency_key: str | None = None
+                 ) -> tuple[dict[str, object], bool]:
+        """Store the event -> (acknowledgement, replayed). With a key already stored for
+        the same request, nothing is stored and the original acknowledgement comes back."""
+        key = None
+        if idempotency_key is not None:
+            # the request as sent (timestamp None stays None): a retry matches its original
+            digest = hashlib.sha256(json.dumps(req.model_dump(), sort_keys=True).encode())
+            key = (idempotency_key, digest.hexdigest())
+            stored = self._replay(*key)
+            if stored is not None:
+                return self._ack(req, stored), True
+        event = self._event(req)
+        s = self.settings
+        retention = Retention(max_events_per_user=s.retention_max_events_per_user,
+                              max_age_s=s.retention_max_age_s)
+        try:
+            stored = self.store.add(event, model_version=self.version, key=key,
+                                    retention=retention)
+        except KeyReuseError as err:  # the same key, raced in by a different request
+            raise FieldError(IDEMPOTENCY_HEADER, str(err)) from err
+        return self._ack(req, stored), stored.replayed
+
+    def _replay(self, key: str, digest: str) -> Stored | None:
+        try:
+            return self.store.replay(key, digest)
+        except KeyReuseError as err:
+            raise FieldError(IDEMPOTENCY_HEADER, str(err)) from err
+
+    @staticmethod
+    def _ack(req: FeedbackRequest, stored: Stored) -> dict[str, object]:
+        return {"id": stored.id, "user_id": req.user_id, "item_id": req.item_id,
+                "timestamp": stored.timestamp, "feedback_events": stored.feedback_events}
+
+    def _event(self, req: FeedbackRequest) -> FeedbackEvent:
+        """The event to store, or FieldError naming what is wrong with the request."""
         self.item_index(req.item_id, "item_id")
         objectives = self._objectives(req.objectives)
+        limit = self.settings.max_abs_reward
+        if req.reward is not None and abs(req.reward) > limit:
+            raise FieldError("reward", f"{req.reward} is outside [-{limit:g}, {limit:g}] "
+                                       f"(the server's max_abs_reward)")
         now = time.time()
         timestamp = now if req.timestamp is None else req.timestamp
         if req.timestamp is not None:
@@ -253,11 +293,8 @@ class Service:
                 if timestamp < last:
                     raise FieldError("timestamp", f"{timestamp} is before the user's last "
                                                   f"logged event ({last})")
-        event = FeedbackEvent(user_id=req.user_id, item_id=req.item_id, timestamp=timestamp,
-                              objectives=objectives, reward=req.reward)
-        row, count = self.store.add(event, model_version=self.version)
-        return {"id": row, "user_id": req.user_id, "item_id": req.item_id,
-                "timestamp": timestamp, "feedback_events": count}
+        return FeedbackEvent(user_id=req.user_id, item_id=req.item_id, timestamp=timestamp,
+                             objectives=objectives, reward=req.reward)
 
     def _objectives(self, values: dict[str, float] | None) -> dict[str, float] | None:
         if values is None:
