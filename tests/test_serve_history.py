@@ -11,7 +11,7 @@ import torch
 
 from deepprl.artifacts import load_run
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
-from deepprl.data.encode import CLOCK_CONTEXT
+from deepprl.data.clock import CLOCK_CONTEXT
 from deepprl.data.sequences import Batch, history_index, make_batch
 from deepprl.recommender import (
     Recommender,

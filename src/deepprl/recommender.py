@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepprl.data.encode import CLOCK_CONTEXT, time_context
+from deepprl.data.clock import CLOCK_CONTEXT, EVENT_CONTEXT, clock_features, history_gaps
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import Batch, history_index, make_batch
 from deepprl.data.splits import Split
-from deepprl.eval.metrics import top_k, utility
 from deepprl.models.network import PredictorModel
+from deepprl.ranking import score_batch, top_k, utility
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class Recommender:
         """(utility [E, C], alpha [E, K]) of `policy` (default: the recommender's own, see
         event_weights) on predictions already made for logged events."""
         alpha = self.event_weights(events, scored, policy)
-        return np.einsum("eck,ek->ec", scored.y_hat, alpha), alpha
+        return utility(torch.from_numpy(scored.y_hat), torch.from_numpy(alpha)).numpy(), alpha
 
     @torch.no_grad()
     def weights(self, state: np.ndarray, context: np.ndarray,
@@ -265,7 +265,7 @@ def clock_columns(data: Interactions) -> int:
     """How many leading context columns come from the clock: 5 (hour, weekday, gap) for a
     log with timestamps, 1 (log_gap_events) for a log whose time is an event counter."""
     return len(CLOCK_CONTEXT) if data.context_names[: len(CLOCK_CONTEXT)] == CLOCK_CONTEXT \
-        else 1
+        else len(EVENT_CONTEXT)
 
 
 def clock_context(data: Interactions, times: np.ndarray, prev_time: float | None
@@ -273,18 +273,10 @@ def clock_context(data: Interactions, times: np.ndarray, prev_time: float | None
     """Clock context [n, clock_columns(data)] of n steps of ONE user at `times` [n]
     (non-decreasing; a step earlier than its predecessor gets gap 0), the gap of the first
     measured from `prev_time` (None: the user's first step, gap 0). The same encoding as the
-    training log (time_context)."""
-    width = clock_columns(data)
-    if len(times) == 0:
-        return np.zeros((0, width), dtype=np.float32)
-    has_clock = width == len(CLOCK_CONTEXT)
-    lead = np.array([] if prev_time is None else [prev_time], dtype=np.float64)
-    full = np.r_[lead, np.asarray(times, dtype=np.float64)]
-    with np.errstate(invalid="ignore", divide="ignore"):  # negative gaps are zeroed below
-        clock, _ = time_context(np.zeros(len(full), dtype=np.int64), full, has_clock=has_clock)
-    backwards = np.r_[False, np.diff(full) < 0]
-    clock[backwards, -1] = 0.0  # the gap is the last clock column (log1p(0) = 0)
-    return clock[len(lead):]
+    training log (deepprl.data.clock)."""
+    times = np.asarray(times, dtype=np.float64)
+    prev = np.r_[np.nan if prev_time is None else prev_time, times[:-1]][: len(times)]
+    return clock_features(times, prev, has_clock=clock_columns(data) == len(CLOCK_CONTEXT))
 
 
 def batch_from_history(*, user: int, items: np.ndarray, times: np.ndarray,
@@ -306,13 +298,12 @@ def batch_from_history(*, user: int, items: np.ndarray, times: np.ndarray,
                                              times[-length:], contexts[-length:])
         n = length
     times = np.asarray(times, dtype=np.float64)
-    before = np.r_[times[0] if prev_time is None else prev_time, times[:-1]] if n else times
-    gap_hours = np.maximum(times - before, 0.0) / 3600.0  # [n]
+    before = np.r_[np.nan if prev_time is None else prev_time, times[:-1]][:n]  # [n]
     pad = length - n
     hist_items = np.zeros((1, length), dtype=np.int64)
     hist_items[0, pad:] = items
     hist_gaps = np.zeros((1, length), dtype=np.float32)
-    hist_gaps[0, pad:] = np.log1p(gap_hours)
+    hist_gaps[0, pad:] = history_gaps(times, before)
     hist_context = np.zeros((1, length, context.shape[-1]), dtype=np.float32)
     hist_context[0, pad:] = contexts
     mask = np.zeros((1, length), dtype=bool)
@@ -344,17 +335,10 @@ def score_history(recommender: Recommender, batch: Batch, items: torch.Tensor, *
     `weights` [1, K], when given, are used instead of the policy's (frozen weights)."""
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
-    model, policy = recommender.model, recommender.policy
-    for module in (model, policy):
-        if module.training:  # eval() walks every submodule: not on every request
-            module.eval()
-    state = model.state(batch)  # [1, S]
-    if user_embedding is not None:
-        state = torch.cat([state[:, : state.shape[1] - user_embedding.shape[0]],
-                           user_embedding[None]], dim=1)
-    alpha = policy(state, batch.context) if weights is None else weights  # [1, K]
-    y_hat = model.predict(state, batch.context, items)  # [1, C, K]
-    scores = utility(y_hat, alpha)  # [1, C]
-    top = top_k(scores, torch.ones_like(scores, dtype=torch.bool), min(k, items.shape[1]))
-    return HistoryScores(state=state[0].numpy(), weights=alpha[0].numpy(),
-                         y_hat=y_hat[0].numpy(), scores=scores[0].numpy(), top=top[0].numpy())
+    out = score_batch(recommender.model, recommender.policy, batch, items, alpha=weights,
+                      user_embedding=user_embedding)
+    top = top_k(out.scores, torch.ones_like(out.scores, dtype=torch.bool),
+                min(k, items.shape[1]))
+    return HistoryScores(state=out.state[0].numpy(), weights=out.alpha[0].numpy(),
+                         y_hat=out.y_hat[0].numpy(), scores=out.scores[0].numpy(),
+                         top=top[0].numpy())

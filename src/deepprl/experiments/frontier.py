@@ -27,9 +27,10 @@ import torch
 from deepprl.artifacts import load_run, rebuild_item_policy, run_split
 from deepprl.config import RunConfig
 from deepprl.eval.evaluator import EvalSet, build_eval_set, describe
-from deepprl.eval.metrics import mean_of_top, top_k
+from deepprl.eval.metrics import mean_of_top
 from deepprl.eval.pareto import dominated_hull_volume, hypervolume
 from deepprl.policy.weights import FixedWeights, simplex_grid
+from deepprl.ranking import top_k
 from deepprl.recommender import ItemRanker, Recommender
 
 GRID_STEPS = 10

@@ -46,7 +46,7 @@ from deepprl.baselines.registry import ITEM_POLICIES
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
 from deepprl.data.movielens import load_movielens_100k
 from deepprl.data.simulator import SimulatorConfig, make_world
-from deepprl.envs.agents import candidate_tensor, lane_batch, slice_batch, weighted_scores
+from deepprl.envs.agents import candidate_tensor, lane_batch, weighted_scores
 from deepprl.envs.core import Population, ResponseConfig, Truth
 from deepprl.envs.gym_env import HOUR, random_history
 from deepprl.envs.movielens_sim import movielens_truth
@@ -56,6 +56,7 @@ from deepprl.experiments.longterm_report import build_report
 from deepprl.experiments.report import Context, Report
 from deepprl.experiments.runs import run_config, run_dir, train_all, train_or_reuse
 from deepprl.parallel import map_tasks
+from deepprl.ranking import slice_batch
 from deepprl.recommender import ItemRanker, Recommender
 from deepprl.zoo import configure
 
