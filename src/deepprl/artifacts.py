@@ -99,6 +99,21 @@ def rebuild_item_policy(config: RunConfig, data: Interactions,
     return module
 
 
+def item_ranker(config: RunConfig, data: Interactions, module: nn.Module) -> ItemRanker:
+    """A trained item-level baseline as a Ranker; one whose config has static objective
+    weights (MO-LinUCB, MORL) can be reweighted: built anew with others, trained state
+    kept (static-weight sweeps)."""
+    fields = {f.name for f in dataclasses.fields(ITEM_POLICIES[config.name].config)}
+    if "weights" not in fields:
+        return ItemRanker(module, data, config.model.history_length)
+    state = module.state_dict()
+
+    def rebuild(weights: list[float]) -> nn.Module:
+        trial = dataclasses.replace(config, baseline={**config.baseline, "weights": weights})
+        return rebuild_item_policy(trial, data, state)
+    return ItemRanker(module, data, config.model.history_length, rebuild=rebuild)
+
+
 def save_run(out: Path, config: RunConfig, model: PredictorModel, actor: nn.Module,
              data: Interactions) -> None:
     """A weighted model: predictor weights, policy weights, config and schema."""
@@ -177,7 +192,7 @@ def load_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRanker]:
         except ValueError as err:
             raise RunError(f"{run}: cannot build this run's model: {err}") from err
         _load_module(module, run / MODEL_FILE, run)
-        return config, ItemRanker(module, data, config.model.history_length)
+        return config, item_ranker(config, data, module)
     if not (run / ACTOR_FILE).is_file():
         raise RunError(f"{run}: missing {ACTOR_FILE}; is this a directory written by "
                        f"'deepprl train'?")

@@ -18,7 +18,8 @@ import torch
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import Batch, make_batch
 from deepprl.ranking import clock_features, history_gaps, score_batch, top_k
-from deepprl.recommender import Recommender, mean_user_embedding
+from deepprl.ranking.history import mean_user_embedding
+from deepprl.recommender import Recommender
 
 BUCKETS = 10_000
 

@@ -13,8 +13,7 @@ import torch
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import Batch
 from deepprl.envs.core import Population
-from deepprl.ranking import CLOCK_CONTEXT, clock_features, history_gaps, score_batch, slice_batch
-from deepprl.recommender import ItemRanker, Recommender
+from deepprl.ranking import CLOCK_CONTEXT, Ranker, clock_features, history_gaps
 
 
 def lane_batch(pop: Population, data: Interactions, length: int) -> Batch:
@@ -41,31 +40,13 @@ def lane_batch(pop: Population, data: Interactions, length: int) -> Batch:
     )
 
 
-@torch.no_grad()
-def weighted_scores(recommender: Recommender, pop: Population,
-                    alpha: np.ndarray | None = None, *, items: np.ndarray | None = None,
-                    chunk: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(scores [N, C], alpha [N, K], y_hat [N, C, K]) of a weighted model for every lane:
-    alpha [N, K] given (static weights) or from the recommender's policy; items [N, C]
-    the candidates of each lane (default: every item, C = I)."""
-    batch = lane_batch(pop, recommender.data, recommender.model.config.history_length)
-    fixed = None if alpha is None else torch.from_numpy(alpha.astype(np.float32))
-    out = score_batch(recommender.model, recommender.policy, batch,
-                      candidate_tensor(pop, items), alpha=fixed, chunk=chunk)
-    return out.scores.numpy(), out.alpha.numpy(), out.y_hat.numpy()
-
-
-@torch.no_grad()
-def item_scores(ranker: ItemRanker, pop: Population, *, items: np.ndarray | None = None,
-                chunk: int = 512) -> np.ndarray:
-    """Scores [N, C] of an item-level baseline for every lane (items as weighted_scores)."""
-    ranker.module.eval()
+def lane_scores(ranker: Ranker, pop: Population, alpha: np.ndarray | None = None, *,
+                items: np.ndarray | None = None) -> np.ndarray:
+    """Scores [N, C] of a trained model (any Ranker) for every lane: items [N, C] the
+    candidates of each lane (default: every item, C = I); alpha [N, K], when given, static
+    objective weights per lane instead of the model's own (a static-weight sweep)."""
     batch = lane_batch(pop, ranker.data, ranker.history_length)
-    candidates = candidate_tensor(pop, items)
-    parts = [ranker.module(slice_batch(batch, slice(lo, lo + chunk)),
-                           candidates[lo : lo + chunk])
-             for lo in range(0, pop.n_lanes, chunk)]
-    return torch.cat(parts).numpy()
+    return ranker.batch_scores(batch, candidate_tensor(pop, items), alpha)
 
 
 def candidate_tensor(pop: Population, items: np.ndarray | None) -> torch.Tensor:
@@ -81,15 +62,12 @@ class RecommenderAgent:
     The environment's own Population is read for the history (the observation carries the
     same items and times); a static-weight model may be given weights alpha [K]."""
 
-    def __init__(self, ranker: Recommender | ItemRanker, alpha: np.ndarray | None = None
-                 ) -> None:
+    def __init__(self, ranker: Ranker, alpha: np.ndarray | None = None) -> None:
         self.ranker, self.alpha = ranker, alpha
 
     def __call__(self, env: object) -> np.ndarray:
         pop = getattr(env, "population", None)
         if not isinstance(pop, Population):
             raise ValueError("the environment has no population: call reset() first")
-        if isinstance(self.ranker, ItemRanker):
-            return item_scores(self.ranker, pop)[0]
         alpha = None if self.alpha is None else np.broadcast_to(self.alpha, (1, len(self.alpha)))
-        return weighted_scores(self.ranker, pop, alpha)[0][0]
+        return lane_scores(self.ranker, pop, alpha)[0]

@@ -27,8 +27,8 @@ class Scores:
     scores: torch.Tensor  # [B, C] sum_k alpha_k y_hat_k
 
 
-def slice_batch(batch: Batch, rows: slice) -> Batch:
-    """The rows `rows` of a Batch."""
+def slice_batch(batch: Batch, rows: slice | torch.Tensor) -> Batch:
+    """The rows `rows` (a slice or an index tensor) of a Batch."""
     return Batch(user=batch.user[rows], hist_items=batch.hist_items[rows],
                  hist_gaps=batch.hist_gaps[rows], hist_context=batch.hist_context[rows],
                  hist_mask=batch.hist_mask[rows], context=batch.context[rows])
