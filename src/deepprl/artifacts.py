@@ -22,8 +22,9 @@ from deepprl.config import RunConfig, build
 from deepprl.data.interactions import Interactions
 from deepprl.data.registry import load_dataset
 from deepprl.data.splits import Split, make_split
+from deepprl.learners import weight_learner
 from deepprl.models.network import DataShape, PredictorModel
-from deepprl.policy.weights import Actor, FixedWeights, GridQPolicy
+from deepprl.policy.weights import Actor
 from deepprl.recommender import ItemRanker, Recommender
 
 _SCHEMA_KEYS = {"deepprl_version", "shape", "objectives", "user_ids", "item_ids",
@@ -65,19 +66,10 @@ def build_actor(config: RunConfig, model: PredictorModel, data: Interactions) ->
 
 
 def build_policy(config: RunConfig, model: PredictorModel, data: Interactions) -> nn.Module:
-    """The acting weight policy a run's algorithm learns (its weights come from training
-    or from the run's policy file)."""
-    p = config.policy
-    if p.algorithm in ("ddpg", "reinforce"):
-        return build_actor(config, model, data)
-    if p.algorithm == "dqn":
-        return GridQPolicy(state_dim=model.state_dim, context_dim=data.context.shape[1],
-                           n_objectives=data.n_objectives, hidden=p.hidden, layers=p.layers,
-                           steps=p.grid_steps, use_context=p.use_context)
-    if p.algorithm == "static":
-        return FixedWeights.equal(data.n_objectives)
-    raise ValueError(f"unknown policy.algorithm {p.algorithm!r}; expected ddpg, dqn, "
-                     f"reinforce or static")
+    """The acting weight policy a run's learner (deepprl.learners) learns (its weights
+    come from training or from the run's policy file)."""
+    build = weight_learner(config.policy.algorithm).build
+    return build(config.policy, model.state_dim, data.context.shape[1], data.n_objectives)
 
 
 def build_item_policy(config: RunConfig, data: Interactions) -> tuple[nn.Module, Any]:
