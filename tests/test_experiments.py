@@ -14,8 +14,8 @@ from deepprl.eval.pareto import dominated_hull_volume
 from deepprl.experiments import EXPERIMENTS, Context, run_experiment
 from deepprl.experiments.analyses import per_user_correlation
 from deepprl.experiments.frontier import weight_grid
-from deepprl.experiments.report import md_table
 from deepprl.experiments.stats import improvement, paired_p, stars
+from deepprl.report import md_table
 
 runner = CliRunner()
 

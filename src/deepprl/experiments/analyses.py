@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from deepprl.artifacts import load_weighted_run
 from deepprl.data.registry import load_dataset
+from deepprl.experiments.context import Context
 from deepprl.experiments.frontier import (
     eval_set_of,
     front_volumes,
@@ -19,9 +20,9 @@ from deepprl.experiments.frontier import (
     weight_grid,
 )
 from deepprl.experiments.offline import PROTOCOL
-from deepprl.experiments.report import Context, Report, md_table
 from deepprl.experiments.runs import dataset_spec, run_config, run_dir, train_all
 from deepprl.experiments.stats import mean_std
+from deepprl.report import Report, md_table
 
 # ---------------------------------------------------------------- Figure 1
 

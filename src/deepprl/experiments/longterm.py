@@ -50,11 +50,12 @@ from deepprl.envs.gym_env import HOUR, random_history
 from deepprl.envs.movielens_sim import movielens_truth
 from deepprl.envs.simulator_env import SimulatorTruth
 from deepprl.eval.pareto import dominated_hull_volume
+from deepprl.experiments.context import Context
 from deepprl.experiments.longterm_report import build_report
-from deepprl.experiments.report import Context, Report
 from deepprl.experiments.runs import run_config, run_dir, train_all, train_or_reuse
 from deepprl.parallel import map_tasks
 from deepprl.ranking import Ranker
+from deepprl.report import Report
 from deepprl.zoo import configure
 
 METHODS = ("deepprl", "shared-bottom", "mmoe", "ple", "mose", "mo-linucb", "morl",

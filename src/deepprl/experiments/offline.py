@@ -22,6 +22,7 @@ from deepprl.data.registry import load_dataset
 from deepprl.eval.evaluator import build_eval_set
 from deepprl.eval.pareto import pareto_mask
 from deepprl.experiments import paper
+from deepprl.experiments.context import Context
 from deepprl.experiments.frontier import (
     RunResult,
     evaluate_run,
@@ -29,7 +30,6 @@ from deepprl.experiments.frontier import (
     top_values,
     weight_grid,
 )
-from deepprl.experiments.report import Context, Report, md_table
 from deepprl.experiments.runs import (
     dataset_spec,
     fold_settings,
@@ -38,6 +38,7 @@ from deepprl.experiments.runs import (
     train_all,
 )
 from deepprl.experiments.stats import improvement, mean_std, paired_p, stars
+from deepprl.report import Report, md_table
 from deepprl.zoo import configure
 
 BASELINES = ("mo-linucb", "morl", "ple", "mmoe", "mose", "shared-bottom", "reinforce-topk",
