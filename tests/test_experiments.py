@@ -230,7 +230,7 @@ def test_folds_need_at_least_three(workdir: Path) -> None:
 
 
 def test_folds_repeat_every_method_on_every_fold(workdir: Path) -> None:
-    from deepprl.experiments.offline import run_models
+    from deepprl.experiments.results import run_models
 
     ctx = Context(dataset="simulator", quick=True, folds=3, runs=workdir / "runs")
     res = run_models(ctx, ("deepprl", "mmoe"))

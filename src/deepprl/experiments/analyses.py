@@ -19,7 +19,7 @@ from deepprl.experiments.frontier import (
     top_values,
     weight_grid,
 )
-from deepprl.experiments.offline import PROTOCOL
+from deepprl.experiments.results import PROTOCOL
 from deepprl.experiments.runs import dataset_spec, run_config, run_dir, train_all
 from deepprl.experiments.stats import mean_std
 from deepprl.report import Report, md_table
