@@ -151,6 +151,27 @@ def fingerprint(data: Interactions) -> str:
 def load_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRanker]:
     """Rebuild data, model and actor of a run; RunError with a clear message otherwise."""
     run = Path(run)
+    config, schema = _read_meta(run)
+    try:
+        data = load_dataset(config.dataset)
+    except ValueError as err:
+        raise RunError(f"{run}: cannot rebuild the run's data: {err}") from err
+    if fingerprint(data) != schema["data_fingerprint"]:
+        raise RunError(f"{run}: the data no longer matches the log the model was trained on "
+                       f"({config.dataset.get('name') or config.dataset.get('data')})")
+    torch.manual_seed(config.seed)
+    if config.name in ITEM_POLICIES:
+        try:
+            module, _ = build_item_policy(config, data)
+        except ValueError as err:
+            raise RunError(f"{run}: cannot build this run's model: {err}") from err
+        _load_module(module, run / MODEL_FILE, run)
+        return config, item_ranker(config, data, module)
+    return config, _load_weighted(run, config, data)
+
+
+def _read_meta(run: Path) -> tuple[RunConfig, dict[str, Any]]:
+    """A run directory's config and schema, checked; RunError otherwise."""
     if not run.is_dir():
         raise RunError(f"{run}: no such run directory")
     for name in (MODEL_FILE, CONFIG_FILE, SCHEMA_FILE):
@@ -170,21 +191,11 @@ def load_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRanker]:
     if major != __version__.split(".")[:2]:
         raise RunError(f"{run}: written by deepprl {schema.get('deepprl_version')}, "
                        f"this is {__version__}; retrain the model")
-    try:
-        data = load_dataset(config.dataset)
-    except ValueError as err:
-        raise RunError(f"{run}: cannot rebuild the run's data: {err}") from err
-    if fingerprint(data) != schema["data_fingerprint"]:
-        raise RunError(f"{run}: the data no longer matches the log the model was trained on "
-                       f"({config.dataset.get('name') or config.dataset.get('data')})")
-    torch.manual_seed(config.seed)
-    if config.name in ITEM_POLICIES:
-        try:
-            module, _ = build_item_policy(config, data)
-        except ValueError as err:
-            raise RunError(f"{run}: cannot build this run's model: {err}") from err
-        _load_module(module, run / MODEL_FILE, run)
-        return config, item_ranker(config, data, module)
+    return config, schema
+
+
+def _load_weighted(run: Path, config: RunConfig, data: Interactions) -> Recommender:
+    """A weighted run's predictor and weight policy on its data, as a Recommender."""
     if not (run / ACTOR_FILE).is_file():
         raise RunError(f"{run}: missing {ACTOR_FILE}; is this a directory written by "
                        f"'deepprl train'?")
@@ -198,7 +209,7 @@ def load_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRanker]:
     recommender = Recommender(model, actor, data)
     if not config.policy.dynamic:
         recommender.fix_weights_at(run_split(data, config))
-    return config, recommender
+    return recommender
 
 
 def load_weighted_run(run: str | Path) -> tuple[RunConfig, Recommender]:
