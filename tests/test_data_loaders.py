@@ -11,7 +11,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from deepprl.data.encode import CLOCK_CONTEXT, encode_log, time_context
+from deepprl.data.clock import CLOCK_CONTEXT, time_context
+from deepprl.data.encode import encode_log
 from deepprl.data.generic import load_log
 from deepprl.data.interactions import Interactions
 from deepprl.data.movielens import GENRES, bundled_dir, load_movielens_100k

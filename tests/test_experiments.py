@@ -14,8 +14,8 @@ from deepprl.eval.pareto import dominated_hull_volume
 from deepprl.experiments import EXPERIMENTS, Context, run_experiment
 from deepprl.experiments.analyses import per_user_correlation
 from deepprl.experiments.frontier import weight_grid
-from deepprl.experiments.report import md_table
 from deepprl.experiments.stats import improvement, paired_p, stars
+from deepprl.report import md_table
 
 runner = CliRunner()
 
@@ -241,7 +241,7 @@ def test_folds_need_at_least_three(workdir: Path) -> None:
 
 
 def test_folds_repeat_every_method_on_every_fold(workdir: Path) -> None:
-    from deepprl.experiments.offline import run_models
+    from deepprl.experiments.results import run_models
 
     ctx = Context(dataset="simulator", quick=True, folds=3, runs=workdir / "runs")
     res = run_models(ctx, ("deepprl", "mmoe"))

@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from deepprl.eval.metrics import mean_of_top, top_k, top_k_reward, utility
+from deepprl.eval.metrics import mean_of_top, top_k_reward
 from deepprl.policy.weights import Actor
+from deepprl.ranking import top_k, utility
 from deepprl.rl.ddpg import DDPG, Critic, Transitions, explore, soft_update
 
 S, FC, K = 5, 3, 3

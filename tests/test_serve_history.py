@@ -1,4 +1,4 @@
-"""Scoring from an explicit history (deepprl.recommender, used by the service) against the
+"""Scoring from an explicit history (deepprl.ranking.history, used by the service) against the
 logged-event path it must reproduce."""
 
 from __future__ import annotations
@@ -11,17 +11,16 @@ import torch
 
 from deepprl.artifacts import load_run
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
-from deepprl.data.encode import CLOCK_CONTEXT
+from deepprl.data.clock import CLOCK_CONTEXT
 from deepprl.data.sequences import Batch, history_index, make_batch
-from deepprl.recommender import (
-    Recommender,
+from deepprl.ranking.history import (
     batch_from_history,
     clock_columns,
     clock_context,
     mean_user_embedding,
-    next_event_batch,
     score_history,
 )
+from deepprl.recommender import Recommender, next_event_batch
 from deepprl.train.run import train_run
 
 

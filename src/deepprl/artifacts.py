@@ -22,8 +22,9 @@ from deepprl.config import RunConfig, build
 from deepprl.data.interactions import Interactions
 from deepprl.data.registry import load_dataset
 from deepprl.data.splits import Split, make_split
+from deepprl.learners import weight_learner
 from deepprl.models.network import DataShape, PredictorModel
-from deepprl.policy.weights import Actor, FixedWeights, GridQPolicy
+from deepprl.policy.weights import Actor
 from deepprl.recommender import ItemRanker, Recommender
 
 _SCHEMA_KEYS = {"deepprl_version", "shape", "objectives", "user_ids", "item_ids",
@@ -65,19 +66,10 @@ def build_actor(config: RunConfig, model: PredictorModel, data: Interactions) ->
 
 
 def build_policy(config: RunConfig, model: PredictorModel, data: Interactions) -> nn.Module:
-    """The acting weight policy a run's algorithm learns (its weights come from training
-    or from the run's policy file)."""
-    p = config.policy
-    if p.algorithm in ("ddpg", "reinforce"):
-        return build_actor(config, model, data)
-    if p.algorithm == "dqn":
-        return GridQPolicy(state_dim=model.state_dim, context_dim=data.context.shape[1],
-                           n_objectives=data.n_objectives, hidden=p.hidden, layers=p.layers,
-                           steps=p.grid_steps, use_context=p.use_context)
-    if p.algorithm == "static":
-        return FixedWeights.equal(data.n_objectives)
-    raise ValueError(f"unknown policy.algorithm {p.algorithm!r}; expected ddpg, dqn, "
-                     f"reinforce or static")
+    """The acting weight policy a run's learner (deepprl.learners) learns (its weights
+    come from training or from the run's policy file)."""
+    build = weight_learner(config.policy.algorithm).build
+    return build(config.policy, model.state_dim, data.context.shape[1], data.n_objectives)
 
 
 def build_item_policy(config: RunConfig, data: Interactions) -> tuple[nn.Module, Any]:
@@ -97,6 +89,21 @@ def rebuild_item_policy(config: RunConfig, data: Interactions,
     module, _ = build_item_policy(config, data)
     module.load_state_dict(state)
     return module
+
+
+def item_ranker(config: RunConfig, data: Interactions, module: nn.Module) -> ItemRanker:
+    """A trained item-level baseline as a Ranker; one whose config has static objective
+    weights (MO-LinUCB, MORL) can be reweighted: built anew with others, trained state
+    kept (static-weight sweeps)."""
+    fields = {f.name for f in dataclasses.fields(ITEM_POLICIES[config.name].config)}
+    if "weights" not in fields:
+        return ItemRanker(module, data, config.model.history_length)
+    state = module.state_dict()
+
+    def rebuild(weights: list[float]) -> nn.Module:
+        trial = dataclasses.replace(config, baseline={**config.baseline, "weights": weights})
+        return rebuild_item_policy(trial, data, state)
+    return ItemRanker(module, data, config.model.history_length, rebuild=rebuild)
 
 
 def save_run(out: Path, config: RunConfig, model: PredictorModel, actor: nn.Module,
@@ -144,6 +151,27 @@ def fingerprint(data: Interactions) -> str:
 def load_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRanker]:
     """Rebuild data, model and actor of a run; RunError with a clear message otherwise."""
     run = Path(run)
+    config, schema = _read_meta(run)
+    try:
+        data = load_dataset(config.dataset)
+    except ValueError as err:
+        raise RunError(f"{run}: cannot rebuild the run's data: {err}") from err
+    if fingerprint(data) != schema["data_fingerprint"]:
+        raise RunError(f"{run}: the data no longer matches the log the model was trained on "
+                       f"({config.dataset.get('name') or config.dataset.get('data')})")
+    torch.manual_seed(config.seed)
+    if config.name in ITEM_POLICIES:
+        try:
+            module, _ = build_item_policy(config, data)
+        except ValueError as err:
+            raise RunError(f"{run}: cannot build this run's model: {err}") from err
+        _load_module(module, run / MODEL_FILE, run)
+        return config, item_ranker(config, data, module)
+    return config, _load_weighted(run, config, data)
+
+
+def _read_meta(run: Path) -> tuple[RunConfig, dict[str, Any]]:
+    """A run directory's config and schema, checked; RunError otherwise."""
     if not run.is_dir():
         raise RunError(f"{run}: no such run directory")
     for name in (MODEL_FILE, CONFIG_FILE, SCHEMA_FILE):
@@ -163,21 +191,11 @@ def load_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRanker]:
     if major != __version__.split(".")[:2]:
         raise RunError(f"{run}: written by deepprl {schema.get('deepprl_version')}, "
                        f"this is {__version__}; retrain the model")
-    try:
-        data = load_dataset(config.dataset)
-    except ValueError as err:
-        raise RunError(f"{run}: cannot rebuild the run's data: {err}") from err
-    if fingerprint(data) != schema["data_fingerprint"]:
-        raise RunError(f"{run}: the data no longer matches the log the model was trained on "
-                       f"({config.dataset.get('name') or config.dataset.get('data')})")
-    torch.manual_seed(config.seed)
-    if config.name in ITEM_POLICIES:
-        try:
-            module, _ = build_item_policy(config, data)
-        except ValueError as err:
-            raise RunError(f"{run}: cannot build this run's model: {err}") from err
-        _load_module(module, run / MODEL_FILE, run)
-        return config, ItemRanker(module, data, config.model.history_length)
+    return config, schema
+
+
+def _load_weighted(run: Path, config: RunConfig, data: Interactions) -> Recommender:
+    """A weighted run's predictor and weight policy on its data, as a Recommender."""
     if not (run / ACTOR_FILE).is_file():
         raise RunError(f"{run}: missing {ACTOR_FILE}; is this a directory written by "
                        f"'deepprl train'?")
@@ -191,7 +209,7 @@ def load_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRanker]:
     recommender = Recommender(model, actor, data)
     if not config.policy.dynamic:
         recommender.fix_weights_at(run_split(data, config))
-    return config, recommender
+    return recommender
 
 
 def load_weighted_run(run: str | Path) -> tuple[RunConfig, Recommender]:

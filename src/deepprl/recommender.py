@@ -5,19 +5,20 @@ NumPy in, NumPy out: the public methods own eval(), no_grad and batching.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from deepprl.data.encode import CLOCK_CONTEXT, time_context
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import Batch, history_index, make_batch
 from deepprl.data.splits import Split
-from deepprl.eval.metrics import top_k, utility
 from deepprl.models.network import PredictorModel
+from deepprl.policy.weights import FixedWeights
+from deepprl.ranking import score_batch, slice_batch, top_k, utility
+from deepprl.ranking.history import clock_context, score_history
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,11 @@ class Scored:
 
 
 class Recommender:
-    """Ranks candidates for users of `data` with a trained model and a weight policy."""
+    """Ranks candidates for users of `data` with a trained model and a weight policy
+    (a deepprl.ranking.Ranker)."""
+
+    sweepable = True  # any static alpha can replace the policy's
+    _memo: tuple[tuple[np.ndarray, np.ndarray, Scored], ...] = ()  # see scored()
 
     def __init__(self, model: PredictorModel, policy: nn.Module, data: Interactions) -> None:
         self.model, self.policy, self.data = model, policy, data
@@ -89,16 +94,54 @@ class Recommender:
             parts.append(self.model.state(make_batch(self.data, self.history[chunk], chunk)))
         return _cat(parts, (0, self.model.state_dim))
 
+    @property
+    def history_length(self) -> int:
+        return self.model.config.history_length
+
+    def scored(self, events: np.ndarray, items: np.ndarray) -> Scored:
+        """score_events(events, items), kept for the last two sets of events and items
+        asked: the Ranker methods below ask it in turn for the same events (one forward
+        pass). The predictor is frozen once a Recommender ranks (stage 2 and after)."""
+        for seen, candidates, scored in self._memo:
+            if np.array_equal(seen, events) and np.array_equal(candidates, items):
+                return scored
+        scored = self.score_events(events, items)
+        # two sets: evaluation's test events and the validation events tuning asks between
+        self._memo = ((events.copy(), items.copy(), scored), *self._memo[:1])
+        return scored
+
     def scores(self, events: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Utility sum_k alpha_k y_hat_k [E, C] of candidates at logged events."""
-        return self.weighted_scores(events, self.score_events(events, items))[0]
+        return self.weighted_scores(events, self.scored(events, items))[0]
+
+    def objective_scores(self, events: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """y_hat [E, C, K] of candidates at logged events."""
+        return self.scored(events, items).y_hat
+
+    def learned_weights(self, events: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """alpha [E, K] the recommender ranks logged events with (see event_weights)."""
+        return self.event_weights(events, self.scored(events, items))
+
+    def static_scores(self, events: np.ndarray, items: np.ndarray,
+                      weights: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Utility [E, C] of the predictor under static weights [K] (normalised)."""
+        fixed = FixedWeights(torch.from_numpy(np.asarray(weights, dtype=np.float32)))
+        return self.weighted_scores(events, self.scored(events, items), fixed)[0]
+
+    def batch_scores(self, batch: Batch, items: torch.Tensor,
+                     weights: np.ndarray | None = None) -> np.ndarray:
+        """Utility [B, C] of inputs built by hand and candidates items [B, C]; weights
+        [B, K] static alpha per row instead of the policy's."""
+        fixed = None if weights is None else torch.from_numpy(weights.astype(np.float32))
+        return score_batch(self.model, self.policy, batch, items, alpha=fixed,
+                           chunk=512).scores.numpy()
 
     def weighted_scores(self, events: np.ndarray, scored: Scored,
                         policy: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(utility [E, C], alpha [E, K]) of `policy` (default: the recommender's own, see
         event_weights) on predictions already made for logged events."""
         alpha = self.event_weights(events, scored, policy)
-        return np.einsum("eck,ek->ec", scored.y_hat, alpha), alpha
+        return utility(torch.from_numpy(scored.y_hat), torch.from_numpy(alpha)).numpy(), alpha
 
     @torch.no_grad()
     def weights(self, state: np.ndarray, context: np.ndarray,
@@ -138,12 +181,22 @@ class Recommender:
 class ItemRanker:
     """Ranks with an item-level policy (deepprl.baselines): module(batch, items) -> scores.
 
-    Same public surface as Recommender for evaluation and recommend(); there are no
-    objective weights or per-objective predictions to report."""
+    The same deepprl.ranking.Ranker as Recommender; there are no learned objective
+    weights. `rebuild(weights)`, when given, builds the trained policy anew with other
+    static objective weights (MO-LinUCB, MORL: their weights are not learnt)."""
 
-    def __init__(self, module: nn.Module, data: Interactions, history_length: int) -> None:
+    _values: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
+
+    def __init__(self, module: nn.Module, data: Interactions, history_length: int, *,
+                 rebuild: Callable[[list[float]], nn.Module] | None = None) -> None:
         self.module, self.data, self.history_length = module, data, history_length
         self.history = history_index(data, history_length)
+        self.rebuild = rebuild
+        self._rebuilt: dict[tuple[float, ...], nn.Module] = {}
+
+    @property
+    def sweepable(self) -> bool:
+        return self.rebuild is not None
 
     @torch.no_grad()
     def scores(self, events: np.ndarray, items: np.ndarray, *, batch_size: int = 512
@@ -178,6 +231,52 @@ class ItemRanker:
         out = self.module.aggregate_with(  # type: ignore[operator]
             torch.from_numpy(values), [float(w) for w in weights])
         return np.asarray(out.numpy())
+
+    def learned_weights(self, events: np.ndarray, items: np.ndarray) -> None:
+        """None: an item-level policy learns no objective weights."""
+        return None
+
+    def static_scores(self, events: np.ndarray, items: np.ndarray,
+                      weights: Sequence[float] | np.ndarray) -> np.ndarray | None:
+        """Scores [E, C] under other static weights [K]: the policy's own aggregation of
+        its objective scores (computed once per events and items) where it has one, else
+        the policy rebuilt with those weights; None when not sweepable."""
+        if not self.sweepable:
+            return None
+        memo = self._values
+        if memo is None or not (np.array_equal(memo[0], events)
+                                and np.array_equal(memo[1], items)):
+            memo = (events.copy(), items.copy(), self.objective_scores(events, items))
+            self._values = memo
+        if memo[2] is not None:
+            return self.aggregated(memo[2], [float(w) for w in weights])
+        return ItemRanker(self._reweighted(weights), self.data,
+                          self.history_length).scores(events, items)
+
+    def _reweighted(self, weights: Sequence[float] | np.ndarray) -> nn.Module:
+        key = tuple(float(w) for w in weights)
+        if key not in self._rebuilt:
+            if self.rebuild is None:
+                raise ValueError("this item-level policy has no static objective weights "
+                                 "to set")
+            self._rebuilt[key] = self.rebuild(list(key))
+        return self._rebuilt[key]
+
+    @torch.no_grad()
+    def batch_scores(self, batch: Batch, items: torch.Tensor,
+                     weights: np.ndarray | None = None, *, chunk: int = 512) -> np.ndarray:
+        """Scores [B, C] of inputs built by hand and candidates items [B, C]; weights
+        [B, K]: the rows of each distinct weight vector are scored by the policy rebuilt
+        with it."""
+        if weights is None:
+            return _forward(self.module, batch, items, chunk)
+        out = np.empty(tuple(items.shape), dtype=np.float32)
+        unique, inverse = np.unique(weights, axis=0, return_inverse=True)
+        for j, w in enumerate(unique):
+            rows = torch.from_numpy(np.flatnonzero(inverse.reshape(-1) == j))
+            out[rows.numpy()] = _forward(self._reweighted(w), slice_batch(batch, rows),
+                                         items[rows], chunk)
+        return out
 
     @torch.no_grad()
     def recommend(self, user_id: object, *, k: int = 10,
@@ -241,120 +340,15 @@ def next_event_batch(data: Interactions, user: int, length: int,
                  context=torch.from_numpy(context[None]))
 
 
+def _forward(module: nn.Module, batch: Batch, items: torch.Tensor, chunk: int) -> np.ndarray:
+    """module(batch, items) [B, C] of an item-level policy, `chunk` rows at a time."""
+    module.eval()
+    parts = [module(slice_batch(batch, slice(lo, lo + chunk)), items[lo : lo + chunk])
+             for lo in range(0, len(batch), chunk)]
+    return _cat(parts, (0, items.shape[1]))
+
+
 def _cat(parts: list[torch.Tensor], empty_shape: tuple[int, ...]) -> np.ndarray:
     if not parts:
         return np.zeros(empty_shape, dtype=np.float32)
     return torch.cat(parts).numpy()
-
-
-# -- scoring from an explicit history (serving: logged events + live feedback) -------------
-
-
-@dataclass(frozen=True)
-class HistoryScores:
-    """Model outputs for one user state built by hand (batch_from_history) (NumPy)."""
-
-    state: np.ndarray  # [S]
-    weights: np.ndarray  # [K] alpha on the simplex
-    y_hat: np.ndarray  # [C, K]
-    scores: np.ndarray  # [C] sum_k alpha_k y_hat_k
-    top: np.ndarray  # [min(k, C)] positions into the candidates, best first
-
-
-def clock_columns(data: Interactions) -> int:
-    """How many leading context columns come from the clock: 5 (hour, weekday, gap) for a
-    log with timestamps, 1 (log_gap_events) for a log whose time is an event counter."""
-    return len(CLOCK_CONTEXT) if data.context_names[: len(CLOCK_CONTEXT)] == CLOCK_CONTEXT \
-        else 1
-
-
-def clock_context(data: Interactions, times: np.ndarray, prev_time: float | None
-                  ) -> np.ndarray:
-    """Clock context [n, clock_columns(data)] of n steps of ONE user at `times` [n]
-    (non-decreasing; a step earlier than its predecessor gets gap 0), the gap of the first
-    measured from `prev_time` (None: the user's first step, gap 0). The same encoding as the
-    training log (time_context)."""
-    width = clock_columns(data)
-    if len(times) == 0:
-        return np.zeros((0, width), dtype=np.float32)
-    has_clock = width == len(CLOCK_CONTEXT)
-    lead = np.array([] if prev_time is None else [prev_time], dtype=np.float64)
-    full = np.r_[lead, np.asarray(times, dtype=np.float64)]
-    with np.errstate(invalid="ignore", divide="ignore"):  # negative gaps are zeroed below
-        clock, _ = time_context(np.zeros(len(full), dtype=np.int64), full, has_clock=has_clock)
-    backwards = np.r_[False, np.diff(full) < 0]
-    clock[backwards, -1] = 0.0  # the gap is the last clock column (log1p(0) = 0)
-    return clock[len(lead):]
-
-
-def batch_from_history(*, user: int, items: np.ndarray, times: np.ndarray,
-                       contexts: np.ndarray, context: np.ndarray, length: int,
-                       prev_time: float | None = None) -> Batch:
-    """A one-event Batch from an explicit history rather than from logged event indices.
-
-    items [n] item indices (1..I), times [n] (non-decreasing), contexts [n, Fc] the steps'
-    own context rows, oldest first; only the last `length` steps are used. `prev_time` is
-    the time of the step before items[0] (None: items[0] is the user's first step), for
-    the first step's gap. context [Fc] is the context of the event to predict. `user` is
-    the user index (0 for a user unknown to the log). Same encoding as make_batch."""
-    n = len(items)
-    if not (len(times) == n == len(contexts)):
-        raise ValueError(f"items, times and contexts must have the same length, got "
-                         f"{n}, {len(times)} and {len(contexts)}")
-    if n > length:
-        prev_time, items, times, contexts = (float(times[n - length - 1]), items[-length:],
-                                             times[-length:], contexts[-length:])
-        n = length
-    times = np.asarray(times, dtype=np.float64)
-    before = np.r_[times[0] if prev_time is None else prev_time, times[:-1]] if n else times
-    gap_hours = np.maximum(times - before, 0.0) / 3600.0  # [n]
-    pad = length - n
-    hist_items = np.zeros((1, length), dtype=np.int64)
-    hist_items[0, pad:] = items
-    hist_gaps = np.zeros((1, length), dtype=np.float32)
-    hist_gaps[0, pad:] = np.log1p(gap_hours)
-    hist_context = np.zeros((1, length, context.shape[-1]), dtype=np.float32)
-    hist_context[0, pad:] = contexts
-    mask = np.zeros((1, length), dtype=bool)
-    mask[0, pad:] = True
-    return Batch(user=torch.tensor([user], dtype=torch.int64),
-                 hist_items=torch.from_numpy(hist_items), hist_gaps=torch.from_numpy(hist_gaps),
-                 hist_context=torch.from_numpy(hist_context), hist_mask=torch.from_numpy(mask),
-                 context=torch.from_numpy(np.asarray(context, dtype=np.float32)[None]))
-
-
-@torch.no_grad()
-def mean_user_embedding(model: PredictorModel) -> torch.Tensor:
-    """[Du] the mean user embedding of the users the model was trained on (indices 1..U):
-    a cold-start stand-in, because index 0 is never trained (its id embedding, if the
-    model has one, keeps its random initial value)."""
-    model.eval()
-    users = torch.arange(1, model.shape.n_users + 1)
-    return model.user(users).mean(0)
-
-
-@torch.no_grad()
-def score_history(recommender: Recommender, batch: Batch, items: torch.Tensor, *, k: int,
-                  user_embedding: torch.Tensor | None = None,
-                  weights: torch.Tensor | None = None) -> HistoryScores:
-    """Weights, predictions and top-k for a one-event batch and candidates items [1, C].
-
-    `user_embedding` [Du], when given, replaces the user part of the state
-    s = [h ; user embedding] (e.g. mean_user_embedding for a user unknown to the log).
-    `weights` [1, K], when given, are used instead of the policy's (frozen weights)."""
-    if k <= 0:
-        raise ValueError(f"k must be positive, got {k}")
-    model, policy = recommender.model, recommender.policy
-    for module in (model, policy):
-        if module.training:  # eval() walks every submodule: not on every request
-            module.eval()
-    state = model.state(batch)  # [1, S]
-    if user_embedding is not None:
-        state = torch.cat([state[:, : state.shape[1] - user_embedding.shape[0]],
-                           user_embedding[None]], dim=1)
-    alpha = policy(state, batch.context) if weights is None else weights  # [1, K]
-    y_hat = model.predict(state, batch.context, items)  # [1, C, K]
-    scores = utility(y_hat, alpha)  # [1, C]
-    top = top_k(scores, torch.ones_like(scores, dtype=torch.bool), min(k, items.shape[1]))
-    return HistoryScores(state=state[0].numpy(), weights=alpha[0].numpy(),
-                         y_hat=y_hat[0].numpy(), scores=scores[0].numpy(), top=top[0].numpy())

@@ -27,7 +27,7 @@ from deepprl.abtest.analysis import (
     two_arms,
     units,
 )
-from deepprl.experiments.report import Report, md_table
+from deepprl.report import Report, md_table
 
 PAPER_T12 = {"vv": "0.4742*** (0.0611)", "dt": "45.836*** (6.6932)",
              "ctr": "0.0236*** (0.0049)"}

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from deepprl.data.encode import time_context
 from deepprl.data.interactions import Interactions
-from deepprl.data.sequences import Batch
-from deepprl.eval.metrics import utility
-from deepprl.recommender import Recommender, mean_user_embedding
+from deepprl.data.sequences import Batch, make_batch
+from deepprl.ranking import clock_features, history_gaps, score_batch, top_k
+from deepprl.ranking.history import mean_user_embedding
+from deepprl.recommender import Recommender
 
 BUCKETS = 10_000
 
@@ -54,12 +54,13 @@ def assign_arms(user_ids: np.ndarray | list[str], arms: dict[str, float], *,
 def clock_steps(times: np.ndarray, prev: np.ndarray) -> np.ndarray:
     """Context rows [B, R, 5] of R steps per row at unix times [B, R]; prev [B] is the time
     of each row's previous step (NaN: none, gap 0). Same encoding as the training log."""
-    b, r = times.shape
-    lead = np.where(np.isnan(prev), times[:, 0], prev)
-    full = np.concatenate([lead[:, None], times], axis=1).reshape(-1)
-    user = np.repeat(np.arange(b), r + 1)
-    clock, _ = time_context(user, full, has_clock=True)
-    return clock.reshape(b, r + 1, -1)[:, 1:]
+    return clock_features(times, preceding(times, prev))
+
+
+def preceding(times: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    """[B, R] the time of the step before each of R consecutive steps at times [B, R];
+    prev [B] is the time before the first (NaN: none)."""
+    return np.concatenate([prev[:, None], times[:, :-1]], axis=1)
 
 
 @dataclass
@@ -75,7 +76,8 @@ class HistoryStore:
     def from_log(cls, data: Interactions, model_user: np.ndarray, length: int
                  ) -> HistoryStore:
         """Start from each consumer's last `length` logged events; model_user [U] is the
-        consumer's user index in `data` (0: not in the log)."""
+        consumer's user index in `data` (0: not in the log). The steps are encoded as
+        training encodes them (make_batch)."""
         n = len(model_user)
         store = cls(items=np.zeros((n, length), dtype=np.int64),
                     gaps=np.zeros((n, length), dtype=np.float32),
@@ -86,11 +88,10 @@ class HistoryStore:
         starts = np.searchsorted(data.user, users)
         ends = np.searchsorted(data.user, users + 1)
         idx = ends[:, None] - np.arange(length, 0, -1)[None, :]  # [n, L] oldest first
-        ok = idx >= starts[:, None]
-        safe = np.where(ok, idx, 0)
-        store.items[known] = np.where(ok, data.item[safe], 0)
-        store.context[known] = np.where(ok[..., None], data.context[safe], 0.0)
-        store.gaps[known] = np.where(ok, data.context[safe, -1] * 5.0, 0.0)
+        logged = make_batch(data, np.where(idx >= starts[:, None], idx, -1), ends - 1)
+        store.items[known] = logged.hist_items.numpy()
+        store.context[known] = logged.hist_context.numpy()
+        store.gaps[known] = logged.hist_gaps.numpy()
         store.last_time[known] = data.time[ends - 1]
         return store
 
@@ -99,8 +100,8 @@ class HistoryStore:
         """Add R steps per consumer: items [B, R], times [B, R], context [B, R, Fc]."""
         length = self.items.shape[1]
         r = min(items.shape[1], length)
-        for name, new in (("items", items), ("gaps", context[..., -1] * 5.0),
-                          ("context", context)):
+        gaps = history_gaps(times, preceding(times, self.last_time[users]))  # [B, R]
+        for name, new in (("items", items), ("gaps", gaps), ("context", context)):
             table = getattr(self, name)
             rolled = np.concatenate([table[users], new[:, -r:]], axis=1)[:, -length:]
             table[users] = rolled
@@ -132,21 +133,11 @@ class ModelArm:
              context: np.ndarray, *, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """(order [B, C] best first, alpha [B, K]) for consumers users [B], candidate model
         item indices items [B, C] and the sessions' context [B, Fc]."""
-        model, policy = self.recommender.model, self.recommender.policy
-        model.eval()
-        policy.eval()
-        orders, alphas = [], []
-        du = self.mean_user.shape[0]
-        for lo in range(0, len(users), chunk):
-            sl = slice(lo, lo + chunk)
-            batch = store.batch(users[sl], self.model_user, context[sl])
-            state = model.state(batch)  # [b, S]
-            cold = torch.from_numpy(self.model_user[users[sl]] == 0)
-            if bool(cold.any()):
-                state[cold, state.shape[1] - du:] = self.mean_user
-            alpha = policy(state, batch.context)  # [b, K]
-            y_hat = model.predict(state, batch.context, torch.from_numpy(items[sl]))
-            scores = utility(y_hat, alpha)  # [b, C]
-            orders.append(torch.sort(scores, dim=1, descending=True, stable=True).indices)
-            alphas.append(alpha)
-        return torch.cat(orders).numpy(), torch.cat(alphas).numpy()
+        batch = store.batch(users, self.model_user, context)
+        cold = torch.from_numpy(self.model_user[users] == 0)
+        out = score_batch(self.recommender.model, self.recommender.policy, batch,
+                          torch.from_numpy(items), user_embedding=self.mean_user, cold=cold,
+                          chunk=chunk)
+        order = top_k(out.scores, torch.ones_like(out.scores, dtype=torch.bool),
+                      items.shape[1])  # every candidate, best first
+        return order.numpy(), out.alpha.numpy()

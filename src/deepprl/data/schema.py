@@ -177,7 +177,23 @@ def mapping_from_dict(raw: dict[str, Any], source: str = "<mapping>") -> Mapping
     for key in ("user", "item"):
         if not isinstance(cols.get(key), str):
             raise DataError(f"{source}: columns.{key} must name a column")
-    objs = raw.get("objectives")
+    specs = _objective_specs(raw.get("objectives"), source)
+    scale = raw.get("reward_scale", {})
+    return Mapping(
+        user=cols["user"], item=cols["item"], objectives=specs,
+        timestamp=_opt_str(cols.get("timestamp"), f"{source}: columns.timestamp"),
+        reward=_opt_str(cols.get("reward"), f"{source}: columns.reward"),
+        reward_min=_opt_float(scale.get("min"), f"{source}: reward_scale.min"),
+        reward_max=_opt_float(scale.get("max"), f"{source}: reward_scale.max"),
+        user_features=_str_list(cols.get("user_features", []), f"{source}: columns.user_features"),
+        item_features=_str_list(cols.get("item_features", []), f"{source}: columns.item_features"),
+        context=_str_list(cols.get("context", []), f"{source}: columns.context"),
+        duplicates=str(cols.get("duplicates", "error")), source=source,
+    )
+
+
+def _objective_specs(objs: Any, source: str) -> tuple[ObjectiveSpec, ...]:
+    """The [[objectives]] list of a mapping, naming the offending entry on error."""
     if not isinstance(objs, list):
         raise DataError(f"{source}: missing [[objectives]] list")
     specs = []
@@ -193,18 +209,7 @@ def mapping_from_dict(raw: dict[str, Any], source: str = "<mapping>") -> Mapping
             min=_opt_float(obj.get("min"), f"{source}: objectives[{i}].min"),
             max=_opt_float(obj.get("max"), f"{source}: objectives[{i}].max"),
         ))
-    scale = raw.get("reward_scale", {})
-    return Mapping(
-        user=cols["user"], item=cols["item"], objectives=tuple(specs),
-        timestamp=_opt_str(cols.get("timestamp"), f"{source}: columns.timestamp"),
-        reward=_opt_str(cols.get("reward"), f"{source}: columns.reward"),
-        reward_min=_opt_float(scale.get("min"), f"{source}: reward_scale.min"),
-        reward_max=_opt_float(scale.get("max"), f"{source}: reward_scale.max"),
-        user_features=_str_list(cols.get("user_features", []), f"{source}: columns.user_features"),
-        item_features=_str_list(cols.get("item_features", []), f"{source}: columns.item_features"),
-        context=_str_list(cols.get("context", []), f"{source}: columns.context"),
-        duplicates=str(cols.get("duplicates", "error")), source=source,
-    )
+    return tuple(specs)
 
 
 def read_mapping(path: str | Path) -> Mapping:

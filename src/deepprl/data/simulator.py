@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepprl.data.encode import time_context
+from deepprl.data.clock import time_context
 from deepprl.data.interactions import Interactions
 
 ETA_VARIANCE = 0.1

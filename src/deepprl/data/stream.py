@@ -100,27 +100,10 @@ class ParquetLog:
             for j, o in enumerate(m.objectives):
                 v = frame[o.column].cast(pl.Float64).to_numpy()
                 lo[j], hi[j] = min(lo[j], float(v.min())), max(hi[j], float(v.max()))
-            for c in m.context:
-                dtype = frame.schema[c]
-                if dtype.is_numeric() and dtype != pl.Boolean:
-                    v = frame[c].cast(pl.Float64).to_numpy()
-                    acc = numeric[c]
-                    acc[0] += float(v.sum())
-                    acc[1] += float((v * v).sum())
-                    acc[2] += len(v)
-                else:
-                    for value, n in frame[c].cast(pl.String).fill_null("<null>").value_counts(
-                            ).iter_rows():
-                        counts[c][value] = counts[c].get(value, 0) + n
+            _count_context(frame, m.context, numeric, counts)
             for key, columns in ((m.user, m.user_features), (m.item, m.item_features)):
                 if columns:
-                    first = frame.select([key, *columns]).unique(subset=[key], keep="first",
-                                                                 maintain_order=True)
-                    new = [v not in seen[key] for v in first[key].to_list()]
-                    first = first.filter(pl.Series(new, dtype=pl.Boolean))
-                    if first.height:
-                        firsts[key].append(first)
-                        seen[key].update(first[key].to_list())
+                    _first_rows(frame, key, columns, firsts[key], seen[key])
         if self.n_rows == 0:
             raise DataError(f"{self.source}: the log is empty (no data rows)")
         self.user_vocab = np.unique(np.concatenate(users))
@@ -245,3 +228,33 @@ class ParquetLog:
                 blocks.append((text[:, None] == keep[None, :]).astype(np.float32))
                 names += [f"{column}={c}" for c in keep]
         return np.concatenate(blocks, axis=1).astype(np.float32), tuple(names)
+
+
+def _count_context(frame: pl.DataFrame, columns: tuple[str, ...],
+                   numeric: dict[str, list[float]], counts: dict[str, dict[str, int]]) -> None:
+    """Add one batch to the context statistics: sum, sum of squares and count of a numeric
+    column, value counts of another."""
+    for c in columns:
+        dtype = frame.schema[c]
+        if dtype.is_numeric() and dtype != pl.Boolean:
+            v = frame[c].cast(pl.Float64).to_numpy()
+            acc = numeric[c]
+            acc[0] += float(v.sum())
+            acc[1] += float((v * v).sum())
+            acc[2] += len(v)
+        else:
+            for value, n in frame[c].cast(pl.String).fill_null("<null>").value_counts(
+                    ).iter_rows():
+                counts[c][value] = counts[c].get(value, 0) + n
+
+
+def _first_rows(frame: pl.DataFrame, key: str, columns: tuple[str, ...],
+                firsts: list[pl.DataFrame], seen: set[object]) -> None:
+    """Keep the first row of each entity (user or item) not seen in an earlier batch."""
+    first = frame.select([key, *columns]).unique(subset=[key], keep="first",
+                                                 maintain_order=True)
+    new = [v not in seen for v in first[key].to_list()]
+    first = first.filter(pl.Series(new, dtype=pl.Boolean))
+    if first.height:
+        firsts.append(first)
+        seen.update(first[key].to_list())

@@ -1,9 +1,8 @@
 """Trained models acting in a Population: model inputs built from the lanes' histories.
 
 A lane's history is not a logged event, so its inputs are built here, vectorised over the
-lanes, with the same encoding as the training log (deepprl.data.sequences.make_batch and
-deepprl.data.encode.time_context): history gaps log1p(hours), clock context (hour, weekday
-on the unit circle, log1p(gap hours) / 5).
+lanes, with the same encoding as the training log (deepprl.data.clock, which
+deepprl.data.sequences.make_batch and deepprl.data.encode use too).
 """
 
 from __future__ import annotations
@@ -11,26 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deepprl.data.encode import CLOCK_CONTEXT
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import Batch
 from deepprl.envs.core import Population
-from deepprl.eval.metrics import utility
-from deepprl.recommender import ItemRanker, Recommender
-
-HOUR = 3600.0
-
-
-def clock_rows(times: np.ndarray, prev: np.ndarray) -> np.ndarray:
-    """Clock context [..., 5] at times [...] whose previous step was at prev [...] (NaN:
-    none, gap 0): the columns of CLOCK_CONTEXT, as time_context computes them."""
-    hours = (times / HOUR) % 24.0
-    days = (times / 86400.0 + 3.0) % 7.0
-    gap = np.where(np.isnan(prev), 0.0, np.maximum(times - np.nan_to_num(prev), 0.0))
-    cols = [np.sin(2 * np.pi * hours / 24), np.cos(2 * np.pi * hours / 24),
-            np.sin(2 * np.pi * days / 7), np.cos(2 * np.pi * days / 7),
-            np.log1p(gap / HOUR) / 5.0]
-    return np.stack(cols, axis=-1).astype(np.float32)
+from deepprl.ranking import CLOCK_CONTEXT, Ranker, clock_features, history_gaps
 
 
 def lane_batch(pop: Population, data: Interactions, length: int) -> Batch:
@@ -44,55 +27,26 @@ def lane_batch(pop: Population, data: Interactions, length: int) -> Batch:
     before = np.concatenate([prev[:, None], times[:, :-1]], axis=1)  # [N, L]
     before = np.where(np.concatenate([np.zeros_like(mask[:, :1]), mask[:, :-1]], axis=1),
                       before, np.where(mask, prev[:, None], np.nan))
-    hist_context = np.where(mask[..., None], clock_rows(times, before), 0.0)
-    gaps = np.where(mask & ~np.isnan(before), np.maximum(times - np.nan_to_num(before), 0.0),
-                    0.0) / HOUR
+    hist_context = np.where(mask[..., None], clock_features(times, before), 0.0)
+    gaps = np.where(mask, history_gaps(times, before), 0.0)
     last = np.where(mask.any(1), times[:, -1], np.nan)
     return Batch(
         user=torch.from_numpy(pop.users.copy()),
         hist_items=torch.from_numpy(items),
-        hist_gaps=torch.from_numpy(np.log1p(gaps).astype(np.float32)),
+        hist_gaps=torch.from_numpy(gaps.astype(np.float32)),
         hist_context=torch.from_numpy(hist_context.astype(np.float32)),
         hist_mask=torch.from_numpy(mask),
-        context=torch.from_numpy(clock_rows(pop.now, last)),
+        context=torch.from_numpy(clock_features(pop.now, last)),
     )
 
 
-@torch.no_grad()
-def weighted_scores(recommender: Recommender, pop: Population,
-                    alpha: np.ndarray | None = None, *, items: np.ndarray | None = None,
-                    chunk: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(scores [N, C], alpha [N, K], y_hat [N, C, K]) of a weighted model for every lane:
-    alpha [N, K] given (static weights) or from the recommender's policy; items [N, C]
-    the candidates of each lane (default: every item, C = I)."""
-    model, policy = recommender.model, recommender.policy
-    model.eval()
-    policy.eval()
-    batch = lane_batch(pop, recommender.data, model.config.history_length)
-    candidates = candidate_tensor(pop, items)
-    outs, alphas = [], []
-    for lo in range(0, pop.n_lanes, chunk):
-        part = slice_batch(batch, slice(lo, lo + chunk))
-        state = model.state(part)
-        a = (policy(state, part.context) if alpha is None
-             else torch.from_numpy(alpha[lo : lo + chunk].astype(np.float32)))
-        outs.append(model.predict(state, part.context, candidates[lo : lo + chunk]))
-        alphas.append(a)
-    y_hat, a_all = torch.cat(outs), torch.cat(alphas)
-    return utility(y_hat, a_all).numpy(), a_all.numpy(), y_hat.numpy()
-
-
-@torch.no_grad()
-def item_scores(ranker: ItemRanker, pop: Population, *, items: np.ndarray | None = None,
-                chunk: int = 512) -> np.ndarray:
-    """Scores [N, C] of an item-level baseline for every lane (items as weighted_scores)."""
-    ranker.module.eval()
+def lane_scores(ranker: Ranker, pop: Population, alpha: np.ndarray | None = None, *,
+                items: np.ndarray | None = None) -> np.ndarray:
+    """Scores [N, C] of a trained model (any Ranker) for every lane: items [N, C] the
+    candidates of each lane (default: every item, C = I); alpha [N, K], when given, static
+    objective weights per lane instead of the model's own (a static-weight sweep)."""
     batch = lane_batch(pop, ranker.data, ranker.history_length)
-    candidates = candidate_tensor(pop, items)
-    parts = [ranker.module(slice_batch(batch, slice(lo, lo + chunk)),
-                           candidates[lo : lo + chunk])
-             for lo in range(0, pop.n_lanes, chunk)]
-    return torch.cat(parts).numpy()
+    return ranker.batch_scores(batch, candidate_tensor(pop, items), alpha)
 
 
 def candidate_tensor(pop: Population, items: np.ndarray | None) -> torch.Tensor:
@@ -102,27 +56,18 @@ def candidate_tensor(pop: Population, items: np.ndarray | None) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(items, dtype=np.int64))
 
 
-def slice_batch(batch: Batch, rows: slice) -> Batch:
-    return Batch(user=batch.user[rows], hist_items=batch.hist_items[rows],
-                 hist_gaps=batch.hist_gaps[rows], hist_context=batch.hist_context[rows],
-                 hist_mask=batch.hist_mask[rows], context=batch.context[rows])
-
-
 class RecommenderAgent:
     """Acts in a RecommenderEnv with a trained model (load_run's ranker): obs -> scores.
 
     The environment's own Population is read for the history (the observation carries the
     same items and times); a static-weight model may be given weights alpha [K]."""
 
-    def __init__(self, ranker: Recommender | ItemRanker, alpha: np.ndarray | None = None
-                 ) -> None:
+    def __init__(self, ranker: Ranker, alpha: np.ndarray | None = None) -> None:
         self.ranker, self.alpha = ranker, alpha
 
     def __call__(self, env: object) -> np.ndarray:
         pop = getattr(env, "population", None)
         if not isinstance(pop, Population):
             raise ValueError("the environment has no population: call reset() first")
-        if isinstance(self.ranker, ItemRanker):
-            return item_scores(self.ranker, pop)[0]
         alpha = None if self.alpha is None else np.broadcast_to(self.alpha, (1, len(self.alpha)))
-        return weighted_scores(self.ranker, pop, alpha)[0][0]
+        return lane_scores(self.ranker, pop, alpha)[0]

@@ -18,7 +18,8 @@ import torch
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import candidate_items
 from deepprl.data.splits import Split
-from deepprl.eval.metrics import mean_of_top, top_k
+from deepprl.eval.metrics import mean_of_top
+from deepprl.ranking import top_k
 
 
 @dataclass(frozen=True, eq=False)

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from deepprl.artifacts import load_run, run_split
 from deepprl.config import RunConfig
 from deepprl.data.splits import Split
 from deepprl.eval.evaluator import (
+    EvalSet,
     build_eval_set,
     describe,
     oracle_scores,
@@ -20,60 +20,73 @@ from deepprl.eval.evaluator import (
 )
 from deepprl.eval.static_weights import tune_static_weights
 from deepprl.policy.weights import FixedWeights
-from deepprl.recommender import ItemRanker, Recommender
+from deepprl.ranking import Ranker
 
 METHODS = ("learned", "equal", "static", "popularity", "oracle")
 
 
-def evaluate_ranker(ranker: Recommender | ItemRanker, config: RunConfig,
-                    split: Split | None = None, methods: tuple[str, ...] = METHODS, *,
+def evaluate_ranker(ranker: Ranker, config: RunConfig, split: Split | None = None,
+                    methods: tuple[str, ...] = METHODS, *,
                     static_weights: np.ndarray | None = None) -> dict[str, Any]:
     """{method: {"objectives": {...}, "reward": x}} plus "protocol".
 
     learned: the run's own ranking; equal: the run's predictor with fixed equal weights;
     static: the run's predictor with the best static weights on validation (Optuna; both
-    for weighted models only, and static only where the split has validation events);
-    popularity; oracle: rank by the true reward (upper bound). `static_weights`, when the
-    caller has tuned them already, are used instead of tuning again."""
+    for models with learned objective weights only, and static only where the split has
+    validation events); popularity; oracle: rank by the true reward (upper bound).
+    `static_weights`, when the caller has tuned them already, are used instead of tuning
+    again."""
     data, k = ranker.data, config.eval.k
     split = split if split is not None else run_split(data, config)
     eval_set = build_eval_set(data, split, k=k, max_events=config.eval.max_events,
                               seed=config.seed)
     out: dict[str, Any] = {"protocol": describe(eval_set, k)}
-    scored = ranker.score_events(eval_set.events, eval_set.items) \
-        if isinstance(ranker, Recommender) else None
     for method in methods:
-        if method == "learned" and isinstance(ranker, ItemRanker):
-            out[method] = score_table(eval_set, ranker.scores(eval_set.events, eval_set.items),
-                                      k, data.objective_names)
-        elif method in ("learned", "equal") and isinstance(ranker, Recommender) \
-                and scored is not None:
-            policy = FixedWeights.equal(data.n_objectives) if method == "equal" else None
-            scores, alpha = ranker.weighted_scores(eval_set.events, scored, policy)
-            out[method] = {**score_table(eval_set, scores, k, data.objective_names),
-                           "mean_weights": dict(zip(data.objective_names,
-                                                    alpha.mean(0).tolist(), strict=True))}
-        elif method == "static" and isinstance(ranker, Recommender) and scored is not None \
-                and split.valid.any():
-            weights = static_weights if static_weights is not None else tune_static_weights(
-                ranker, data, split, k=k, trials=config.policy.static_trials,
-                seed=config.seed)[0]
-            scores, _ = ranker.weighted_scores(eval_set.events, scored,
-                                      FixedWeights(torch.from_numpy(weights.astype("float32"))))
-            out[method] = {**score_table(eval_set, scores, k, data.objective_names),
-                           "weights": dict(zip(data.objective_names, weights.tolist(),
-                                               strict=True))}
-        elif method in ("equal", "static"):
-            continue  # no predictor to weight (item-level policy) or nothing to tune on
-        elif method == "popularity":
-            out[method] = score_table(eval_set, popularity_scores(data, split.train, eval_set),
-                                      k, data.objective_names)
-        elif method == "oracle":
-            out[method] = score_table(eval_set, oracle_scores(eval_set), k,
-                                      data.objective_names)
-        else:
+        if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+        table = _method_table(method, ranker, config, split, eval_set, static_weights)
+        if table is not None:
+            out[method] = table
     return out
+
+
+def _method_table(method: str, ranker: Ranker, config: RunConfig, split: Split,
+                  eval_set: EvalSet, static_weights: np.ndarray | None
+                  ) -> dict[str, Any] | None:
+    """One method's table of evaluate_ranker, or None where it does not apply."""
+    data, k, names = ranker.data, config.eval.k, ranker.data.objective_names
+    events, items = eval_set.events, eval_set.items
+    if method == "popularity":
+        return score_table(eval_set, popularity_scores(data, split.train, eval_set), k, names)
+    if method == "oracle":
+        return score_table(eval_set, oracle_scores(eval_set), k, names)
+    alpha = ranker.learned_weights(events, items)
+    if method == "learned":
+        table = score_table(eval_set, ranker.scores(events, items), k, names)
+        if alpha is not None:
+            table["mean_weights"] = dict(zip(names, alpha.mean(0).tolist(), strict=True))
+        return table
+    if alpha is None:
+        return None  # no predictor to weight (an item-level policy)
+    if method == "equal":
+        equal = np.full(data.n_objectives, 1.0 / data.n_objectives, dtype=np.float32)
+        fixed = FixedWeights.equal(data.n_objectives).weights  # [K], as ranked
+        return {**score_table(eval_set, _weighted(ranker, eval_set, equal), k, names),
+                "mean_weights": dict(zip(names, fixed.expand(len(events), -1).numpy()
+                                         .mean(0).tolist(), strict=True))}
+    if not split.valid.any():
+        return None  # static: nothing to tune on
+    weights = static_weights if static_weights is not None else tune_static_weights(
+        ranker, data, split, k=k, trials=config.policy.static_trials, seed=config.seed)[0]
+    return {**score_table(eval_set, _weighted(ranker, eval_set, weights), k, names),
+            "weights": dict(zip(names, weights.tolist(), strict=True))}
+
+
+def _weighted(ranker: Ranker, eval_set: EvalSet, weights: np.ndarray) -> np.ndarray:
+    scores = ranker.static_scores(eval_set.events, eval_set.items, weights)
+    if scores is None:
+        raise ValueError("this model has learned weights but no predictor to reweight")
+    return scores
 
 
 def evaluate_run(run: str | Path, weights: str = "learned") -> dict[str, Any]:
@@ -81,9 +94,9 @@ def evaluate_run(run: str | Path, weights: str = "learned") -> dict[str, Any]:
     if weights not in ("learned", "equal"):
         raise ValueError(f"--weights must be 'learned' or 'equal', got {weights!r}")
     config, ranker = load_run(run)
-    if weights == "equal" and not isinstance(ranker, Recommender):
+    result = evaluate_ranker(ranker, config, methods=(weights,))
+    if weights not in result:
         raise ValueError(f"--weights equal needs a model with an objective predictor; "
                          f"{config.name!r} ranks items directly")
-    result = evaluate_ranker(ranker, config, methods=(weights,))
     return {**result[weights], "k": config.eval.k, "weights": weights, "model": config.name,
             "protocol": result["protocol"]}

@@ -15,7 +15,7 @@ from deepprl.data.sequences import candidate_items
 from deepprl.data.splits import Split
 from deepprl.eval.metrics import top_k_reward, top_k_reward_of
 from deepprl.parallel import map_tasks, session
-from deepprl.recommender import Recommender
+from deepprl.ranking import Ranker
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,12 +94,16 @@ def _score(mean_reward: Callable[[np.ndarray], float], alpha: np.ndarray) -> flo
     return float(mean_reward(alpha))
 
 
-def tune_static_weights(recommender: Recommender, data: Interactions, split: Split, *,
+def tune_static_weights(ranker: Ranker, data: Interactions, split: Split, *,
                         k: int, trials: int, seed: int, max_events: int = 5000
                         ) -> tuple[np.ndarray, list[dict[str, float]]]:
-    """One alpha for everyone on the recommender's predictor (ranking by alpha . y_hat)."""
+    """One alpha for everyone on the ranker's predictor (ranking by alpha . y_hat)."""
     vs = validation_set(data, split, k=k, seed=seed, max_events=max_events)
-    y_hat = torch.from_numpy(recommender.score_events(vs.events, vs.items).y_hat)
+    values = ranker.objective_scores(vs.events, vs.items)
+    if values is None:
+        raise ValueError("static weights are tuned on a predictor's per-objective scores; "
+                         "this model has none")
+    y_hat = torch.from_numpy(values)
 
     def mean_reward(alpha: np.ndarray) -> float:
         a = torch.from_numpy(alpha.astype(np.float32)).expand(len(vs.events), -1)

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepprl.experiments.report import Context, Report
+from deepprl.experiments.context import Context
+from deepprl.report import Report
 
 
 @dataclass(frozen=True)

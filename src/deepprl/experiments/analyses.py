@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from deepprl.artifacts import load_weighted_run
 from deepprl.data.registry import load_dataset
+from deepprl.experiments.context import Context
 from deepprl.experiments.frontier import (
     eval_set_of,
     front_volumes,
@@ -18,10 +19,10 @@ from deepprl.experiments.frontier import (
     top_values,
     weight_grid,
 )
-from deepprl.experiments.offline import PROTOCOL
-from deepprl.experiments.report import Context, Report, md_table
+from deepprl.experiments.results import PROTOCOL
 from deepprl.experiments.runs import dataset_spec, run_config, run_dir, train_all
 from deepprl.experiments.stats import mean_std
+from deepprl.report import Report, md_table
 
 # ---------------------------------------------------------------- Figure 1
 

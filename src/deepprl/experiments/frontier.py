@@ -15,7 +15,6 @@ events. Every ranking's point lies above or on it, so the reference never hides 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepprl.artifacts import load_run, rebuild_item_policy, run_split
+from deepprl.artifacts import load_run, run_split
 from deepprl.config import RunConfig
 from deepprl.eval.evaluator import EvalSet, build_eval_set, describe
-from deepprl.eval.metrics import mean_of_top, top_k
+from deepprl.eval.metrics import mean_of_top
 from deepprl.eval.pareto import dominated_hull_volume, hypervolume
-from deepprl.policy.weights import FixedWeights, simplex_grid
-from deepprl.recommender import ItemRanker, Recommender
+from deepprl.policy.weights import simplex_grid
+from deepprl.ranking import Ranker, top_k
 
 GRID_STEPS = 10
 
@@ -114,43 +113,34 @@ def _load_result(cache: Path) -> RunResult:
 def _evaluate(path: Path) -> RunResult:
     config, ranker = load_run(path)
     eval_set = eval_set_of(config, ranker)
+    events, items = eval_set.events, eval_set.items
     k, grid = config.eval.k, weight_grid(ranker.data.n_objectives)
-    sweep, mean_weights = None, None
-    if isinstance(ranker, Recommender):
-        scored = ranker.score_events(eval_set.events, eval_set.items)
-        scores, alpha = ranker.weighted_scores(eval_set.events, scored)
-        mean_weights = alpha.mean(0)
-        sweep = np.stack([_mean_point(eval_set, ranker.weighted_scores(
-            eval_set.events, scored, FixedWeights(torch.from_numpy(a.astype(np.float32))))[0],
-            k) for a in grid])
-    else:
-        scores = ranker.scores(eval_set.events, eval_set.items)
-        if "weights" in config.baseline:
-            values = ranker.objective_scores(eval_set.events, eval_set.items)
-            sweep = np.stack([_mean_point(eval_set, ranker.aggregated(values, a.tolist())
-                                          if values is not None else
-                                          _reweighted(config, ranker, a).scores(
-                                              eval_set.events, eval_set.items), k)
-                              for a in grid])
+    scores = ranker.scores(events, items)
+    alpha = ranker.learned_weights(events, items)
+    sweep = None
+    # a weighted model's predictor, or an item-level baseline's static weights, swept
+    if alpha is not None or "weights" in config.baseline:
+        sweep = np.stack([_mean_point(eval_set, _static_scores(ranker, eval_set, a), k)
+                          for a in grid])
     objectives, reward = top_values(eval_set, scores, k)
-    return RunResult(model=config.name, seed=config.seed, events=eval_set.events,
+    return RunResult(model=config.name, seed=config.seed, events=events,
                      objectives=objectives, reward=reward, sweep=sweep,
-                     mean_weights=mean_weights, oracle_sweep=oracle_sweep(eval_set, k),
+                     mean_weights=None if alpha is None else alpha.mean(0),
+                     oracle_sweep=oracle_sweep(eval_set, k),
                      oracle=oracle_point(eval_set, k), ref=reference_point(config, ranker),
                      protocol=describe(eval_set, k))
 
 
-def eval_set_of(config: RunConfig, ranker: Recommender | ItemRanker) -> EvalSet:
+def _static_scores(ranker: Ranker, eval_set: EvalSet, alpha: np.ndarray) -> np.ndarray:
+    scores = ranker.static_scores(eval_set.events, eval_set.items, alpha)
+    if scores is None:
+        raise ValueError("a static-weight sweep of a model without static weights")
+    return scores
+
+
+def eval_set_of(config: RunConfig, ranker: Ranker) -> EvalSet:
     return build_eval_set(ranker.data, run_split(ranker.data, config), k=config.eval.k,
                           max_events=config.eval.max_events, seed=config.seed)
-
-
-def _reweighted(config: RunConfig, ranker: ItemRanker, alpha: np.ndarray) -> ItemRanker:
-    """The same trained item-level baseline with other static weights (not learnt)."""
-    trial = dataclasses.replace(config, baseline={**config.baseline,
-                                                  "weights": [float(a) for a in alpha]})
-    return ItemRanker(rebuild_item_policy(trial, ranker.data, ranker.module.state_dict()),
-                      ranker.data, ranker.history_length)
 
 
 def oracle_sweep(eval_set: EvalSet, k: int) -> np.ndarray:
@@ -165,7 +155,7 @@ def oracle_point(eval_set: EvalSet, k: int) -> np.ndarray:
     return _mean_point(eval_set, np.nan_to_num(eval_set.reward, nan=-np.inf), k)
 
 
-def reference_point(config: RunConfig, ranker: Recommender | ItemRanker) -> np.ndarray:
+def reference_point(config: RunConfig, ranker: Ranker) -> np.ndarray:
     """[K]: per objective, the worst top-K mean reachable, over every eligible test event."""
     full = build_eval_set(ranker.data, run_split(ranker.data, config), k=config.eval.k)
     truth = np.nan_to_num(full.objectives, nan=np.inf)

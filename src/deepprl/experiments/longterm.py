@@ -39,24 +39,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from deepprl.artifacts import build_item_policy, load_run
-from deepprl.baselines.registry import ITEM_POLICIES
+from deepprl.artifacts import load_run
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
 from deepprl.data.movielens import load_movielens_100k
 from deepprl.data.simulator import SimulatorConfig, make_world
-from deepprl.envs.agents import candidate_tensor, lane_batch, slice_batch, weighted_scores
+from deepprl.envs.agents import lane_scores
 from deepprl.envs.core import Population, ResponseConfig, Truth
 from deepprl.envs.gym_env import HOUR, random_history
 from deepprl.envs.movielens_sim import movielens_truth
 from deepprl.envs.simulator_env import SimulatorTruth
 from deepprl.eval.pareto import dominated_hull_volume
+from deepprl.experiments.context import Context
 from deepprl.experiments.longterm_report import build_report
-from deepprl.experiments.report import Context, Report
 from deepprl.experiments.runs import run_config, run_dir, train_all, train_or_reuse
 from deepprl.parallel import map_tasks
-from deepprl.recommender import ItemRanker, Recommender
+from deepprl.ranking import Ranker
+from deepprl.report import Report
 from deepprl.zoo import configure
 
 METHODS = ("deepprl", "shared-bottom", "mmoe", "ple", "mose", "mo-linucb", "morl",
@@ -152,15 +151,15 @@ def one_run(protocol: Protocol, seed: int, runs_dir: str,
     sim = _Simulation(truth, protocol, start, seed)
     out: dict[str, Any] = {}
     for name in protocol.methods:
-        if trained is not None:
-            config, ranker = load_run(Path(trained[name]))
-        else:
-            config, ranker = _trained(name, _simulator_spec(protocol), protocol, seed,
-                                      Path(runs_dir) / f"{name}-s{seed}")
-        out[name] = sim.run(_scorer(name, config, ranker, sweep),
-                            n_groups=_groups(name, ranker, sweep))
-        if name == "deepprl" and isinstance(ranker, Recommender):
-            out["deepprl-predictor-sweep"] = sim.run(_static(ranker, sweep), n_groups=len(sweep))
+        path = Path(trained[name]) if trained is not None else _trained(
+            name, _simulator_spec(protocol), protocol, seed, Path(runs_dir) / f"{name}-s{seed}")
+        ranker: Ranker = load_run(path)[1]
+        swept = name != "deepprl" and ranker.sweepable  # one closed loop per alpha
+        out[name] = sim.run(_scorer(ranker, sweep if swept else None),
+                            n_groups=len(sweep) if swept else 1)
+        if name == "deepprl" and ranker.sweepable:
+            out["deepprl-predictor-sweep"] = sim.run(_scorer(ranker, sweep),
+                                                     n_groups=len(sweep))
     out["oracle-sweep"] = sim.run(_oracle(sweep), n_groups=len(sweep))
     out["oracle-utility"] = sim.run(lambda pop, items: pop.true_values(items)[1], n_groups=1)
     return out
@@ -273,65 +272,24 @@ def _oracle(sweep: np.ndarray) -> Scorer:
     return score
 
 
-def _static(recommender: Recommender, sweep: np.ndarray) -> Scorer:
+def _scorer(ranker: Ranker, sweep: np.ndarray | None) -> Scorer:
+    """The model's own ranking, or with static weights: lane block a uses sweep[a]."""
     def score(pop: Population, items: np.ndarray) -> np.ndarray:
-        return weighted_scores(recommender, pop, _lane_alpha(pop, sweep), items=items)[0]
-    return score
-
-
-def _groups(name: str, ranker: Recommender | ItemRanker, sweep: np.ndarray) -> int:
-    if isinstance(ranker, Recommender):
-        return 1 if name == "deepprl" else len(sweep)
-    return len(sweep) if _sweepable(name) else 1
-
-
-def _sweepable(name: str) -> bool:
-    """An item-level baseline with static objective weights (MO-LinUCB, MORL)."""
-    entry = ITEM_POLICIES.get(name)
-    return entry is not None and "weights" in {f.name for f in dataclasses.fields(entry.config)}
-
-
-def _scorer(name: str, config: RunConfig, ranker: Recommender | ItemRanker,
-            sweep: np.ndarray) -> Scorer:
-    if isinstance(ranker, Recommender):
-        if name == "deepprl":
-            return lambda pop, items: weighted_scores(ranker, pop, items=items)[0]
-        return _static(ranker, sweep)
-    modules = [ranker.module]
-    if _sweepable(name):
-        state = ranker.module.state_dict()
-        modules = []
-        for alpha in sweep:
-            trial = dataclasses.replace(config, baseline={**config.baseline,
-                                                          "weights": alpha.tolist()})
-            module, _ = build_item_policy(trial, ranker.data)
-            module.load_state_dict(state)
-            modules.append(module)
-
-    @torch.no_grad()
-    def score(pop: Population, items: np.ndarray) -> np.ndarray:
-        batch = lane_batch(pop, ranker.data, ranker.history_length)
-        size = pop.n_lanes // len(modules)
-        candidates = candidate_tensor(pop, items)
-        parts = []
-        for a, module in enumerate(modules):
-            module.eval()
-            rows = slice(a * size, (a + 1) * size)
-            parts.append(module(slice_batch(batch, rows), candidates[rows]))
-        return torch.cat(parts).numpy()
+        alpha = None if sweep is None else _lane_alpha(pop, sweep)
+        return lane_scores(ranker, pop, alpha, items=items)
     return score
 
 
 def _trained(name: str, spec: dict[str, Any], protocol: Protocol, seed: int, out: Path
-             ) -> tuple[RunConfig, Recommender | ItemRanker]:
-    """Train (or reuse, when the saved config matches) model `name` on the log."""
+             ) -> Path:
+    """Train (or reuse, when the saved config matches) model `name` on the log; its run."""
     base = RunConfig(dataset=spec, seed=seed,
                      train=TrainConfig(epochs=protocol.epochs),
                      policy=PolicyConfig(steps=protocol.policy_steps,
                                          static_trials=protocol.static_trials),
                      eval=EvalConfig(max_events=1000))
     train_or_reuse(configure(name, base).to_dict(), str(out))
-    return load_run(out)
+    return out
 
 
 # -- summary ---------------------------------------------------------------------------------

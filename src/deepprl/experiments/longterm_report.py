@@ -10,7 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from deepprl.eval.pareto import pareto_mask
-from deepprl.experiments.report import Context, Report, md_table
+from deepprl.experiments.context import Context
+from deepprl.report import Report, md_table
 
 if TYPE_CHECKING:
     from deepprl.experiments.longterm import Protocol

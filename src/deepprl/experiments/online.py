@@ -24,7 +24,8 @@ from deepprl.abtest.analysis import (
 from deepprl.abtest.platform import PlatformConfig
 from deepprl.abtest.report import analyse
 from deepprl.abtest.simulate import ExperimentConfig, run_experiment
-from deepprl.experiments.report import Context, Report, md_table
+from deepprl.experiments.context import Context
+from deepprl.report import Report, md_table
 
 QUICK = ExperimentConfig(
     platform=PlatformConfig(consumers=500, videos=200, sessions_per_day=1.5, seed=0),

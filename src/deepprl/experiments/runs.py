@@ -14,7 +14,7 @@ from typing import Any
 
 from deepprl.artifacts import read_json
 from deepprl.config import RunConfig
-from deepprl.experiments.report import Context
+from deepprl.experiments.context import Context
 from deepprl.parallel import map_tasks
 from deepprl.zoo import configure
 

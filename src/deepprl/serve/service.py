@@ -20,15 +20,15 @@ import torch
 from deepprl import __version__
 from deepprl.artifacts import ACTOR_FILE, MODEL_FILE, RunError, fingerprint, load_weighted_run
 from deepprl.config import RunConfig
-from deepprl.recommender import (
+from deepprl.ranking.history import (
     HistoryScores,
-    Recommender,
     batch_from_history,
     clock_columns,
     clock_context,
     mean_user_embedding,
     score_history,
 )
+from deepprl.recommender import Recommender
 from deepprl.serve.schemas import FeedbackRequest, RecommendRequest
 from deepprl.serve.settings import IDEMPOTENCY_HEADER, ServeSettings
 from deepprl.serve.store import FeedbackEvent, FeedbackStore, KeyReuseError, Retention, Stored

@@ -31,19 +31,17 @@ from deepprl.config import RunConfig
 from deepprl.data.interactions import Interactions
 from deepprl.data.registry import load_dataset
 from deepprl.data.splits import Split
-from deepprl.distributed import SINGLE, World, barrier, process_group, user_shard
+from deepprl.distributed import SINGLE, World, barrier, process_group
 from deepprl.eval.offline import evaluate_ranker
 from deepprl.eval.static_weights import (
     top_k_mean_reward,
-    tune_static_weights,
     tune_weights,
     validation_set,
 )
-from deepprl.policy.weights import FixedWeights
+from deepprl.learners import LEARNERS, weight_learner
 from deepprl.provenance import code_version
 from deepprl.recommender import ItemRanker, Recommender
 from deepprl.train.stage1 import Progress, fit_predictor, prediction_error
-from deepprl.train.stage2 import TRAJECTORY_LEARNERS, build_trajectories
 from deepprl.zoo import models
 
 log = logging.getLogger("deepprl.train")
@@ -84,10 +82,11 @@ def _train(config: RunConfig, out: Path, progress: Progress | None, world: World
     entry = models().get(config.name)
     if entry is None:
         raise ValueError(f"unknown model {config.name!r}; expected one of {sorted(models())}")
-    if world.distributed and (entry.item_policy is not None
-                              or config.policy.algorithm not in ("ddpg", "static")):
+    if entry.item_policy is None:
+        _check_learner(config, world)
+    elif world.distributed:
         raise ValueError(f"data-parallel training (torchrun) covers the weighted models with "
-                         f"policy ddpg or static; run {config.name!r} in one process")
+                         f"policy {_parallel_learners()}; run {config.name!r} in one process")
     seed_everything(config.seed)
     data = load_dataset(config.dataset)
     split = run_split(data, config)
@@ -125,27 +124,8 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
     for p in model.parameters():  # stage 2 sees a frozen stage-1 model
         p.requires_grad_(False)
     recommender = Recommender(model, build_policy(config, model, data), data)
-    k = config.eval.k
-    weights = None
-    if config.policy.algorithm == "static":  # cheap and deterministic: every rank alike
-        weights, stage2 = tune_static_weights(recommender, data, split, k=k,
-                                              trials=config.policy.static_trials,
-                                              seed=config.seed)
-        recommender.policy = FixedWeights(torch.from_numpy(weights.astype(np.float32)))
-        log.info("static weights tuned on validation: %s", weights.tolist())
-    else:
-        policy_config, pool = config.policy, split.train | split.valid
-        if world.distributed:  # this rank's users' trajectories, and its share of the cap
-            pool = pool & user_shard(data.user, world)
-            policy_config = dataclasses.replace(
-                policy_config, max_events=-(-policy_config.max_events // world.size))
-        env = build_trajectories(recommender, data, pool, policy_config,
-                                 k=k, max_candidates=config.train.max_candidates,
-                                 seed=config.seed)
-        learner = TRAJECTORY_LEARNERS[config.policy.algorithm]
-        extra = {"world": world} if world.distributed else {}
-        stage2 = learner(recommender.policy, env, config.policy, k=k, seed=config.seed,
-                         progress=progress, **extra)
+    fit = weight_learner(config.policy.algorithm).fit()
+    stage2, weights = fit(recommender, data, split, config, progress=progress, world=world)
     for record in stage2[:: max(1, len(stage2) // 10)]:
         log.info("stage 2 %s", record)
     if not world.main:
@@ -156,6 +136,21 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
     metrics = evaluate_ranker(recommender, config, split, static_weights=weights)
     metrics.update({"test_mae": mae, "stage1": stage1, "stage2_last": stage2[-1]})
     return metrics
+
+
+def _check_learner(config: RunConfig, world: World) -> None:
+    """The run's weight learner exists, trains on a log, and may run under torchrun."""
+    learner = weight_learner(config.policy.algorithm)
+    if learner.interactive:
+        raise ValueError(f"policy.algorithm {config.policy.algorithm!r} learns in an "
+                         f"interactive world; train_run trains on a log")
+    if world.distributed and not learner.distributed:
+        raise ValueError(f"data-parallel training (torchrun) covers the weighted models with "
+                         f"policy {_parallel_learners()}; run {config.name!r} in one process")
+
+
+def _parallel_learners() -> str:
+    return " or ".join(name for name, learner in LEARNERS.items() if learner.distributed)
 
 
 def _train_item_policy(config: RunConfig, data: Interactions, split: Split, out: Path

@@ -186,8 +186,3 @@ def learn_reinforce(actor: Actor, env: Trajectories, config: PolicyConfig, *, k:
 
 
 Learner = Callable[..., list[dict[str, float]]]
-
-# algorithms that learn from the logged trajectories; "static" is tuned in eval/static_weights.py
-TRAJECTORY_LEARNERS: dict[str, Learner] = {
-    "ddpg": learn_ddpg, "dqn": learn_dqn, "reinforce": learn_reinforce,
-}

@@ -1,7 +1,8 @@
-"""What every experiment produces: a Markdown report, its JSON and its PNG figures.
+"""The report writer: a Markdown report, its JSON and its PNG figures.
 
-An experiment writes `reports/<experiment>/<dataset>.md`, `<dataset>.json` and
-`<dataset>-<figure>.png`; the first line of the Markdown is the command that made it.
+Every experiment (deepprl.experiments) and the A/B study (deepprl.abtest) writes
+`reports/<experiment>/<dataset>.md`, `<dataset>.json` and `<dataset>-<figure>.png`; the
+first line of the Markdown is the command that made it.
 """
 
 from __future__ import annotations
@@ -20,34 +21,6 @@ matplotlib.use("Agg")  # reports are written to files, never shown
 from matplotlib.figure import Figure
 
 from deepprl.provenance import code_version
-
-
-@dataclass(frozen=True)
-class Context:
-    """How an experiment is run: on which data, at which size, where results go."""
-
-    dataset: str
-    quick: bool = False
-    """Tiny sizes, for CI: the code path of the full mode, not its numbers."""
-    seeds: int | None = None
-    """Repetitions (seeds / network initialisations); None = the experiment's default."""
-    folds: int = 0
-    """0: temporal hold-out; F >= 3: every fold of a time-stratified F-fold split, each
-    repeated over the seeds (the paper's 5-fold x 10 runs is --folds 5 --seeds 10)."""
-    out: Path = Path("reports")
-    """Root of the reports; an experiment writes under out/<experiment>/."""
-    runs: Path = Path("runs/experiments")
-    """Cache of trained runs, shared by experiments (a run is reused when its config
-    matches)."""
-    executor: str = "sequential"
-    """deepprl.parallel executor for independent trainings."""
-    address: str | None = None
-    """Address of an existing cluster for a distributed executor."""
-    command: str = ""
-    """The command line that made the report (written at its top)."""
-
-    def n_seeds(self, full: int, quick: int = 1) -> int:
-        return self.seeds if self.seeds is not None else (quick if self.quick else full)
 
 
 @dataclass
