@@ -67,5 +67,5 @@ def test_gradient_check_states_which_parameters_are_invariant() -> None:
         assert_gradients(named, zero=("w", "b"))
     with pytest.raises(AssertionError, match="c: no gradient"):
         assert_gradients([*named, ("c", None)], zero=("b",))
-    with pytest.raises(AssertionError, match="w: torch.float32 gradient, run in float64"):
+    with pytest.raises(AssertionError, match=r"w: torch\.float32 gradient, run in float64"):
         assert_gradients([("w", w.grad.float())])
