@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import sqlite3
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +37,7 @@ from typer.testing import CliRunner
 from deepprl.cli import app as cli_app
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
 from deepprl.serve import FeedbackStore, ServeSettings, Service
-from deepprl.serve.server import BackgroundServer
+from deepprl.serve.server import BackgroundServer, free_port
 from deepprl.serve.store import FeedbackEvent, KeyReuseError, Retention, Stored
 from deepprl.train.run import train_run
 
@@ -363,3 +367,74 @@ def test_serve_cli_refuses_bad_bounds(run_dir: Path) -> None:
                                   "max_concurrent_requests")):
         result = runner.invoke(cli_app, ["serve", "--run", str(run_dir), option, value])
         assert result.exit_code == 2 and field in result.output, (option, result.output)
+
+
+def _serve_process(run_dir: Path, db: Path, port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen([sys.executable, "-m", "deepprl", "serve", "--run", str(run_dir),
+                                "--db", str(db), "--port", str(port), "--log-level", "error"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return process
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("the server did not start")
+
+
+def test_retries_after_kill_9_store_each_event_once(run_dir: Path, tmp_path: Path) -> None:
+    """Feedback at concurrency 8 to a `deepprl serve` process killed with SIGKILL mid-way;
+    after a restart every event not acknowledged is sent again with its key: the store
+    holds each event exactly once, whether it had been committed before the kill or not."""
+    db, port, n = tmp_path / "kill.sqlite3", free_port(), 120
+    url = f"http://127.0.0.1:{port}/feedback"
+    events = {f"ev-{i}": {"user_id": f"killed-{i % 7}", "item_id": str(1 + i % 40)}
+              for i in range(n)}
+    acked: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def send(key: str) -> None:
+        try:
+            r = requests.post(url, json=events[key], headers={"Idempotency-Key": key},
+                              timeout=30)
+        except requests.RequestException:
+            return  # no answer: to be retried
+        if r.status_code == 201:
+            with lock:
+                acked[key] = r.json()
+
+    process = _serve_process(run_dir, db, port)
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            futures = [pool.submit(send, key) for key in events]
+            deadline = time.monotonic() + 60
+            while len(acked) < n // 4 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            process.send_signal(signal.SIGKILL)
+            for future in futures:
+                future.result()
+    finally:
+        process.kill()
+        process.wait()
+    first = dict(acked)
+    assert n // 4 <= len(first) < n
+    process = _serve_process(run_dir, db, port)
+    try:
+        for key in events:
+            if key not in first:
+                r = requests.post(url, json=events[key], headers={"Idempotency-Key": key},
+                                  timeout=30)
+                assert r.status_code == 201, r.text
+            again = requests.post(url, json=events[key], headers={"Idempotency-Key": key},
+                                  timeout=30)
+            assert again.headers["Idempotent-Replayed"] == "true"
+            if key in first:  # an acknowledged event keeps its acknowledgement
+                assert again.json() == first[key]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == n
+        assert conn.execute("SELECT COUNT(*) FROM idempotency").fetchone()[0] == n
