@@ -84,6 +84,12 @@ class Dataset:
     check_all: Callable[[dict[str, Any]], object] | None = None
     """Checks the options as a whole instead (raising ValueError), where a config class
     already declares them (the simulator's SimulatorConfig)."""
+    note: str = ""
+    """A caveat every offline report on this dataset states (how its events are ordered,
+    what it lacks); empty: none."""
+    world: str = ""
+    """The id of the interactive world its data come from or are calibrated on
+    (deepprl.envs.ENVIRONMENTS); empty: none (no long-term study)."""
 
     def check(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
         """Options validated and normalised; ValueError on an unknown or bad one."""
@@ -102,7 +108,8 @@ SEED = Option(int, "seed of the dataset's random draws")
 
 DATASETS: dict[str, Dataset] = {
     "simulator": Dataset(_simulator, "the paper's discrete-choice simulator (fully observed, "
-                                     "oracle)", check_all=_simulator_config),
+                                     "oracle)", check_all=_simulator_config,
+                         world="deepprl/Simulator-v0"),
     "movielens-100k": Dataset(_movielens, "bundled MovieLens-100K: consistency, recency; "
                                           "rating/5", {"path": PATH}),
     "movielens-latest-small": Dataset(
@@ -113,10 +120,12 @@ DATASETS: dict[str, Dataset] = {
     "yelp-hin": Dataset(
         load_yelp, "Yelp HIN (read from disk, no timestamps): relevance, novelty; stars/5",
         {"path": PATH, "seed": Option(int, "seed of the event order and the user sample"),
-         "users": Option(int, "number of users sampled", minimum=1)}),
+         "users": Option(int, "number of users sampled", minimum=1)},
+        note="Yelp-HIN has no timestamps: each user's events are in a seeded random order, "
+             "so 'latest' means last in that order, and there is no clock context."),
     "movielens-sim": Dataset(_movielens_sim, "MovieLens-100K made fully observed: "
                              "calibrated ratings for every user x movie (the "
-                             "MovieLensSim-v0 world)"),
+                             "MovieLensSim-v0 world)", world="deepprl/MovieLensSim-v0"),
 }
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from deepprl.artifacts import load_weighted_run
+from deepprl.data.clock import CLOCK_CONTEXT
 from deepprl.data.registry import load_dataset
 from deepprl.experiments.context import Context
 from deepprl.experiments.frontier import (
@@ -45,7 +46,7 @@ def figure1(ctx: Context) -> Report:
     data = load_dataset(dataset_spec(ctx))
     x, y = data.objective_names[0], data.objective_names[1]
     corr = per_user_correlation(data.user, data.objectives[:, 0], data.objectives[:, 1])
-    has_clock = ctx.dataset != "yelp-hin"
+    has_clock = data.context_names[: len(CLOCK_CONTEXT)] == CLOCK_CONTEXT
     report = Report("figure1", ctx.dataset, f"Figure 1 on {ctx.dataset}: how the relation "
                     f"between {x} and {y} varies by user"
                     + (" and by hour" if has_clock else ""), ctx.command)

@@ -43,6 +43,7 @@ import numpy as np
 from deepprl.artifacts import load_run
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
 from deepprl.data.movielens import load_movielens_100k
+from deepprl.data.registry import DATASETS
 from deepprl.data.simulator import SimulatorConfig, make_world
 from deepprl.envs.agents import lane_scores
 from deepprl.envs.core import Population, ResponseConfig, Truth
@@ -115,8 +116,8 @@ def longterm(ctx: Context) -> Report:
     protocol = quick if ctx.quick else full
     protocol = dataclasses.replace(protocol, runs=ctx.n_seeds(protocol.runs, protocol.runs))
     started = time.perf_counter()
-    trained = (_offline_runs(ctx, protocol) if protocol.dataset != "simulator"
-               else [None] * protocol.runs)
+    trained = ([None] * protocol.runs if _world_of(protocol).own_log
+               else _offline_runs(ctx, protocol))
     tasks = [{"protocol": protocol, "seed": seed, "trained": trained[seed],
               "runs_dir": str(ctx.runs / "longterm" / ("quick" if ctx.quick else "full"))}
              for seed in range(protocol.runs)]
@@ -172,14 +173,15 @@ def _simulator_spec(protocol: Protocol) -> dict[str, Any]:
 
 def _world(protocol: Protocol, seed: int) -> tuple[Truth, dict[str, np.ndarray]]:
     """The world's truth and the run's initial state (users, history, times, start[, seen])."""
-    if protocol.dataset == "simulator":
-        world = make_world(SimulatorConfig(n_users=protocol.n_users, n_items=protocol.n_items,
-                                           events_per_user=protocol.events_per_user,
-                                           seed=protocol.world_seed))
-        return SimulatorTruth(world), _random_start(protocol, seed)
-    if protocol.dataset == "movielens-sim":
-        return _movielens_world(protocol)
-    raise ValueError(f"no long-term world {protocol.dataset!r}")
+    return _world_of(protocol).build(protocol, seed)
+
+
+def _simulator_world(protocol: Protocol, seed: int) -> tuple[Truth, dict[str, np.ndarray]]:
+    """The paper's simulator at the protocol's size; random initial histories."""
+    world = make_world(SimulatorConfig(n_users=protocol.n_users, n_items=protocol.n_items,
+                                       events_per_user=protocol.events_per_user,
+                                       seed=protocol.world_seed))
+    return SimulatorTruth(world), _random_start(protocol, seed)
 
 
 def _random_start(protocol: Protocol, seed: int) -> dict[str, np.ndarray]:
@@ -191,7 +193,7 @@ def _random_start(protocol: Protocol, seed: int) -> dict[str, np.ndarray]:
             "times": np.stack([p[1] for p in parts]), "start": np.array([p[2] for p in parts])}
 
 
-def _movielens_world(protocol: Protocol) -> tuple[Truth, dict[str, np.ndarray]]:
+def _movielens_world(protocol: Protocol, seed: int) -> tuple[Truth, dict[str, np.ndarray]]:
     """The calibrated MovieLens world; a fixed sample of users (world_seed) starts from
     their last `initial` logged ratings, with everything they rated consumed."""
     data = load_movielens_100k()
@@ -212,6 +214,31 @@ def _movielens_world(protocol: Protocol) -> tuple[Truth, dict[str, np.ndarray]]:
         seen[row, data.item[span]] = True
     return truth, {"users": users, "history": history, "times": times,
                    "start": times[:, -1] + HOUR, "seen": seen}
+
+
+@dataclass(frozen=True)
+class World:
+    """How the long-term study builds an interactive world (by its id in deepprl.envs)."""
+
+    build: Callable[[Protocol, int], tuple[Truth, dict[str, np.ndarray]]]
+    """(protocol, run seed) -> the world's truth and the run's initial state."""
+    own_log: bool
+    """Every method trains on a log drawn from the world at the protocol's size (the
+    simulator); False: the experiments' cached runs on the dataset are reused."""
+
+
+WORLDS: dict[str, World] = {
+    "deepprl/Simulator-v0": World(_simulator_world, own_log=True),
+    "deepprl/MovieLensSim-v0": World(_movielens_world, own_log=False),
+}
+
+
+def _world_of(protocol: Protocol) -> World:
+    """The world of the protocol's dataset, as the data registry names it."""
+    entry = DATASETS.get(protocol.dataset)
+    if entry is None or entry.world not in WORLDS:
+        raise ValueError(f"no long-term world for dataset {protocol.dataset!r}")
+    return WORLDS[entry.world]
 
 
 class _Simulation:

@@ -15,7 +15,7 @@ import numpy as np
 
 from deepprl.artifacts import run_split
 from deepprl.config import RunConfig
-from deepprl.data.registry import load_dataset
+from deepprl.data.registry import DATASETS, load_dataset
 from deepprl.eval.evaluator import build_eval_set
 from deepprl.experiments import paper
 from deepprl.experiments.context import Context
@@ -225,9 +225,13 @@ def data_line(ctx: Context, res: Results) -> str:
             + (" " + FOLDS_PROTOCOL.format(folds=ctx.folds, runs=res.seeds) if ctx.folds
                else "")
             + f" Runs trained by: {', '.join(sorted(_trained_by(res)))}."
-            + (" Yelp-HIN has no timestamps: each user's events are in a seeded random "
-               "order, so 'latest' means last in that order, and there is no clock context."
-               if ctx.dataset == "yelp-hin" else ""))
+            + _note(ctx.dataset))
+
+
+def _note(dataset: str) -> str:
+    """The dataset's caveat (data registry), for the data line."""
+    entry = DATASETS.get(dataset)
+    return " " + entry.note if entry is not None and entry.note else ""
 
 
 def _trained_by(res: Results) -> set[str]:
