@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepprl import __version__
+from deepprl import __version__, rundir
 from deepprl.artifacts import (
     build_item_policy,
     build_model,
     build_policy,
+    read_json,
     rebuild_item_policy,
     run_split,
     save_item_run,
@@ -42,6 +43,8 @@ from deepprl.eval.static_weights import (
 from deepprl.policy.weights import FixedWeights
 from deepprl.provenance import code_version
 from deepprl.recommender import ItemRanker, Recommender
+from deepprl.train.checkpoint import Checkpoints
+from deepprl.train.progress import ProgressLog
 from deepprl.train.stage1 import Progress, fit_predictor, prediction_error
 from deepprl.train.stage2 import TRAJECTORY_LEARNERS, build_trajectories
 from deepprl.zoo import models
@@ -55,31 +58,76 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_run(config: RunConfig, out: str | Path, *, progress: Progress | None = None
-              ) -> dict[str, Any]:
+def train_run(config: RunConfig, out: str | Path, *, progress: Progress | None = None,
+              overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
     """Train the configured model, save it under `out`, return (and save) its metrics.
 
-    Launched by torchrun with several processes, training is data-parallel (see
-    deepprl.distributed) and only rank 0 writes `out`; the other ranks return
-    {"rank": r, ...} without metrics."""
+    An existing non-empty `out` is refused unless `overwrite` (emptied first) or `resume`
+    (continued from its last checkpoint; a complete run of the same config is returned
+    as it is). The run's files are written atomically and COMPLETE.json last (see
+    deepprl.rundir). Launched by torchrun with several processes, training is
+    data-parallel (see deepprl.distributed) and only rank 0 writes `out`; the other ranks
+    return {"rank": r, ...} without metrics; such runs are not checkpointed."""
     out = Path(out)
     with process_group() as world:
         if not world.main:
             return _train(config, out, progress, world)
-        out.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(out / "train.log", mode="w", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
+        mode = _prepare_out(out, config, world, overwrite=overwrite, resume=resume)
+        if mode == "done":
+            done: dict[str, Any] = read_json(out / "metrics.json")
+            return done
+        checkpoints = None if world.distributed else Checkpoints(
+            folder=rundir.start_checkpoints(out, config.to_dict()))
+        handler = _log_to(out, append=mode == "resume")
+        if mode == "resume":
+            _log_resume(out, checkpoints)
         try:
-            return _train(config, out, progress, world)
+            return _train(config, out, ProgressLog(logger=log, inner=progress), world,
+                          checkpoints)
         finally:
             log.removeHandler(handler)
             handler.close()
 
 
-def _train(config: RunConfig, out: Path, progress: Progress | None, world: World
-           ) -> dict[str, Any]:
+def _prepare_out(out: Path, config: RunConfig, world: World, *, overwrite: bool,
+                 resume: bool) -> str:
+    """rundir.prepare: "fresh", "resume" or "done"."""
+    if resume and world.distributed:
+        raise ValueError("--resume covers single-process training; data-parallel runs "
+                         "(torchrun) are not checkpointed: rerun with --overwrite")
+    return rundir.prepare(out, config.to_dict(), overwrite=overwrite, resume=resume)
+
+
+def _log_to(out: Path, *, append: bool) -> logging.Handler:
+    """train.log, written as training goes (a resumed run appends to the killed one's)."""
+    handler = logging.FileHandler(out / rundir.LOG_FILE, mode="a" if append else "w",
+                                  encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def _resume_point(checkpoints: Checkpoints | None) -> str:
+    """Where a resumed run continues, for train.log."""
+    for name, unit in (("stage2", "step"), ("stage1", "epoch")):
+        position = checkpoints.position(name) if checkpoints is not None else None
+        if position is not None:
+            done = position.get("step", len(position.get("log", [])))
+            return f"its {name} checkpoint ({unit} {done})"
+    return "the start (no checkpoint of a training stage)"
+
+
+def _log_resume(out: Path, checkpoints: Checkpoints | None) -> None:
+    log.info("resuming %s from %s", out, _resume_point(checkpoints))
+    started_with = rundir.checkpoint_code(out)
+    if started_with is not None and started_with != code_version():
+        log.warning("the run was started by %s and resumes with %s: results may differ "
+                    "from an uninterrupted run", started_with, code_version())
+
+
+def _train(config: RunConfig, out: Path, progress: Progress | None, world: World,
+           checkpoints: Checkpoints | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     entry = models().get(config.name)
     if entry is None:
@@ -98,7 +146,7 @@ def _train(config: RunConfig, out: Path, progress: Progress | None, world: World
     if entry.item_policy is not None:
         metrics = _train_item_policy(config, data, split, out)
     else:
-        metrics = _train_weighted(config, data, split, out, progress, world)
+        metrics = _train_weighted(config, data, split, out, progress, world, checkpoints)
     if not world.main:
         barrier(world)
         return {"rank": world.rank, "world_size": world.size, "model": config.name}
@@ -107,18 +155,26 @@ def _train(config: RunConfig, out: Path, progress: Progress | None, world: World
                     "code": code_version()})
     write_json(out / "seed.txt", config.seed)
     write_json(out / "metrics.json", metrics)
+    _complete(out, config)
     log.info("metrics %s", {m: metrics[m] for m in ("learned", "equal") if m in metrics})
     barrier(world)
     return metrics
 
 
+def _complete(out: Path, config: RunConfig) -> None:
+    """The completion marker, last; then the checkpoints go (a kill in between leaves a
+    complete run whose leftover checkpoints nothing reads)."""
+    rundir.write_marker(out, config.to_dict())
+    rundir.remove_checkpoints(out)
+
+
 def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Path,
-                    progress: Progress | None, world: World = SINGLE) -> dict[str, Any]:
+                    progress: Progress | None, world: World = SINGLE,
+                    checkpoints: Checkpoints | None = None) -> dict[str, Any]:
     model = build_model(config, data)
     stage1 = fit_predictor(model, data, np.flatnonzero(split.train), config.train,
-                           seed=config.seed, progress=progress, world=world)
-    for record in stage1:
-        log.info("stage 1 %s", record)
+                           seed=config.seed, progress=progress, world=world,
+                           checkpoints=checkpoints)
     mae = prediction_error(model, data, np.flatnonzero(split.test)) if world.main else {}
     log.info("test MAE of the logged items: %s", mae)
 
@@ -128,9 +184,11 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
     k = config.eval.k
     weights = None
     if config.policy.algorithm == "static":  # cheap and deterministic: every rank alike
+        _phase(progress, "static weights", 0)
         weights, stage2 = tune_static_weights(recommender, data, split, k=k,
                                               trials=config.policy.static_trials,
                                               seed=config.seed)
+        _phase(progress, "static weights", 1)
         recommender.policy = FixedWeights(torch.from_numpy(weights.astype(np.float32)))
         log.info("static weights tuned on validation: %s", weights.tolist())
     else:
@@ -143,19 +201,26 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
                                  k=k, max_candidates=config.train.max_candidates,
                                  seed=config.seed)
         learner = TRAJECTORY_LEARNERS[config.policy.algorithm]
-        extra = {"world": world} if world.distributed else {}
+        extra: dict[str, Any] = {"world": world} if world.distributed else {
+            "checkpoints": checkpoints}
         stage2 = learner(recommender.policy, env, config.policy, k=k, seed=config.seed,
                          progress=progress, **extra)
-    for record in stage2[:: max(1, len(stage2) // 10)]:
-        log.info("stage 2 %s", record)
     if not world.main:
         return {}
     if not config.policy.dynamic:
         recommender.fix_weights_at(split)
     save_run(out, config, model, recommender.policy, data)
+    _phase(progress, "evaluation", 0)
     metrics = evaluate_ranker(recommender, config, split, static_weights=weights)
+    _phase(progress, "evaluation", 1)
     metrics.update({"test_mae": mae, "stage1": stage1, "stage2_last": stage2[-1]})
     return metrics
+
+
+def _phase(progress: Progress | None, name: str, done: int) -> None:
+    """A one-step phase (tuning, evaluation): its start (0) and its end (1)."""
+    if progress is not None:
+        progress(name, done, 1, {})
 
 
 def _train_item_policy(config: RunConfig, data: Interactions, split: Split, out: Path
