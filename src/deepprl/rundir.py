@@ -8,8 +8,11 @@ directory without that marker, or whose files no longer match it, is not a run t
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,13 +78,13 @@ def check_complete(run: Path, required: tuple[str, ...] = ()) -> dict[str, Any]:
     for name, digest in marker["files"].items():
         path = run / name
         if not path.is_file():
-            raise RunError(f"{run}: {name} is missing (listed in {MARKER}); the run was "
+            raise RunError(f"{run}: missing {name} (listed in {MARKER}): the run was "
                            f"changed after training; retrain with "
                            f"'deepprl train ... --out {run} --overwrite'")
         if sha256_file(path) != digest:
-            raise RunError(f"{run}: {name} differs from the file training wrote (SHA-256 in "
-                           f"{MARKER}); the run was changed or corrupted after training; "
-                           f"retrain with 'deepprl train ... --out {run} --overwrite'")
+            raise RunError(f"{run}: {name} is corrupt or was changed after training (its "
+                           f"SHA-256 differs from the one in {MARKER}); retrain with "
+                           f"'deepprl train ... --out {run} --overwrite'")
     absent = [name for name in required if name not in marker["files"]]
     if absent:
         raise RunError(f"{run}: the completed run has no {', '.join(absent)}; is this a "
@@ -157,6 +160,46 @@ def config_difference(saved: dict[str, Any], wanted: dict[str, Any], prefix: str
     return out
 
 
+@contextlib.contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the directory `out` (created if needed) while training
+    writes it, so two trainings never write one directory; the kernel releases it when
+    the process dies, kill -9 included."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): unlocked
+        yield
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            raise RunError(f"--out {out}: another training is writing this directory; wait "
+                           f"for it, or choose another --out") from err
+        yield
+    finally:
+        os.close(fd)
+
+
+def failed_start(out: Path) -> bool:
+    """Nothing but the log of a training that stopped on an error before it trained
+    anything (train_run leaves only that): nothing to lose, nothing to resume."""
+    return [p.name for p in out.iterdir()] == [LOG_FILE]
+
+
+def forget_failed_start(out: Path) -> None:
+    """After an error before anything was trained (no stage checkpoint, no run file),
+    leave only the log, so that the next training may start here without --overwrite."""
+    names = {p.name for p in out.iterdir()}
+    if names <= {LOG_FILE, CHECKPOINT_DIR} and not any(
+            p.suffix == ".safetensors" for p in (out / CHECKPOINT_DIR).glob("*")):
+        remove_checkpoints(out)
+
+
 def prepare(out: Path, config: dict[str, Any], *, overwrite: bool = False,
             resume: bool = False) -> str:
     """Make `out` ready for training `config`: "fresh" (empty, or wiped by overwrite),
@@ -170,6 +213,9 @@ def prepare(out: Path, config: dict[str, Any], *, overwrite: bool = False,
         raise RunError(f"--out {out}: exists and is not a directory")
     if not out.exists() or not any(out.iterdir()):
         out.mkdir(parents=True, exist_ok=True)
+        return "fresh"
+    if failed_start(out):
+        _empty(out, keep=())
         return "fresh"
     if not looks_like_run(out):
         raise RunError(f"--out {out}: a non-empty directory that is not a deepprl run; "

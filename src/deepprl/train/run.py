@@ -72,21 +72,32 @@ def train_run(config: RunConfig, out: str | Path, *, progress: Progress | None =
     with process_group() as world:
         if not world.main:
             return _train(config, out, progress, world)
-        mode = _prepare_out(out, config, world, overwrite=overwrite, resume=resume)
-        if mode == "done":
-            done: dict[str, Any] = read_json(out / "metrics.json")
-            return done
-        checkpoints = None if world.distributed else Checkpoints(
-            folder=rundir.start_checkpoints(out, config.to_dict()))
-        handler = _log_to(out, append=mode == "resume")
-        if mode == "resume":
-            _log_resume(out, checkpoints)
-        try:
-            return _train(config, out, ProgressLog(logger=log, inner=progress), world,
-                          checkpoints)
-        finally:
-            log.removeHandler(handler)
-            handler.close()
+        with rundir.locked(out):
+            mode = _prepare_out(out, config, world, overwrite=overwrite, resume=resume)
+            if mode == "done":
+                done: dict[str, Any] = read_json(out / "metrics.json")
+                return done
+            return _train_logged(config, out, progress, world, mode)
+
+
+def _train_logged(config: RunConfig, out: Path, progress: Progress | None, world: World,
+                  mode: str) -> dict[str, Any]:
+    """_train with train.log and checkpoints (none under torchrun) in `out`."""
+    checkpoints = None if world.distributed else Checkpoints(
+        folder=rundir.start_checkpoints(out, config.to_dict()))
+    handler = _log_to(out, append=mode == "resume")
+    if mode == "resume":
+        _log_resume(out, checkpoints)
+    try:
+        return _train(config, out, ProgressLog(logger=log, inner=progress), world,
+                      checkpoints)
+    except Exception:
+        if mode == "fresh":  # e.g. a bad option found before training: a rerun may start
+            rundir.forget_failed_start(out)
+        raise
+    finally:
+        log.removeHandler(handler)
+        handler.close()
 
 
 def _prepare_out(out: Path, config: RunConfig, world: World, *, overwrite: bool,
