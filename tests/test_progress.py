@@ -103,10 +103,11 @@ def test_phases_log_their_start_and_end(captured: tuple[logging.Logger, list[str
     logger, lines = captured
     clock = _Clock()
     progress = ProgressLog(logger=logger, clock=clock)
-    progress("evaluation", 0, 1, {})
+    progress("evaluation", 0, 1, {"trials": 40})
     clock.now += 75.0
     progress("evaluation", 1, 1, {})
-    assert lines == ["evaluation: started", "evaluation: done in 1 min 15 s"]
+    assert lines == ["evaluation: started (tuning static weights: 40 Optuna trials)",
+                     "evaluation: done in 1 min 15 s"]
 
 
 def test_durations() -> None:

@@ -45,16 +45,20 @@ class _Bars:
             self.lines.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         self.tasks: dict[str, TaskID] = {}
 
+    # on the parent of "deepprl.train": a line reaches train.log (that logger's own file)
+    # before it reaches stderr
+    _LOGGER = "deepprl"
+
     def __enter__(self) -> _Bars:
         self.progress.start()
         if self.lines is not None:
-            logging.getLogger("deepprl.train").addHandler(self.lines)
+            logging.getLogger(self._LOGGER).addHandler(self.lines)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
         if self.lines is not None:
-            logging.getLogger("deepprl.train").removeHandler(self.lines)
+            logging.getLogger(self._LOGGER).removeHandler(self.lines)
 
     def __call__(self, stage: str, done: int, total: int, info: dict[str, float]) -> None:
         label = f"{stage} epoch {int(info['epoch'])}" if "epoch" in info else stage

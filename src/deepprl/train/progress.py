@@ -71,7 +71,11 @@ class ProgressLog:
         clock.last_line = now
         elapsed = now - clock.started
         if total == 1:  # a one-step phase: its start and its end
-            return f"{stage}: started" if done == 0 else f"{stage}: done in {duration(elapsed)}"
+            if done:
+                return f"{stage}: done in {duration(elapsed)}"
+            trials = int(info.get("trials", 0))
+            return f"{stage}: started" + (f" (tuning static weights: {trials} Optuna trials)"
+                                          if trials else "")
         timing = f"{duration(elapsed)} elapsed, ETA {self._eta(clock, done, total, elapsed)}"
         where = (f"epoch {int(info['epoch'])} batch {done}/{total}" if stage == "predictor"
                  else f"{_unit(stage)} {done}/{total}")

@@ -195,7 +195,7 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
     k = config.eval.k
     weights = None
     if config.policy.algorithm == "static":  # cheap and deterministic: every rank alike
-        _phase(progress, "static weights", 0)
+        _phase(progress, "static weights", 0, trials=config.policy.static_trials)
         weights, stage2 = tune_static_weights(recommender, data, split, k=k,
                                               trials=config.policy.static_trials,
                                               seed=config.seed)
@@ -221,17 +221,19 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
     if not config.policy.dynamic:
         recommender.fix_weights_at(split)
     save_run(out, config, model, recommender.policy, data)
-    _phase(progress, "evaluation", 0)
+    tuned = weights is None and bool(split.valid.any())  # the static reference is tuned
+    _phase(progress, "evaluation", 0, trials=config.policy.static_trials if tuned else 0)
     metrics = evaluate_ranker(recommender, config, split, static_weights=weights)
     _phase(progress, "evaluation", 1)
     metrics.update({"test_mae": mae, "stage1": stage1, "stage2_last": stage2[-1]})
     return metrics
 
 
-def _phase(progress: Progress | None, name: str, done: int) -> None:
-    """A one-step phase (tuning, evaluation): its start (0) and its end (1)."""
+def _phase(progress: Progress | None, name: str, done: int, *, trials: int = 0) -> None:
+    """A one-step phase (tuning, evaluation): its start (0) and its end (1); `trials`:
+    the static-weight tuning trials it runs."""
     if progress is not None:
-        progress(name, done, 1, {})
+        progress(name, done, 1, {"trials": trials} if trials else {})
 
 
 def _train_item_policy(config: RunConfig, data: Interactions, split: Split, out: Path
