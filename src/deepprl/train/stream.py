@@ -34,6 +34,7 @@ def fit_predictor_file(config: RunConfig, data: str | Path, mapping: str | Path,
     records = fit_predictor_stream(model, log, config.train, seed=config.seed,
                                    progress=progress)
     out.mkdir(parents=True, exist_ok=True)
+    (out / rundir.MARKER).unlink(missing_ok=True)  # a rerun's old marker: complete no more
     save_safetensors(out / MODEL_FILE, model.state_dict())
     write_json(out / CONFIG_FILE, config.to_dict())
     metrics = {"model": config.name, "data": str(data), "records": log.n_rows,
