@@ -130,9 +130,12 @@ def test_a_run_without_its_marker_is_refused_with_how_to_resume(
     (run / "metrics.json").unlink()  # killed after the weights, before the metrics
     with pytest.raises(RunError, match=r"incomplete run: no COMPLETE\.json.*--resume"):
         load_run(run)
+    from deepprl.serve.service import Service
+
+    with pytest.raises(RunError, match="incomplete run"):  # what `deepprl serve` loads
+        Service.load(run, db=tmp_path / "feedback.sqlite3")
     for command in (["evaluate", "--run", str(run)],
-                    ["recommend", "--run", str(run), "--user", "1"],
-                    ["serve", "--run", str(run), "--port", "0"]):
+                    ["recommend", "--run", str(run), "--user", "1"]):
         result = CliRunner().invoke(app, command)
         assert result.exit_code == 2, (command, result.output)
         assert "incomplete run" in result.output and "--resume" in result.output
