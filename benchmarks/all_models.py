@@ -26,7 +26,7 @@ def main() -> None:
     for name in args.models or list(models()):
         start = time.perf_counter()
         config = configure(name, RunConfig(dataset={"name": args.dataset}, seed=args.seed))
-        m = train_run(config, f"{args.out}/{args.dataset}/{name}")
+        m = train_run(config, f"{args.out}/{args.dataset}/{name}", overwrite=True)
         row = {"model": name, "dataset": args.dataset, "reward": m["learned"]["reward"],
                "objectives": m["learned"]["objectives"],
                "references": {r: m[r]["reward"] for r in ("equal", "static", "popularity",

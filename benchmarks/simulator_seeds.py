@@ -22,7 +22,7 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         config = RunConfig(dataset={"name": "simulator", "seed": seed}, seed=seed)
-        m = train_run(config, f"{args.out}/seed{seed}")
+        m = train_run(config, f"{args.out}/seed{seed}", overwrite=True)
         row = {"seed": seed, **{f"{k}_reward": m[k]["reward"]
                                 for k in ("learned", "equal", "static", "popularity", "oracle")}}
         rows.append(row)

@@ -530,10 +530,20 @@ def test_state_survives_a_restart(run_dir: Path, tmp_path: Path) -> None:
 # -- refusing to start --------------------------------------------------------------------
 
 
+def _reseal(run: Path) -> None:
+    """A new completion marker over a changed copy (as a run written elsewhere has)."""
+    from deepprl.rundir import write_marker
+
+    write_marker(run, json.loads((run / "COMPLETE.json").read_text())["config"])
+
+
 def test_corrupt_or_incompatible_run_stops_at_start(run_dir: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad-run"
     shutil.copytree(run_dir, bad, ignore=shutil.ignore_patterns("*.sqlite3*"))
     (bad / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(RunError, match="corrupt or was changed after training"):
+        Service.load(bad, db=tmp_path / "x.sqlite3")
+    _reseal(bad)  # past the digest check: the weights loader's own
     with pytest.raises(RunError, match="corrupt or incompatible weights"):
         Service.load(bad, db=tmp_path / "x.sqlite3")
     result = CliRunner().invoke(cli_app, ["serve", "--run", str(bad), "--port", "0"])
@@ -543,6 +553,7 @@ def test_corrupt_or_incompatible_run_stops_at_start(run_dir: Path, tmp_path: Pat
     shutil.copytree(run_dir, old, ignore=shutil.ignore_patterns("*.sqlite3*"))
     schema = json.loads((old / "schema.json").read_text())
     (old / "schema.json").write_text(json.dumps({**schema, "deepprl_version": "0.0.9"}))
+    _reseal(old)
     result = CliRunner().invoke(cli_app, ["serve", "--run", str(old)])
     assert result.exit_code == 2 and "retrain" in result.output
 

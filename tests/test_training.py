@@ -18,6 +18,7 @@ from deepprl.data.registry import load_dataset
 from deepprl.data.splits import temporal_holdout
 from deepprl.eval.offline import METHODS, evaluate_ranker
 from deepprl.recommender import Recommender
+from deepprl.rundir import write_marker
 from deepprl.train.run import train_run
 from deepprl.train.stage1 import fit_predictor
 
@@ -49,6 +50,13 @@ def loaded(runs: dict[str, Path]) -> tuple[RunConfig, Recommender]:
 
 def _metrics(run: Path) -> dict:
     return json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+
+
+def _reseal(run: Path) -> None:
+    """A new completion marker over a damaged copy: what the checks below load_run's own
+    digest check see (e.g. a run written elsewhere, by another version)."""
+    marker = json.loads((run / "COMPLETE.json").read_text(encoding="utf-8"))
+    write_marker(run, marker["config"])
 
 
 # -- the run directory ---------------------------------------------------------------------
@@ -117,6 +125,7 @@ def test_save_load_predict_identical(tmp_path: Path) -> None:
             p.add_(0.1 * torch.randn_like(p))
     memory = Recommender(model, actor, data)
     save_run(tmp_path, config, model, actor, data)
+    write_marker(tmp_path, config.to_dict())  # train_run writes it after its last file
     _, disk = load_run(tmp_path)
 
     events = np.arange(0, data.n_events, 7)
@@ -163,6 +172,9 @@ def test_load_run_corrupt_weights(runs: dict[str, Path], tmp_path: Path, damage:
         path.write_bytes(np.random.default_rng(0).bytes(4096))
     else:
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(RunError, match="corrupt or was changed after training"):
+        load_run(run)
+    _reseal(run)
     with pytest.raises(RunError, match="corrupt or incompatible weights"):
         load_run(run)
 
@@ -175,6 +187,7 @@ def test_load_run_other_major_version(runs: dict[str, Path], tmp_path: Path,
     schema = json.loads((run / "schema.json").read_text(encoding="utf-8"))
     schema["deepprl_version"] = version
     (run / "schema.json").write_text(json.dumps(schema), encoding="utf-8")
+    _reseal(run)
     with pytest.raises(RunError, match=rf"written by deepprl {version}.*retrain"):
         load_run(run)
 
@@ -183,6 +196,7 @@ def test_load_run_unreadable_json(runs: dict[str, Path], tmp_path: Path) -> None
     run = tmp_path / "run"
     shutil.copytree(runs["a"], run)
     (run / "config.json").write_text("{not json", encoding="utf-8")
+    _reseal(run)
     with pytest.raises(RunError, match=r"config\.json"):
         load_run(run)
 
@@ -194,6 +208,7 @@ def test_load_run_incomplete_schema(runs: dict[str, Path], tmp_path: Path, schem
     raw = json.loads((run / "schema.json").read_text(encoding="utf-8"))
     raw = {k: v for k, v in raw.items() if k != "user_ids"} if schema == "no_ids" else [1]
     (run / "schema.json").write_text(json.dumps(raw), encoding="utf-8")
+    _reseal(run)
     with pytest.raises(RunError, match="schema"):
         load_run(run)
 
@@ -204,6 +219,7 @@ def test_load_run_unknown_dataset(runs: dict[str, Path], tmp_path: Path) -> None
     raw = json.loads((run / "config.json").read_text(encoding="utf-8"))
     raw["dataset"]["name"] = "no-such-dataset"
     (run / "config.json").write_text(json.dumps(raw), encoding="utf-8")
+    _reseal(run)
     with pytest.raises(RunError, match="no-such-dataset"):
         load_run(run)
 
@@ -294,6 +310,7 @@ def test_load_run_detects_changed_data(runs: dict[str, Path], tmp_path: Path) ->
     raw = json.loads((run / "config.json").read_text(encoding="utf-8"))
     raw["dataset"]["seed"] = 12345  # same ids, different log
     (run / "config.json").write_text(json.dumps(raw), encoding="utf-8")
+    _reseal(run)
     with pytest.raises(RunError, match="no longer matches"):
         load_run(run)
 

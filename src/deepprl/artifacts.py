@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from deepprl import __version__
@@ -22,19 +22,19 @@ from deepprl.config import RunConfig, build
 from deepprl.data.interactions import Interactions
 from deepprl.data.registry import load_dataset
 from deepprl.data.splits import Split, make_split
+from deepprl.io import save_safetensors
+from deepprl.io import write_json as write_json
 from deepprl.learners import weight_learner
 from deepprl.models.network import DataShape, PredictorModel
 from deepprl.policy.weights import Actor
 from deepprl.recommender import ItemRanker, Recommender
+from deepprl.rundir import RunError as RunError
+from deepprl.rundir import check_complete
 
 _SCHEMA_KEYS = {"deepprl_version", "shape", "objectives", "user_ids", "item_ids",
                 "data_fingerprint"}
 MODEL_FILE, ACTOR_FILE, CONFIG_FILE, SCHEMA_FILE = (
     "model.safetensors", "actor.safetensors", "config.json", "schema.json")
-
-
-class RunError(ValueError):
-    """A run directory that is missing, corrupt or incompatible."""
 
 
 def run_split(data: Interactions, config: RunConfig) -> Split:
@@ -124,7 +124,7 @@ def save_item_run(out: Path, config: RunConfig, module: nn.Module, data: Interac
 
 
 def _save_module(module: nn.Module, path: Path) -> None:
-    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, path)
+    save_safetensors(path, module.state_dict())
 
 
 def _save_meta(out: Path, config: RunConfig, data: Interactions) -> None:
@@ -149,7 +149,8 @@ def fingerprint(data: Interactions) -> str:
 
 
 def load_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRanker]:
-    """Rebuild data, model and actor of a run; RunError with a clear message otherwise."""
+    """Rebuild data, model and actor of a run; RunError with a clear message otherwise
+    (also for a run that never completed, or whose files changed after training)."""
     run = Path(run)
     config, schema = _read_meta(run)
     try:
@@ -174,6 +175,7 @@ def _read_meta(run: Path) -> tuple[RunConfig, dict[str, Any]]:
     """A run directory's config and schema, checked; RunError otherwise."""
     if not run.is_dir():
         raise RunError(f"{run}: no such run directory")
+    check_complete(run, required=(MODEL_FILE, CONFIG_FILE, SCHEMA_FILE))
     for name in (MODEL_FILE, CONFIG_FILE, SCHEMA_FILE):
         if not (run / name).is_file():
             raise RunError(f"{run}: missing {name}; is this a directory written by "
@@ -227,10 +229,6 @@ def _load_module(module: nn.Module, path: Path, run: Path) -> None:
     except Exception as err:  # safetensors' own error type, RuntimeError on shape mismatch
         raise RunError(f"{run}: corrupt or incompatible weights in {path.name}: {err}") from err
     module.eval()
-
-
-def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
 def read_json(path: Path) -> Any:

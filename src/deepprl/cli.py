@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,13 +29,36 @@ def _fail(message: str) -> None:
 
 
 class _Bars:
-    """A rich progress bar per training stage, written to stderr."""
+    """Training progress on stderr: a rich bar per stage on a terminal; elsewhere (CI,
+    nohup, a redirected log) train.log's progress lines, one per epoch, per few hundred
+    policy steps and per phase, as they happen (deepprl.train.progress)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, terminal: bool | None = None) -> None:
+        terminal = err.is_terminal if terminal is None else terminal
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                  TextColumn("{task.completed}/{task.total}"),
-                                 TimeElapsedColumn(), console=err, disable=not enabled)
+                                 TimeElapsedColumn(), console=err,
+                                 disable=not (enabled and terminal))
+        self.lines: logging.Handler | None = None
+        if enabled and not terminal:
+            self.lines = logging.StreamHandler(sys.stderr)  # flushed after every line
+            self.lines.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         self.tasks: dict[str, TaskID] = {}
+
+    # on the parent of "deepprl.train": a line reaches train.log (that logger's own file)
+    # before it reaches stderr
+    _LOGGER = "deepprl"
+
+    def __enter__(self) -> _Bars:
+        self.progress.start()
+        if self.lines is not None:
+            logging.getLogger(self._LOGGER).addHandler(self.lines)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+        if self.lines is not None:
+            logging.getLogger(self._LOGGER).removeHandler(self.lines)
 
     def __call__(self, stage: str, done: int, total: int, info: dict[str, float]) -> None:
         label = f"{stage} epoch {int(info['epoch'])}" if "epoch" in info else stage
@@ -119,8 +143,14 @@ def train(
         "--set", help="Config override SECTION.FIELD=VALUE (sections model, train, policy, "
                       "eval; see deepprl/config.py), e.g. policy.gamma=0.9; repeatable.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace the run already in OUT (it is emptied first).")] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the killed run in OUT from its last checkpoint (same options as "
+             "it was started with).")] = False,
 ) -> None:
-    """Train a model; OUT receives config, seed, weights, metrics and train.log.
+    """Train a model; OUT receives config, seed, weights, metrics and train.log, and
+    COMPLETE.json last. An existing run in OUT is refused without --overwrite or --resume.
 
     Data-parallel on several processes: torchrun --nproc_per_node=N -m deepprl train ...
     (rank 0 writes OUT and prints; see docs/scaling.md)."""
@@ -131,9 +161,9 @@ def train(
         main_rank = env_world().main
         config = _run_config(dataset, data, mapping, seed, epochs, policy_steps, k,
                              dataset_option, set_, model)
-        bars = _Bars(enabled=not quiet and main_rank)
-        with bars.progress:
-            metrics = train_run(config, out, progress=bars)
+        with _Bars(enabled=not quiet and main_rank) as bars:
+            metrics = train_run(config, out, progress=bars, overwrite=overwrite,
+                                resume=resume)
     except ValueError as error:
         _fail(str(error))
     if not main_rank:
@@ -248,11 +278,10 @@ def demo(
     from deepprl.train.run import train_run
 
     for name in ("movielens-100k", "simulator"):
-        bars = _Bars(enabled=sys.stderr.isatty())
         err.print(f"training DeepPRL on {name} ...")
-        with bars.progress:
+        with _Bars(enabled=True) as bars:  # the demo's own directories: rerun, replaced
             metrics = train_run(RunConfig(dataset={"name": name}, seed=seed), out / name,
-                                progress=bars)
+                                progress=bars, overwrite=True)
         _print_table(metrics, title=f"{name}: top-{metrics['protocol']['k']} of "
                                     f"{metrics['protocol']['evaluated_events']} test events "
                                     f"(run in {out / name})")

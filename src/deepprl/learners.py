@@ -33,7 +33,7 @@ class WeightLearner:
     train: str
     """module:function of its training, imported when a run trains (deepprl.train sits
     above the layers that build policies): fit(recommender, data, split, config, *,
-    progress, world) -> (stage-2 log, static weights [K] or None); it sets the
+    progress, world, checkpoints) -> (stage-2 log, static weights [K] or None); it sets the
     recommender's policy."""
     distributed: bool = False
     """Runs data-parallel under torchrun (deepprl.distributed)."""

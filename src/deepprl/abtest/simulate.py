@@ -258,7 +258,8 @@ def run_experiment(config: ExperimentConfig, workdir: Path, *,
     video_model = np.zeros(len(platform.videos.video_id), dtype=np.int64)
     for arm, name in MODELS.items():
         started = time.perf_counter()
-        metrics = train_run(arm_config(name, config, log_path), workdir / name)
+        metrics = train_run(arm_config(name, config, log_path), workdir / name,
+                            overwrite=True)  # the simulation's own scratch runs
         run_config, recommender = load_weighted_run(workdir / name)
         data = recommender.data
         model_user = np.array([data._user_index.get(u, 0) for u in platform.consumers.user_id])

@@ -1,7 +1,9 @@
 """Trained runs for experiments: configured per mode, cached on disk, trained on an executor.
 
-A run is reused when its directory holds metrics.json and a config.json equal to the
-requested config, so Table 4, Table 5 and Table 6 share their DeepPRL runs.
+A run is reused when its directory holds a complete run (deepprl.rundir: COMPLETE.json,
+files matching their digests) of the requested config, so Table 4, Table 5 and Table 6
+share their DeepPRL runs. An incomplete run (a killed experiment) is resumed from its last
+checkpoint; a run of another config is replaced.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deepprl import rundir
 from deepprl.artifacts import read_json
 from deepprl.config import RunConfig
 from deepprl.experiments.context import Context
@@ -89,17 +92,29 @@ def run_dir(ctx: Context, config: RunConfig, label: str | None = None) -> Path:
 
 
 def train_or_reuse(config: dict[str, Any], out: str) -> dict[str, Any]:
-    """Train the run `config` into `out`, or reuse it when `out` already holds it (same
-    training: same_training); returns its metrics. An executor task of train_all."""
+    """Train the run `config` into `out`, or reuse it when `out` already holds it complete
+    (same training: same_training), or resume it when `out` holds it incomplete; returns
+    its metrics. Anything else in `out` (another config, a corrupt run) is replaced. An
+    executor task of train_all."""
     from deepprl.train.run import train_run
 
     path = Path(out)
-    if (path / "metrics.json").is_file() and (path / "config.json").is_file():
-        saved = RunConfig.from_dict(read_json(path / "config.json")).to_dict()
-        if same_training(saved, config):
-            metrics: dict[str, Any] = read_json(path / "metrics.json")
-            return metrics
-    return train_run(RunConfig.from_dict(config), path)
+    if _complete_run_of(path, config):
+        metrics: dict[str, Any] = read_json(path / "metrics.json")
+        return metrics
+    saved = rundir.checkpoint_config(path)
+    resume = saved is not None and saved == RunConfig.from_dict(config).to_dict()
+    return train_run(RunConfig.from_dict(config), path, resume=resume, overwrite=not resume)
+
+
+def _complete_run_of(path: Path, config: dict[str, Any]) -> bool:
+    """`path` holds a complete run (marker, digests) of the training `config`."""
+    try:
+        rundir.check_complete(path, required=("config.json", "metrics.json"))
+    except rundir.RunError:
+        return False
+    saved = RunConfig.from_dict(read_json(path / "config.json")).to_dict()
+    return same_training(saved, config)
 
 
 def same_training(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:

@@ -36,6 +36,8 @@ UNBOUNDED_ROUTES = frozenset({"/health", "/metrics"})
 # sent with 408, 413 and 503, which answer before the body is read: closing spares the
 # server reading (and discarding) the rest of it
 CLOSE = [(b"connection", b"close")]
+Refusal = tuple[int, str, str, list[tuple[bytes, bytes]] | None]
+"""(status, field named, message, extra headers) of a request answered before the app."""
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
                    0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -134,33 +136,17 @@ class Guard:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
         headers = dict(scope["headers"])
-        if self.api_key is not None and scope["path"] not in OPEN_ROUTES:
-            given = headers.get(self.key_header_raw)
-            if given is None or not hmac.compare_digest(given, self.api_key):
-                what = "is missing" if given is None else "is wrong"
-                await _reply(send, 401, self.key_header, f"the API key header {what}")
-                return
-        problem = path_problem(scope.get("raw_path"))
-        if problem is not None:
-            await _reply(send, 400, *problem)
+        refusal = self._access_refusal(scope, headers)
+        if refusal is not None:
+            await _reply(send, *refusal)
             return
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
-        ctype = headers.get(b"content-type", b"application/json").decode("latin-1")
-        if ctype.split(";")[0].strip().lower() != "application/json":
-            await _reply(send, 415, "Content-Type",
-                         f"must be application/json, got {ctype!r}")
+        refusal = self._body_header_refusal(headers)
+        if refusal is not None:
+            await _reply(send, *refusal)
             return
-        length = headers.get(b"content-length")
-        if length is not None:
-            if not length.isdigit():
-                await _reply(send, 400, "Content-Length", f"not a number: {length!r}")
-                return
-            if int(length) > self.max_body:
-                await _reply(send, 413, "body", f"{int(length)} bytes, above the limit of "
-                                                f"{self.max_body}", CLOSE)
-                return
         with anyio.move_on_after(self.limits.body_timeout_s) as timer:
             body = await self._read_body(receive)
         if timer.cancelled_caught:
@@ -176,6 +162,30 @@ class Guard:
             await _reply(send, 400, *problem)
             return
         await self.app(scope, _replay(body, receive), send)
+
+    def _access_refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
+        """401 without the API key, 400 for a path that is not UTF-8; None: go on."""
+        if self.api_key is not None and scope["path"] not in OPEN_ROUTES:
+            given = headers.get(self.key_header_raw)
+            if given is None or not hmac.compare_digest(given, self.api_key):
+                what = "is missing" if given is None else "is wrong"
+                return 401, self.key_header, f"the API key header {what}", None
+        problem = path_problem(scope.get("raw_path"))
+        return None if problem is None else (400, *problem, None)
+
+    def _body_header_refusal(self, headers: dict[bytes, bytes]) -> Refusal | None:
+        """415 for a body that is not JSON, 400/413 for a bad or too large Content-Length
+        (before a byte of the body is read); None: go on."""
+        ctype = headers.get(b"content-type", b"application/json").decode("latin-1")
+        if ctype.split(";")[0].strip().lower() != "application/json":
+            return 415, "Content-Type", f"must be application/json, got {ctype!r}", None
+        length = headers.get(b"content-length")
+        if length is not None and not length.isdigit():
+            return 400, "Content-Length", f"not a number: {length!r}", None
+        if length is not None and int(length) > self.max_body:
+            return (413, "body", f"{int(length)} bytes, above the limit of {self.max_body}",
+                    CLOSE)
+        return None
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []

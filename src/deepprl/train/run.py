@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepprl import __version__
+from deepprl import __version__, rundir
 from deepprl.artifacts import (
     build_item_policy,
     build_model,
     build_policy,
+    read_json,
     rebuild_item_policy,
     run_split,
     save_item_run,
@@ -41,6 +42,8 @@ from deepprl.eval.static_weights import (
 from deepprl.learners import LEARNERS, weight_learner
 from deepprl.provenance import code_version
 from deepprl.recommender import ItemRanker, Recommender
+from deepprl.train.checkpoint import Checkpoints
+from deepprl.train.progress import ProgressLog, phase
 from deepprl.train.stage1 import Progress, fit_predictor, prediction_error
 from deepprl.zoo import models
 
@@ -53,31 +56,87 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_run(config: RunConfig, out: str | Path, *, progress: Progress | None = None
-              ) -> dict[str, Any]:
+def train_run(config: RunConfig, out: str | Path, *, progress: Progress | None = None,
+              overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
     """Train the configured model, save it under `out`, return (and save) its metrics.
 
-    Launched by torchrun with several processes, training is data-parallel (see
-    deepprl.distributed) and only rank 0 writes `out`; the other ranks return
-    {"rank": r, ...} without metrics."""
+    An existing non-empty `out` is refused unless `overwrite` (emptied first) or `resume`
+    (continued from its last checkpoint; a complete run of the same config is returned
+    as it is). The run's files are written atomically and COMPLETE.json last (see
+    deepprl.rundir). Launched by torchrun with several processes, training is
+    data-parallel (see deepprl.distributed) and only rank 0 writes `out`; the other ranks
+    return {"rank": r, ...} without metrics; such runs are not checkpointed."""
     out = Path(out)
     with process_group() as world:
         if not world.main:
             return _train(config, out, progress, world)
-        out.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(out / "train.log", mode="w", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        try:
-            return _train(config, out, progress, world)
-        finally:
-            log.removeHandler(handler)
-            handler.close()
+        with rundir.locked(out):
+            mode = _prepare_out(out, config, world, overwrite=overwrite, resume=resume)
+            if mode == "done":
+                done: dict[str, Any] = read_json(out / "metrics.json")
+                return done
+            return _train_logged(config, out, progress, world, mode)
 
 
-def _train(config: RunConfig, out: Path, progress: Progress | None, world: World
-           ) -> dict[str, Any]:
+def _train_logged(config: RunConfig, out: Path, progress: Progress | None, world: World,
+                  mode: str) -> dict[str, Any]:
+    """_train with train.log and checkpoints (none under torchrun) in `out`."""
+    checkpoints = None if world.distributed else Checkpoints(
+        folder=rundir.start_checkpoints(out, config.to_dict()))
+    handler = _log_to(out, append=mode == "resume")
+    if mode == "resume":
+        _log_resume(out, checkpoints)
+    try:
+        return _train(config, out, ProgressLog(logger=log, inner=progress), world,
+                      checkpoints)
+    except Exception:
+        if mode == "fresh":  # e.g. a bad option found before training: a rerun may start
+            rundir.forget_failed_start(out)
+        raise
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _prepare_out(out: Path, config: RunConfig, world: World, *, overwrite: bool,
+                 resume: bool) -> str:
+    """rundir.prepare: "fresh", "resume" or "done"."""
+    if resume and world.distributed:
+        raise ValueError("--resume covers single-process training; data-parallel runs "
+                         "(torchrun) are not checkpointed: rerun with --overwrite")
+    return rundir.prepare(out, config.to_dict(), overwrite=overwrite, resume=resume)
+
+
+def _log_to(out: Path, *, append: bool) -> logging.Handler:
+    """train.log, written as training goes (a resumed run appends to the killed one's)."""
+    handler = logging.FileHandler(out / rundir.LOG_FILE, mode="a" if append else "w",
+                                  encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def _resume_point(checkpoints: Checkpoints | None) -> str:
+    """Where a resumed run continues, for train.log."""
+    for name, unit in (("stage2", "step"), ("stage1", "epoch")):
+        position = checkpoints.position(name) if checkpoints is not None else None
+        if position is not None:
+            done = position.get("step", len(position.get("log", [])))
+            return f"its {name} checkpoint ({unit} {done})"
+    return "the start (no checkpoint of a training stage)"
+
+
+def _log_resume(out: Path, checkpoints: Checkpoints | None) -> None:
+    log.info("resuming %s from %s", out, _resume_point(checkpoints))
+    started_with = rundir.checkpoint_code(out)
+    if started_with is not None and started_with != code_version():
+        log.warning("the run was started by %s and resumes with %s: results may differ "
+                    "from an uninterrupted run", started_with, code_version())
+
+
+def _train(config: RunConfig, out: Path, progress: Progress | None, world: World,
+           checkpoints: Checkpoints | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     entry = models().get(config.name)
     if entry is None:
@@ -97,7 +156,7 @@ def _train(config: RunConfig, out: Path, progress: Progress | None, world: World
     if entry.item_policy is not None:
         metrics = _train_item_policy(config, data, split, out)
     else:
-        metrics = _train_weighted(config, data, split, out, progress, world)
+        metrics = _train_weighted(config, data, split, out, progress, world, checkpoints)
     if not world.main:
         barrier(world)
         return {"rank": world.rank, "world_size": world.size, "model": config.name}
@@ -106,18 +165,26 @@ def _train(config: RunConfig, out: Path, progress: Progress | None, world: World
                     "code": code_version()})
     write_json(out / "seed.txt", config.seed)
     write_json(out / "metrics.json", metrics)
+    _complete(out, config)
     log.info("metrics %s", {m: metrics[m] for m in ("learned", "equal") if m in metrics})
     barrier(world)
     return metrics
 
 
+def _complete(out: Path, config: RunConfig) -> None:
+    """The completion marker, last; then the checkpoints go (a kill in between leaves a
+    complete run whose leftover checkpoints nothing reads)."""
+    rundir.write_marker(out, config.to_dict())
+    rundir.remove_checkpoints(out)
+
+
 def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Path,
-                    progress: Progress | None, world: World = SINGLE) -> dict[str, Any]:
+                    progress: Progress | None, world: World = SINGLE,
+                    checkpoints: Checkpoints | None = None) -> dict[str, Any]:
     model = build_model(config, data)
     stage1 = fit_predictor(model, data, np.flatnonzero(split.train), config.train,
-                           seed=config.seed, progress=progress, world=world)
-    for record in stage1:
-        log.info("stage 1 %s", record)
+                           seed=config.seed, progress=progress, world=world,
+                           checkpoints=checkpoints)
     mae = prediction_error(model, data, np.flatnonzero(split.test)) if world.main else {}
     log.info("test MAE of the logged items: %s", mae)
 
@@ -125,15 +192,17 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
         p.requires_grad_(False)
     recommender = Recommender(model, build_policy(config, model, data), data)
     fit = weight_learner(config.policy.algorithm).fit()
-    stage2, weights = fit(recommender, data, split, config, progress=progress, world=world)
-    for record in stage2[:: max(1, len(stage2) // 10)]:
-        log.info("stage 2 %s", record)
+    stage2, weights = fit(recommender, data, split, config, progress=progress, world=world,
+                          checkpoints=checkpoints)
     if not world.main:
         return {}
     if not config.policy.dynamic:
         recommender.fix_weights_at(split)
     save_run(out, config, model, recommender.policy, data)
+    tuned = weights is None and bool(split.valid.any())  # the static reference is tuned
+    phase(progress, "evaluation", 0, trials=config.policy.static_trials if tuned else 0)
     metrics = evaluate_ranker(recommender, config, split, static_weights=weights)
+    phase(progress, "evaluation", 1)
     metrics.update({"test_mae": mae, "stage1": stage1, "stage2_last": stage2[-1]})
     return metrics
 

@@ -14,6 +14,7 @@ from deepprl.data.sequences import history_index, make_batch
 from deepprl.data.stream import ParquetLog
 from deepprl.distributed import SINGLE, World, all_sum, average_gradients, broadcast_module, shard
 from deepprl.models.network import PredictorModel
+from deepprl.train.checkpoint import Checkpoints, Snapshot
 
 Progress = Callable[[str, int, int, dict[str, float]], None]
 
@@ -41,8 +42,12 @@ def make_optimizer(params: object, config: TrainConfig) -> torch.optim.Optimizer
 
 def fit_predictor(model: PredictorModel, data: Interactions, train_events: np.ndarray,
                   config: TrainConfig, *, seed: int, progress: Progress | None = None,
-                  world: World = SINGLE) -> list[dict[str, float]]:
+                  world: World = SINGLE, checkpoints: Checkpoints | None = None
+                  ) -> list[dict[str, float]]:
     """Minibatch training; returns one record per epoch (mean loss, records/s).
+
+    With `checkpoints`, the state after every epoch is checkpointed ("stage1") and
+    training continues from the one found there: the same numbers as without a break.
 
     Data-parallel under torchrun (`world.size` > 1): this rank trains on its shard of
     `train_events` with batch_size / size events per step, and gradients are averaged over
@@ -53,13 +58,18 @@ def fit_predictor(model: PredictorModel, data: Interactions, train_events: np.nd
     broadcast_module(model, world)
     optimizer = make_optimizer(model.parameters(), config)
     rng = np.random.default_rng([seed, 11] if not world.distributed else [seed, 11, world.rank])
-    log = []
+    snapshot = Snapshot(modules={"model": model}, optimizers={"optimizer": optimizer},
+                        generators={"order": rng})
+    resumed = checkpoints.restore("stage1", snapshot) if checkpoints is not None else None
+    log: list[dict[str, float]] = resumed["log"] if resumed is not None else []
     local = shard(train_events, world)
     per_step = -(-config.batch_size // world.size)
     # the same number of steps on every rank (shards differ in size by at most one event)
     largest_shard = -(-len(train_events) // world.size)
     n_batches = -(-largest_shard // per_step)
-    for epoch in range(config.epochs):
+    if progress is not None:
+        progress("stage 1", len(log), config.epochs, {})
+    for epoch in range(len(log), config.epochs):
         model.train()
         start = time.perf_counter()
         total = train_steps(model, optimizer, data, history, rng.permutation(local),
@@ -68,6 +78,10 @@ def fit_predictor(model: PredictorModel, data: Interactions, train_events: np.nd
         total, count = all_sum([total, float(len(local))], world)
         log.append({"epoch": epoch + 1, "loss": total / max(count, 1.0),
                     "seconds": seconds, "records_per_s": count / seconds})
+        if checkpoints is not None:
+            checkpoints.save("stage1", snapshot, {"log": log})
+        if progress is not None:
+            progress("stage 1", epoch + 1, config.epochs, log[-1])
     return log
 
 

@@ -26,7 +26,10 @@ from deepprl.recommender import Recommender
 from deepprl.rl.ddpg import DDPG, Critic, Transitions, explore
 from deepprl.rl.dqn import GridDQN
 from deepprl.rl.reinforce import DirichletReinforce
+from deepprl.train.checkpoint import Checkpoints, Snapshot
 from deepprl.train.stage1 import Progress
+
+CHECKPOINT_STEPS = 200  # a stage-2 checkpoint every this many steps (and after the last)
 
 
 @dataclass(frozen=True)
@@ -95,10 +98,31 @@ def _greedy_reward(policy: nn.Module, env: Trajectories, j: torch.Tensor, k: int
         return float(top_k_reward(env.y_hat[j], env.reward[j], env.valid[j], alpha, k).mean())
 
 
+def _resume(checkpoints: Checkpoints | None, snapshot: Snapshot, steps: int,
+            progress: Progress | None) -> tuple[int, list[dict[str, float]]]:
+    """(first step, log so far) from the "stage2" checkpoint, or (0, [])."""
+    position = checkpoints.restore("stage2", snapshot) if checkpoints is not None else None
+    first, log = (position["step"], position["log"]) if position is not None else (0, [])
+    if progress is not None:
+        progress("policy", first, steps, {})
+    return first, log
+
+
+def _after_step(step: int, steps: int, log: list[dict[str, float]], snapshot: Snapshot,
+                checkpoints: Checkpoints | None, progress: Progress | None) -> None:
+    """Checkpoint every CHECKPOINT_STEPS steps and report progress (with the step's log
+    record when it has one)."""
+    if checkpoints is not None and (step % CHECKPOINT_STEPS == 0 or step == steps):
+        checkpoints.save("stage2", snapshot, {"step": step, "log": log})
+    if progress is not None:
+        progress("policy", step, steps, log[-1] if log and log[-1]["step"] == step else {})
+
+
 def learn_ddpg(actor: Actor, env: Trajectories, config: PolicyConfig, *, k: int,
-               seed: int, progress: Progress | None = None, world: World = SINGLE
-               ) -> list[dict[str, float]]:
+               seed: int, progress: Progress | None = None, world: World = SINGLE,
+               checkpoints: Checkpoints | None = None) -> list[dict[str, float]]:
     """The paper's contextual policy gradient (DDPG); returns a log every 100 steps.
+    With `checkpoints`, resumes from (and writes) the "stage2" checkpoint.
 
     Under torchrun, `env` holds this rank's users' trajectories; each rank samples
     batch_size / size transitions per step and the gradients are averaged over ranks."""
@@ -113,9 +137,14 @@ def learn_ddpg(actor: Actor, env: Trajectories, config: PolicyConfig, *, k: int,
     gen = torch.Generator().manual_seed(seed if not world.distributed
                                         else seed * 1009 + world.rank)
     per_step = -(-config.batch_size // world.size)
-    log: list[dict[str, float]] = []
+    snapshot = Snapshot(modules={"actor": actor, "critic": critic,
+                                 "actor_target": algo.actor_target,
+                                 "critic_target": algo.critic_target},
+                        optimizers={"actor": algo.actor_opt, "critic": algo.critic_opt},
+                        generators={"sample": gen})
+    first, log = _resume(checkpoints, snapshot, config.steps, progress)
     actor.train()
-    for step in range(config.steps):
+    for step in range(first, config.steps):
         j = _sample(env, per_step, gen)
         row = env.sampled[j]
         with torch.no_grad():
@@ -129,21 +158,23 @@ def learn_ddpg(actor: Actor, env: Trajectories, config: PolicyConfig, *, k: int,
             values = all_sum([td, q, float(r.mean()), _greedy_reward(actor, env, j, k)], world)
             log.append({"step": step + 1, **{name: v / world.size for name, v in zip(
                 ("td_loss", "q", "explore_reward", "greedy_reward"), values, strict=True)}})
-        if progress is not None:
-            progress("policy", step + 1, config.steps, {})
+        _after_step(step + 1, config.steps, log, snapshot, checkpoints, progress)
     actor.eval()
     return log
 
 
 def learn_dqn(policy: GridQPolicy, env: Trajectories, config: PolicyConfig, *, k: int,
-              seed: int, progress: Progress | None = None) -> list[dict[str, float]]:
+              seed: int, progress: Progress | None = None,
+              checkpoints: Checkpoints | None = None) -> list[dict[str, float]]:
     """Ablation variant 6: DQN over a grid on the simplex."""
     algo = GridDQN(policy, gamma=config.gamma, tau=config.tau, lr=config.critic_lr,
                    decomposed=config.critic == "decomposed")
     gen = torch.Generator().manual_seed(seed)
-    log: list[dict[str, float]] = []
+    snapshot = Snapshot(modules={"policy": policy, "target": algo.target},
+                        optimizers={"q": algo.opt}, generators={"sample": gen})
+    first, log = _resume(checkpoints, snapshot, config.steps, progress)
     policy.train()
-    for step in range(config.steps):
+    for step in range(first, config.steps):
         j = _sample(env, config.batch_size, gen)
         row = env.sampled[j]
         index = algo.act(env.state[row], env.context[row], config.epsilon, gen)
@@ -153,22 +184,25 @@ def learn_dqn(policy: GridQPolicy, env: Trajectories, config: PolicyConfig, *, k
         if (step + 1) % 100 == 0 or step + 1 == config.steps:
             log.append({"step": step + 1, "td_loss": td, "explore_reward": float(r.mean()),
                         "greedy_reward": _greedy_reward(policy, env, j, k)})
-        if progress is not None:
-            progress("policy", step + 1, config.steps, {})
+        _after_step(step + 1, config.steps, log, snapshot, checkpoints, progress)
     policy.eval()
     return log
 
 
 def learn_reinforce(actor: Actor, env: Trajectories, config: PolicyConfig, *, k: int,
-                    seed: int, progress: Progress | None = None) -> list[dict[str, float]]:
+                    seed: int, progress: Progress | None = None,
+                    checkpoints: Checkpoints | None = None) -> list[dict[str, float]]:
     """Ablation variant 7: REINFORCE with a Dirichlet policy on the simplex."""
     algo = DirichletReinforce(actor, lr=config.actor_lr, concentration=config.concentration,
                               samples=config.samples)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # Dirichlet sampling draws from the global generator
-    log: list[dict[str, float]] = []
+    # (a checkpoint holds the global generator's state too)
+    snapshot = Snapshot(modules={"actor": actor}, optimizers={"actor": algo.opt},
+                        generators={"sample": gen})
+    first, log = _resume(checkpoints, snapshot, config.steps, progress)
     actor.train()
-    for step in range(config.steps):
+    for step in range(first, config.steps):
         j = _sample(env, config.batch_size, gen)
         row = env.sampled[j]
         s, c = env.state[row], env.context[row]
@@ -179,8 +213,7 @@ def learn_reinforce(actor: Actor, env: Trajectories, config: PolicyConfig, *, k:
         if (step + 1) % 100 == 0 or step + 1 == config.steps:
             log.append({"step": step + 1, "loss": loss, "explore_reward": float(rewards.mean()),
                         "greedy_reward": _greedy_reward(actor, env, j, k)})
-        if progress is not None:
-            progress("policy", step + 1, config.steps, {})
+        _after_step(step + 1, config.steps, log, snapshot, checkpoints, progress)
     actor.eval()
     return log
 
