@@ -210,11 +210,12 @@ def recommend(
     exclude_seen: Annotated[bool, typer.Option(help="Skip items the user has had.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
 ) -> None:
-    """Top-K for a user's next interaction, with the weights alpha and every y_hat."""
-    from deepprl.artifacts import load_run
+    """Top-K for a user's next interaction, with the weights alpha and every y_hat (from the
+    run directory alone: the training log is not read)."""
+    from deepprl.artifacts import load_serving_run
 
     try:
-        _, recommender = load_run(run)
+        _, recommender = load_serving_run(run)
         items = [c.strip() for c in candidates.split(",")] if candidates is not None else None
         result = recommender.recommend(user, k=k, candidates=items, exclude_seen=exclude_seen)
     except ValueError as error:
