@@ -268,15 +268,26 @@ def test_a_grown_log_does_not_stop_serving(own_run: Path, tmp_path: Path) -> Non
 
 
 def test_recommend_process_reads_no_log(own_run: Path) -> None:
-    """The CLI's recommend path imports no dataset loader (polars): it starts fast."""
+    """The CLI's recommend path imports no dataset loader (polars), nor gymnasium nor the
+    progress bars: it starts fast."""
     code = ("import sys; from deepprl.cli import app; "
             "sys.argv = ['deepprl', 'recommend', '--run', sys.argv[1], '--user', 'u2', "
             "'--json'];\ntry:\n    app()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "print(sorted(m for m in ('polars', 'deepprl.data.registry', "
-            "'deepprl.data.encode') if m in sys.modules))")
+            "'deepprl.data.encode', 'gymnasium', 'rich.progress') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code, str(own_run / "run")],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert len(json.loads(lines[0])["items"]) == 10
     assert lines[-1] == "[]"
+
+
+def test_gymnasium_ids_registered_after_a_lazy_import() -> None:
+    code = ("import sys, deepprl\nassert 'gymnasium' not in sys.modules\n"
+            "import gymnasium.spaces, gymnasium\n"
+            "print(sorted(i for i in gymnasium.registry if i.startswith('deepprl/')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['deepprl/MovieLensSim-v0',", "'deepprl/Simulator-v0']"]

@@ -7,12 +7,14 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:  # rich.progress is imported by the commands that train, not by recommend
+    from rich.progress import TaskID
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Deep Pareto Reinforcement Learning for multi-objective recommendation.")
@@ -31,6 +33,8 @@ class _Bars:
     """A rich progress bar per training stage, written to stderr."""
 
     def __init__(self, enabled: bool) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                  TextColumn("{task.completed}/{task.total}"),
                                  TimeElapsedColumn(), console=err, disable=not enabled)
