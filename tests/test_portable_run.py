@@ -169,6 +169,7 @@ def test_tail_and_seen_items() -> None:
     for user in (1, 12, data.n_users):
         np.testing.assert_array_equal(seen.of(user),
                                       np.unique(data.item[data.user_events(user)]))
+        assert seen.events[user] == len(data.user_events(user))
     assert len(seen.of(0)) == 0 and len(seen.of(data.n_users + 1)) == 0
 
 
@@ -235,6 +236,7 @@ def test_recommend_and_serve_after_the_log_moves(own_run: Path, tmp_path: Path) 
             same_top(json.loads(out)["items"], expected[user]["items"])
         service = Service.load(run, db=tmp_path / "b.sqlite3")
         after = service.recommend(request)
+        assert service.user_state("u4", 2e9)["logged_events"] == 25  # the log's, not the tail's
         service.close()
         same_top(after["items"], before["items"], key="item_id")
 

@@ -24,17 +24,20 @@ _EVENT_ARRAYS = ("user", "item", "time", "objectives", "reward", "context")
 
 @dataclass(frozen=True)
 class SeenItems:
-    """The distinct items each user has in the training log, as compressed rows."""
+    """The distinct items each user has in the training log, as compressed rows, and how
+    many events each user has there."""
 
     ptr: np.ndarray  # [U + 2] int64: user u's items are items[ptr[u] : ptr[u + 1]]
     items: np.ndarray  # [P] int64 item indices 1..I, sorted within a user
+    events: np.ndarray  # [U + 1] int64 events per user in the log (row 0: none)
 
     @classmethod
     def from_log(cls, data: Interactions) -> SeenItems:
         keys = data.pair_table[0]  # sorted distinct user * (I + 1) + item
         users, items = np.divmod(keys, data.n_items + 1)
         ptr = np.searchsorted(users, np.arange(data.n_users + 2)).astype(np.int64)
-        return cls(ptr=ptr, items=items.astype(np.int64))
+        events = np.bincount(data.user, minlength=data.n_users + 1).astype(np.int64)
+        return cls(ptr=ptr, items=items.astype(np.int64), events=events)
 
     def of(self, user: int) -> np.ndarray:
         """[n] the items user index `user` has had (none for index 0 or out of range)."""
@@ -47,6 +50,13 @@ def items_seen(data: Interactions, seen: SeenItems | None, user: int) -> np.ndar
     """The items a user has had: from the stored table where there is one, else from the
     log itself (which then holds every event of the user)."""
     return seen.of(user) if seen is not None else data.item[data.user_events(user)]
+
+
+def events_logged(data: Interactions, seen: SeenItems | None, user: int) -> int:
+    """How many events a user has in the training log (as items_seen)."""
+    if seen is not None:
+        return int(seen.events[user]) if 0 <= user < len(seen.events) else 0
+    return len(data.user_events(user))
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,8 @@ def to_arrays(tables: InferenceTables) -> tuple[dict[str, np.ndarray], dict[str,
     d = tables.data
     arrays = {name: np.ascontiguousarray(getattr(d, name)) for name in _EVENT_ARRAYS}
     arrays |= {"user_features": d.user_features, "item_features": d.item_features,
-               "seen_ptr": tables.seen.ptr, "seen_items": tables.seen.items}
+               "seen_ptr": tables.seen.ptr, "seen_items": tables.seen.items,
+               "user_events": tables.seen.events}
     if tables.frozen_weights is not None:
         arrays["frozen_weights"] = tables.frozen_weights.astype(np.float32)
     meta = {"format": FORMAT, "history_length": tables.history_length,
@@ -107,7 +118,8 @@ def from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any],
     if meta.get("format") != FORMAT:
         raise ValueError(f"stored tables of format {meta.get('format')!r}, this version "
                          f"reads format {FORMAT}")
-    needed = {*_EVENT_ARRAYS, "user_features", "item_features", "seen_ptr", "seen_items"}
+    needed = {*_EVENT_ARRAYS, "user_features", "item_features", "seen_ptr", "seen_items",
+              "user_events"}
     missing = sorted(needed - set(arrays))
     if missing:
         raise ValueError(f"stored tables lack {missing}")
@@ -127,7 +139,8 @@ def from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any],
         user_feature_names=tuple(schema.get("user_features", ())),
         item_feature_names=tuple(schema.get("item_features", ())))
     seen = SeenItems(ptr=arrays["seen_ptr"].astype(np.int64, copy=False),
-                     items=arrays["seen_items"].astype(np.int64, copy=False))
+                     items=arrays["seen_items"].astype(np.int64, copy=False),
+                     events=arrays["user_events"].astype(np.int64, copy=False))
     frozen = arrays.get("frozen_weights")
     _check(data, seen, frozen, n_users, n_items)
     return InferenceTables(data=data, seen=seen, history_length=int(meta["history_length"]),
@@ -150,6 +163,10 @@ def _check(data: Interactions, seen: SeenItems, frozen: np.ndarray | None, n_use
         problems.append("the seen-items table does not match the users")
     elif len(seen.items) and (seen.items.min() < 1 or seen.items.max() > n_items):
         problems.append("seen items out of range")
+    if seen.events.shape != (n_users + 1,) or (seen.events < 0).any():
+        problems.append("the events-per-user table does not match the users")
+    elif (np.bincount(data.user, minlength=n_users + 1) > seen.events).any():
+        problems.append("a user has more stored events than logged ones")
     if frozen is not None and frozen.shape != (n_users + 1, data.n_objectives):
         problems.append("frozen weights do not match the users and objectives")
     if problems:

@@ -26,7 +26,7 @@ from deepprl.artifacts import (
     read_json,
 )
 from deepprl.config import RunConfig
-from deepprl.inference_data import items_seen
+from deepprl.inference_data import events_logged, items_seen
 from deepprl.recommender import (
     HistoryScores,
     Recommender,
@@ -153,7 +153,8 @@ class Service:
         contexts = np.concatenate([data.context[tail], fb_context])[-n:]
         sources = (("log",) * len(tail) + ("feedback",) * len(feedback))[-n:]
         return History(user=user, items=items, times=times, contexts=contexts,
-                       sources=sources, base_context=base, logged_events=len(logged))
+                       sources=sources, base_context=base,
+                       logged_events=events_logged(data, self.recommender.seen, user))
 
     def request_time(self, history: History, timestamp: float | None) -> float:
         """When the next event happens: `timestamp`, default now (never before the user's
