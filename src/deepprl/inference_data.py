@@ -115,9 +115,10 @@ def from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any],
                 schema: dict[str, Any]) -> InferenceTables:
     """Tables back from to_arrays' output and the run's schema; ValueError naming what is
     inconsistent (a corrupt or hand-edited run)."""
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"stored tables of format {meta.get('format')!r}, this version "
-                         f"reads format {FORMAT}")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else None
+        raise ValueError(f"stored tables of format {got!r}, this version reads format "
+                         f"{FORMAT}")
     needed = {*_EVENT_ARRAYS, "user_features", "item_features", "seen_ptr", "seen_items",
               "user_events"}
     missing = sorted(needed - set(arrays))
