@@ -8,11 +8,14 @@ See docs/environments.md.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import importlib.util
 import sys
+from importlib.machinery import ModuleSpec
 from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader
 
 ENVIRONMENTS: dict[str, str] = {
     "deepprl/Simulator-v0": "deepprl.envs.simulator_env:SimulatorEnv",
@@ -39,26 +42,32 @@ def register_when_imported() -> None:
         sys.meta_path.insert(0, _AfterGymnasium())
 
 
-class _AfterGymnasium(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: it wraps gymnasium's own loader to register our ids once
-    gymnasium has finished importing, then leaves sys.meta_path."""
+class _AfterGymnasium:
+    """A meta path finder that finds nothing itself: it wraps gymnasium's own loader to
+    register our ids once gymnasium has finished importing, then leaves sys.meta_path.
+    (Duck-typed: importlib.abc would import importlib.resources, dearer than the hook.)"""
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None
-                  ) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None
+                  ) -> ModuleSpec | None:
         if fullname != "gymnasium":
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(fullname)  # the finders after this one
         if spec is not None and spec.loader is not None:
-            spec.loader = _RegisterAfter(spec.loader)
+            spec.loader = cast("Loader", _RegisterAfter(spec.loader))
         return spec
 
 
-class _RegisterAfter(importlib.abc.Loader):
-    def __init__(self, loader: importlib.abc.Loader) -> None:
+class _RegisterAfter:
+    """gymnasium's loader, calling register_environments after executing the module."""
+
+    def __init__(self, loader: Any) -> None:
         self.loader = loader
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+    def __getattr__(self, name: str) -> Any:  # get_resource_reader, get_source, ...
+        return getattr(self.loader, name)
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         return self.loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
