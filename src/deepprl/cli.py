@@ -216,8 +216,13 @@ def recommend(
 ) -> None:
     """Top-K for a user's next interaction, with the weights alpha and every y_hat (from the
     run directory alone: the training log is not read)."""
+    import torch
+
     from deepprl.artifacts import load_serving_run
 
+    # one user's forward pass is a few ms on one thread; a second one only waits on the
+    # first (hundreds of ms on a busy machine), as in the service
+    torch.set_num_threads(1)
     try:
         _, recommender = load_serving_run(run)
         items = [c.strip() for c in candidates.split(",")] if candidates is not None else None
