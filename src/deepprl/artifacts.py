@@ -180,7 +180,7 @@ def load_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRanker]:
     This reloads the training log (evaluation needs every event); to recommend or serve,
     load_serving_run needs the run directory only."""
     run = Path(run)
-    config, schema = _read_run(run)
+    config, schema = _read_meta(run)
     data = _training_log(run, config, schema)
     torch.manual_seed(config.seed)
     if config.name in ITEM_POLICIES:
@@ -197,7 +197,7 @@ def load_serving_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRank
     """load_run from the tables stored in the run, without the training log: for
     recommending and serving (the log may be gone, moved or have grown since)."""
     run = Path(run)
-    config, schema = _read_run(run)
+    config, schema = _read_meta(run)
     for name in (TABLES_FILE, TABLES_META_FILE):
         if not (run / name).is_file():
             raise RunError(f"{run}: missing {name}, the tables recommend and serve use "
@@ -221,7 +221,7 @@ def load_serving_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRank
                                frozen_weights=tables.frozen_weights)
 
 
-def _read_run(run: Path) -> tuple[RunConfig, dict[str, Any]]:
+def _read_meta(run: Path) -> tuple[RunConfig, dict[str, Any]]:
     """The config and schema of a run directory, checked; RunError otherwise."""
     if not run.is_dir():
         raise RunError(f"{run}: no such run directory")
