@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from deepprl.artifacts import RunError
 from deepprl.cli import app as cli_app
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
+from deepprl.data.registry import load_dataset
 from deepprl.serve import FeedbackStore, ServeSettings, Service, StoreError
 from deepprl.serve.bench import bench_serve
 from deepprl.serve.server import BackgroundServer
@@ -176,7 +177,8 @@ def test_candidates_and_exclude_seen(client: Http, server: BackgroundServer) -> 
                                               "timestamp": last + 1})
     assert status == 200
     assert sorted(i["item_id"] for i in body["items"]) == sorted(chosen)  # k > candidates
-    seen = {data.item_ids[i - 1] for i in data.item[data.user_events(4)]}
+    log = load_dataset(server.service.config.dataset)  # the service keeps only a tail
+    seen = {log.item_ids[i - 1] for i in log.item[log.user_events(4)]}
     status, body = client.post("/recommend", {"user_id": user, "k": 40, "exclude_seen": True})
     assert status == 200
     assert {i["item_id"] for i in body["items"]} == set(data.item_ids) - seen

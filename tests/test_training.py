@@ -311,7 +311,7 @@ def test_load_run_detects_changed_data(runs: dict[str, Path], tmp_path: Path) ->
     raw["dataset"]["seed"] = 12345  # same ids, different log
     (run / "config.json").write_text(json.dumps(raw), encoding="utf-8")
     _reseal(run)
-    with pytest.raises(RunError, match="no longer matches"):
+    with pytest.raises(RunError, match="has changed since the run was trained"):
         load_run(run)
 
 

@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from deepprl.envs import register_environments as _register_environments
+from deepprl.envs import register_when_imported as _register_when_imported
 
-_register_environments()
+_register_when_imported()

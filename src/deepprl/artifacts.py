@@ -1,6 +1,9 @@
-"""Save and load a run: weights (safetensors), config, schema, ids and package version.
+"""Save and load a run: weights (safetensors), config, schema, ids and package version,
+and the tables inference needs from the training log (deepprl.inference_data).
 
 Loading never unpickles: tensors come from safetensors, everything else from JSON.
+load_run rebuilds the training log (evaluation, experiments); load_serving_run needs only
+the run directory (recommend, serve).
 """
 
 from __future__ import annotations
@@ -9,9 +12,10 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import safetensors.numpy
 import torch
 from safetensors.torch import load_file
 from torch import nn
@@ -20,9 +24,14 @@ from deepprl import __version__
 from deepprl.baselines.registry import ITEM_POLICIES
 from deepprl.config import RunConfig, build
 from deepprl.data.interactions import Interactions
-from deepprl.data.registry import load_dataset
-from deepprl.data.splits import Split, make_split
-from deepprl.io import save_safetensors
+from deepprl.inference_data import (
+    InferenceTables,
+    SeenItems,
+    from_arrays,
+    tables_from_log,
+    to_arrays,
+)
+from deepprl.io import save_numpy_safetensors, save_safetensors
 from deepprl.io import write_json as write_json
 from deepprl.learners import weight_learner
 from deepprl.models.network import DataShape, PredictorModel
@@ -31,14 +40,20 @@ from deepprl.recommender import ItemRanker, Recommender
 from deepprl.rundir import RunError as RunError
 from deepprl.rundir import check_complete
 
+if TYPE_CHECKING:  # the loaders and splits are imported where the log is rebuilt: serving
+    from deepprl.data.splits import Split  # a run needs neither (and starts faster)
+
 _SCHEMA_KEYS = {"deepprl_version", "shape", "objectives", "user_ids", "item_ids",
                 "data_fingerprint"}
 MODEL_FILE, ACTOR_FILE, CONFIG_FILE, SCHEMA_FILE = (
     "model.safetensors", "actor.safetensors", "config.json", "schema.json")
+TABLES_FILE, TABLES_META_FILE = "inference.safetensors", "inference.json"
 
 
 def run_split(data: Interactions, config: RunConfig) -> Split:
     """The train/test split of a run, as its config says."""
+    from deepprl.data.splits import make_split
+
     t = config.train
     return make_split(data, kind=t.split, test_fraction=t.test_fraction,
                       valid_fraction=t.valid_fraction, folds=t.folds, fold=t.fold,
@@ -91,19 +106,20 @@ def rebuild_item_policy(config: RunConfig, data: Interactions,
     return module
 
 
-def item_ranker(config: RunConfig, data: Interactions, module: nn.Module) -> ItemRanker:
+def item_ranker(config: RunConfig, data: Interactions, module: nn.Module, *,
+                seen: SeenItems | None = None) -> ItemRanker:
     """A trained item-level baseline as a Ranker; one whose config has static objective
     weights (MO-LinUCB, MORL) can be reweighted: built anew with others, trained state
-    kept (static-weight sweeps)."""
+    kept (static-weight sweeps). `seen`: as in ItemRanker (a run's stored tail)."""
     fields = {f.name for f in dataclasses.fields(ITEM_POLICIES[config.name].config)}
     if "weights" not in fields:
-        return ItemRanker(module, data, config.model.history_length)
+        return ItemRanker(module, data, config.model.history_length, seen=seen)
     state = module.state_dict()
 
     def rebuild(weights: list[float]) -> nn.Module:
         trial = dataclasses.replace(config, baseline={**config.baseline, "weights": weights})
         return rebuild_item_policy(trial, data, state)
-    return ItemRanker(module, data, config.model.history_length, rebuild=rebuild)
+    return ItemRanker(module, data, config.model.history_length, rebuild=rebuild, seen=seen)
 
 
 def save_run(out: Path, config: RunConfig, model: PredictorModel, actor: nn.Module,
@@ -113,6 +129,8 @@ def save_run(out: Path, config: RunConfig, model: PredictorModel, actor: nn.Modu
     _save_module(model, out / MODEL_FILE)
     _save_module(actor, out / ACTOR_FILE)
     _save_meta(out, config, data)
+    frozen = None if config.policy.dynamic else _frozen_weights(config, model, actor, data)
+    save_tables(out, tables_from_log(data, config.model.history_length, frozen))
 
 
 def save_item_run(out: Path, config: RunConfig, module: nn.Module, data: Interactions
@@ -121,10 +139,32 @@ def save_item_run(out: Path, config: RunConfig, module: nn.Module, data: Interac
     out.mkdir(parents=True, exist_ok=True)
     _save_module(module, out / MODEL_FILE)
     _save_meta(out, config, data)
+    save_tables(out, tables_from_log(data, config.model.history_length))
 
 
 def _save_module(module: nn.Module, path: Path) -> None:
     save_safetensors(path, module.state_dict())
+
+
+def _frozen_weights(config: RunConfig, model: PredictorModel, actor: nn.Module,
+                    data: Interactions) -> np.ndarray:
+    """[U + 1, K] the alpha each user keeps in the w/o-dynamic variant (fix_weights_at on
+    the full log); NaN rows for users without an event before the test period."""
+    recommender = Recommender(model, actor, data)
+    recommender.fix_weights_at(run_split(data, config))
+    anchor = recommender.anchor if recommender.anchor is not None else np.zeros(0, np.int64)
+    out = np.full((data.n_users + 1, data.n_objectives), np.nan, dtype=np.float32)
+    users = np.flatnonzero(anchor >= 0)
+    at = anchor[users]
+    out[users] = recommender.weights(recommender.states(at), data.context[at])
+    return out
+
+
+def save_tables(out: Path, tables: InferenceTables) -> None:
+    """What recommend and serve need from the log: TABLES_FILE + TABLES_META_FILE."""
+    arrays, meta = to_arrays(tables)
+    write_tensors(out / TABLES_FILE, arrays)
+    write_json(out / TABLES_META_FILE, meta)
 
 
 def _save_meta(out: Path, config: RunConfig, data: Interactions) -> None:
@@ -150,29 +190,53 @@ def fingerprint(data: Interactions) -> str:
 
 def load_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRanker]:
     """Rebuild data, model and actor of a run; RunError with a clear message otherwise
-    (also for a run that never completed, or whose files changed after training)."""
+    (also for a run that never completed, or whose files changed after training).
+
+    This reloads the training log (evaluation needs every event); to recommend or serve,
+    load_serving_run needs the run directory only."""
     run = Path(run)
     config, schema = _read_meta(run)
-    try:
-        data = load_dataset(config.dataset)
-    except ValueError as err:
-        raise RunError(f"{run}: cannot rebuild the run's data: {err}") from err
-    if fingerprint(data) != schema["data_fingerprint"]:
-        raise RunError(f"{run}: the data no longer matches the log the model was trained on "
-                       f"({config.dataset.get('name') or config.dataset.get('data')})")
+    data = _training_log(run, config, schema)
     torch.manual_seed(config.seed)
     if config.name in ITEM_POLICIES:
-        try:
-            module, _ = build_item_policy(config, data)
-        except ValueError as err:
-            raise RunError(f"{run}: cannot build this run's model: {err}") from err
-        _load_module(module, run / MODEL_FILE, run)
-        return config, item_ranker(config, data, module)
-    return config, _load_weighted(run, config, data)
+        return config, item_ranker(config, data, _item_module(run, config, data))
+    model, actor = _weighted_modules(run, config, data)
+    recommender = Recommender(model, actor, data)
+    if not config.policy.dynamic:
+        recommender.fix_weights_at(run_split(data, config))
+    return config, recommender
+
+
+def load_serving_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRanker]:
+    """load_run from the tables stored in the run, without the training log: for
+    recommending and serving (the log may be gone, moved or have grown since)."""
+    run = Path(run)
+    config, schema = _read_meta(run)
+    for name in (TABLES_FILE, TABLES_META_FILE):
+        if not (run / name).is_file():
+            raise RunError(f"{run}: missing {name}, the tables recommend and serve use "
+                           f"instead of the training log; retrain the run with this "
+                           f"version of deepprl (or use load_run, which reloads the log)")
+    try:
+        tables = from_arrays(read_tensors(run / TABLES_FILE),
+                             read_json(run / TABLES_META_FILE), schema)
+    except (ValueError, KeyError, TypeError) as err:
+        raise RunError(f"{run}: corrupt {TABLES_FILE} or {TABLES_META_FILE}: {err}") from err
+    if tables.history_length != config.model.history_length:
+        raise RunError(f"{run}: {TABLES_META_FILE} keeps {tables.history_length} events per "
+                       f"user, the model reads {config.model.history_length}; retrain")
+    data = tables.data
+    torch.manual_seed(config.seed)
+    if config.name in ITEM_POLICIES:
+        return config, item_ranker(config, data, _item_module(run, config, data),
+                                   seen=tables.seen)
+    model, actor = _weighted_modules(run, config, data)
+    return config, Recommender(model, actor, data, seen=tables.seen,
+                               frozen_weights=tables.frozen_weights)
 
 
 def _read_meta(run: Path) -> tuple[RunConfig, dict[str, Any]]:
-    """A run directory's config and schema, checked; RunError otherwise."""
+    """A complete run directory's config and schema, checked; RunError otherwise."""
     if not run.is_dir():
         raise RunError(f"{run}: no such run directory")
     check_complete(run, required=(MODEL_FILE, CONFIG_FILE, SCHEMA_FILE))
@@ -196,8 +260,40 @@ def _read_meta(run: Path) -> tuple[RunConfig, dict[str, Any]]:
     return config, schema
 
 
-def _load_weighted(run: Path, config: RunConfig, data: Interactions) -> Recommender:
-    """A weighted run's predictor and weight policy on its data, as a Recommender."""
+def _training_log(run: Path, config: RunConfig, schema: dict[str, Any]) -> Interactions:
+    """The run's training log, rebuilt and checked against the fingerprint the run keeps;
+    RunError naming the file and what to do when it is gone or has changed."""
+    from deepprl.data.registry import load_dataset
+
+    spec = config.dataset
+    where = str(spec.get("data") or spec.get("name"))
+    if "data" in spec and not Path(str(spec["data"])).is_file():
+        raise RunError(f"{run}: the training log {where} is gone; this needs the log the "
+                       f"run was trained on: put the file back at that path (recommend and "
+                       f"serve work without it, from the tables stored in the run)")
+    try:
+        data = load_dataset(spec)
+    except ValueError as err:
+        raise RunError(f"{run}: cannot rebuild the run's data from {where}: {err}") from err
+    if fingerprint(data) != schema["data_fingerprint"]:
+        raise RunError(f"{run}: the training log {where} has changed since the run was "
+                       f"trained (its fingerprint differs); this needs the log as it was: "
+                       f"restore it, or train a new run on the new log (recommend and serve "
+                       f"work without it, from the tables stored in the run)")
+    return data
+
+
+def _item_module(run: Path, config: RunConfig, data: Interactions) -> nn.Module:
+    try:
+        module, _ = build_item_policy(config, data)
+    except ValueError as err:
+        raise RunError(f"{run}: cannot build this run's model: {err}") from err
+    _load_module(module, run / MODEL_FILE, run)
+    return module
+
+
+def _weighted_modules(run: Path, config: RunConfig, data: Interactions
+                      ) -> tuple[PredictorModel, nn.Module]:
     if not (run / ACTOR_FILE).is_file():
         raise RunError(f"{run}: missing {ACTOR_FILE}; is this a directory written by "
                        f"'deepprl train'?")
@@ -208,15 +304,14 @@ def _load_weighted(run: Path, config: RunConfig, data: Interactions) -> Recommen
         raise RunError(f"{run}: cannot build this run's model: {err}") from err
     _load_module(model, run / MODEL_FILE, run)
     _load_module(actor, run / ACTOR_FILE, run)
-    recommender = Recommender(model, actor, data)
-    if not config.policy.dynamic:
-        recommender.fix_weights_at(run_split(data, config))
-    return recommender
+    return model, actor
 
 
-def load_weighted_run(run: str | Path) -> tuple[RunConfig, Recommender]:
-    """load_run for a model that ranks by sum_k alpha_k y_hat_k (RunError otherwise)."""
-    config, ranker = load_run(run)
+def load_weighted_run(run: str | Path, *, serving: bool = False
+                      ) -> tuple[RunConfig, Recommender]:
+    """load_run (or load_serving_run with `serving`) for a model that ranks by
+    sum_k alpha_k y_hat_k (RunError otherwise)."""
+    config, ranker = load_serving_run(run) if serving else load_run(run)
     if not isinstance(ranker, Recommender):
         raise RunError(f"{run}: model {config.name!r} ranks items directly; this needs a "
                        f"model with objective weights (e.g. deepprl)")
@@ -229,6 +324,18 @@ def _load_module(module: nn.Module, path: Path, run: Path) -> None:
     except Exception as err:  # safetensors' own error type, RuntimeError on shape mismatch
         raise RunError(f"{run}: corrupt or incompatible weights in {path.name}: {err}") from err
     module.eval()
+
+
+def write_tensors(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """NumPy arrays into one safetensors file (dtypes kept: int64 ids, float64 times)."""
+    save_numpy_safetensors(path, arrays)
+
+
+def read_tensors(path: Path) -> dict[str, np.ndarray]:
+    try:
+        return safetensors.numpy.load_file(path)
+    except Exception as err:  # safetensors' own error type on a corrupt file
+        raise RunError(f"{path}: not a readable safetensors file: {err}") from err
 
 
 def read_json(path: Path) -> Any:

@@ -8,12 +8,14 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:  # rich.progress is imported by the commands that train, not by recommend
+    from rich.progress import TaskID
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Deep Pareto Reinforcement Learning for multi-objective recommendation.")
@@ -34,6 +36,8 @@ class _Bars:
     policy steps and per phase, as they happen (deepprl.train.progress)."""
 
     def __init__(self, enabled: bool, terminal: bool | None = None) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
         terminal = err.is_terminal if terminal is None else terminal
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                  TextColumn("{task.completed}/{task.total}"),
@@ -240,11 +244,17 @@ def recommend(
     exclude_seen: Annotated[bool, typer.Option(help="Skip items the user has had.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
 ) -> None:
-    """Top-K for a user's next interaction, with the weights alpha and every y_hat."""
-    from deepprl.artifacts import load_run
+    """Top-K for a user's next interaction, with the weights alpha and every y_hat (from the
+    run directory alone: the training log is not read)."""
+    import torch
 
+    from deepprl.artifacts import load_serving_run
+
+    # one user's forward pass is a few ms on one thread; a second one only waits on the
+    # first (hundreds of ms on a busy machine), as in the service
+    torch.set_num_threads(1)
     try:
-        _, recommender = load_run(run)
+        _, recommender = load_serving_run(run)
         items = [c.strip() for c in candidates.split(",")] if candidates is not None else None
         result = recommender.recommend(user, k=k, candidates=items, exclude_seen=exclude_seen)
     except ValueError as error:

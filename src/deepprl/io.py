@@ -78,6 +78,15 @@ def save_safetensors(path: str | Path, tensors: dict[str, torch.Tensor],
         save_file({k: v.contiguous() for k, v in tensors.items()}, temp, metadata=metadata)
 
 
+def save_numpy_safetensors(path: str | Path, arrays: dict[str, Any]) -> None:
+    """NumPy arrays [any dtype safetensors keeps: int64 ids, float64 times] into one
+    safetensors file, written atomically."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    atomic_write_bytes(path, save({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

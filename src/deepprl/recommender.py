@@ -15,6 +15,7 @@ from torch import nn
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import Batch, history_index, make_batch
 from deepprl.data.splits import Split
+from deepprl.inference_data import SeenItems, items_seen
 from deepprl.models.network import PredictorModel
 from deepprl.policy.weights import FixedWeights
 from deepprl.ranking import score_batch, slice_batch, top_k, utility
@@ -32,13 +33,21 @@ class Scored:
 
 class Recommender:
     """Ranks candidates for users of `data` with a trained model and a weight policy
-    (a deepprl.ranking.Ranker)."""
+    (a deepprl.ranking.Ranker).
+
+    `data` is the training log, or for inference only the tail a run stores of it
+    (deepprl.inference_data): then `seen` gives the items each user has had and
+    `frozen_weights` [U + 1, K] the alpha a user keeps (NaN row: dynamic), which the full
+    log would give through fix_weights_at."""
 
     sweepable = True  # any static alpha can replace the policy's
     _memo: tuple[tuple[np.ndarray, np.ndarray, Scored], ...] = ()  # see scored()
 
-    def __init__(self, model: PredictorModel, policy: nn.Module, data: Interactions) -> None:
+    def __init__(self, model: PredictorModel, policy: nn.Module, data: Interactions, *,
+                 seen: SeenItems | None = None, frozen_weights: np.ndarray | None = None
+                 ) -> None:
         self.model, self.policy, self.data = model, policy, data
+        self.seen, self.frozen_weights = seen, frozen_weights
         self.history = history_index(data, model.config.history_length)
         self.anchor: np.ndarray | None = None  # [U + 1] event whose alpha a user keeps
 
@@ -159,13 +168,11 @@ class Recommender:
 
         The state is built from the user's latest L events; the context from `at_time`
         (default: the time of the user's last event)."""
-        user, items = _candidate_list(self.data, user_id, k, candidates, exclude_seen)
+        user, items = _candidate_list(self.data, user_id, k, candidates, exclude_seen,
+                                      self.seen)
         batch = next_event_batch(self.data, user, self.model.config.history_length, at_time)
-        frozen = None
-        if self.anchor is not None and self.anchor[user] >= 0:  # weights frozen per user
-            at = self.anchor[user : user + 1]
-            frozen = torch.from_numpy(self.weights(self.states(at), self.data.context[at]))
-        out = score_history(self, batch, torch.from_numpy(items)[None], k=k, weights=frozen)
+        out = score_history(self, batch, torch.from_numpy(items)[None], k=k,
+                            weights=self.user_frozen_weights(user))
         names = self.data.objective_names
         return {
             "user": str(user_id),
@@ -178,6 +185,17 @@ class Recommender:
         }
 
 
+    def user_frozen_weights(self, user: int) -> torch.Tensor | None:
+        """[1, K] the alpha user index `user` keeps (w/o-dynamic variant), None if dynamic."""
+        if self.frozen_weights is not None:
+            row = self.frozen_weights[user]
+            return torch.from_numpy(row[None].copy()) if np.isfinite(row).all() else None
+        if self.anchor is not None and self.anchor[user] >= 0:
+            at = self.anchor[user : user + 1]
+            return torch.from_numpy(self.weights(self.states(at), self.data.context[at]))
+        return None
+
+
 class ItemRanker:
     """Ranks with an item-level policy (deepprl.baselines): module(batch, items) -> scores.
 
@@ -188,8 +206,10 @@ class ItemRanker:
     _values: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
 
     def __init__(self, module: nn.Module, data: Interactions, history_length: int, *,
-                 rebuild: Callable[[list[float]], nn.Module] | None = None) -> None:
+                 rebuild: Callable[[list[float]], nn.Module] | None = None,
+                 seen: SeenItems | None = None) -> None:
         self.module, self.data, self.history_length = module, data, history_length
+        self.seen = seen  # as in Recommender: set when `data` is a run's stored tail
         self.history = history_index(data, history_length)
         self.rebuild = rebuild
         self._rebuilt: dict[tuple[float, ...], nn.Module] = {}
@@ -282,7 +302,8 @@ class ItemRanker:
     def recommend(self, user_id: object, *, k: int = 10,
                   candidates: Sequence[object] | None = None, at_time: float | None = None,
                   exclude_seen: bool = False) -> dict[str, object]:
-        user, items = _candidate_list(self.data, user_id, k, candidates, exclude_seen)
+        user, items = _candidate_list(self.data, user_id, k, candidates, exclude_seen,
+                                      self.seen)
         batch = next_event_batch(self.data, user, self.history_length, at_time)
         self.module.eval()
         scores = self.module(batch, torch.from_numpy(items)[None])
@@ -293,8 +314,8 @@ class ItemRanker:
 
 
 def _candidate_list(data: Interactions, user_id: object, k: int,
-                    candidates: Sequence[object] | None, exclude_seen: bool
-                    ) -> tuple[int, np.ndarray]:
+                    candidates: Sequence[object] | None, exclude_seen: bool,
+                    seen: SeenItems | None = None) -> tuple[int, np.ndarray]:
     """Validated (user index, candidate item indices) of a recommend() call."""
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
@@ -302,7 +323,7 @@ def _candidate_list(data: Interactions, user_id: object, k: int,
     if candidates is None:
         items = np.arange(1, data.n_items + 1)
         if exclude_seen:
-            items = np.setdiff1d(items, data.item[data.user_events(user)])
+            items = np.setdiff1d(items, items_seen(data, seen, user))
             if len(items) == 0:
                 raise ValueError(f"user {user_id!r} has seen every item: nothing left to "
                                  f"recommend with exclude_seen")

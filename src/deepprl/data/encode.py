@@ -6,6 +6,7 @@ Row numbers in errors count data rows from 1 (the header is not a row).
 from __future__ import annotations
 
 import difflib
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -31,18 +32,25 @@ def encode_log(frame: pl.DataFrame, mapping: Mapping, *, source: str, name: str,
     user, item = user.astype(np.int64) + 1, item.astype(np.int64) + 1
     time = frame["__time__"].to_numpy().astype(np.float64)
 
+    fitted: dict[str, Any] = {"objectives": {}, "context": {}, "user_features": {},
+                              "item_features": {}, "clock": mapping.timestamp is not None,
+                              "reward_scale": [mapping.reward_min, mapping.reward_max]}
     objectives = np.stack([
-        _normalise(frame[o.column].cast(pl.Float64).to_numpy(), o, source, frame[_ROW])
+        _normalise(frame[o.column].cast(pl.Float64).to_numpy(), o, source, frame[_ROW],
+                   fitted["objectives"])
         for o in mapping.objectives
     ], axis=1).astype(np.float32)
     reward = _reward(frame, mapping, objectives)
 
     ctx_time, ctx_time_names = time_context(user, time, has_clock=mapping.timestamp is not None)
-    ctx_cols, ctx_col_names = feature_matrix(frame, mapping.context, source)
+    ctx_cols, ctx_col_names = feature_matrix(frame, mapping.context, source,
+                                             fitted["context"])
     user_feats, user_feat_names = _entity_features(frame, mapping.user_features, user,
-                                                   len(user_ids), source)
+                                                   len(user_ids), source,
+                                                   fitted["user_features"])
     item_feats, item_feat_names = _entity_features(frame, mapping.item_features, item,
-                                                   len(item_ids), source)
+                                                   len(item_ids), source,
+                                                   fitted["item_features"])
     return Interactions(
         name=name, objective_names=tuple(o.name for o in mapping.objectives),
         user=user, item=item, time=time, objectives=objectives, reward=reward,
@@ -51,7 +59,7 @@ def encode_log(frame: pl.DataFrame, mapping: Mapping, *, source: str, name: str,
         user_ids=tuple(str(u) for u in user_ids), item_ids=tuple(str(i) for i in item_ids),
         context_names=ctx_time_names + ctx_col_names,
         user_feature_names=user_feat_names, item_feature_names=item_feat_names,
-        valuer=valuer,
+        valuer=valuer, encoding=fitted,
     )
 
 
@@ -128,10 +136,13 @@ def _duplicates(frame: pl.DataFrame, mapping: Mapping, source: str) -> pl.DataFr
                     f"\"keep-last\" in the mapping to keep the last of such rows")
 
 
-def _normalise(values: np.ndarray, spec: ObjectiveSpec, source: str, rows: pl.Series
-               ) -> np.ndarray:
+def _normalise(values: np.ndarray, spec: ObjectiveSpec, source: str, rows: pl.Series,
+               fitted: dict[str, Any] | None = None) -> np.ndarray:
+    """Objective values scaled to [0, 1]; the scale used goes into `fitted[spec.name]`."""
     if spec.normalise == "minmax":
         lo, hi = float(values.min()), float(values.max())
+        if fitted is not None:
+            fitted[spec.name] = {"normalise": "minmax", "min": lo, "max": hi}
         return (values - lo) / (hi - lo) if hi > lo else np.full_like(values, 0.5)
     lo, hi = (0.0, 1.0) if spec.normalise == "none" else (float(spec.min), float(spec.max))  # type: ignore[arg-type]
     bad = np.flatnonzero((values < lo) | (values > hi))
@@ -140,6 +151,8 @@ def _normalise(values: np.ndarray, spec: ObjectiveSpec, source: str, rows: pl.Se
                "'range'" if spec.normalise == "none" else f"outside its range [{lo}, {hi}]")
         raise DataError(f"{source}: column {spec.column!r} (objective {spec.name!r}) has "
                         f"value {values[bad[0]]} at row {rows[int(bad[0])]}: {how}")
+    if fitted is not None:
+        fitted[spec.name] = {"normalise": spec.normalise, "min": lo, "max": hi}
     return (values - lo) / (hi - lo)
 
 
@@ -152,9 +165,11 @@ def _reward(frame: pl.DataFrame, mapping: Mapping, objectives: np.ndarray) -> np
     return values.astype(np.float32)
 
 
-def feature_matrix(frame: pl.DataFrame, columns: tuple[str, ...], source: str
-                   ) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Numeric columns are z-scored; other columns are one-hot (MAX_CATEGORIES cap)."""
+def feature_matrix(frame: pl.DataFrame, columns: tuple[str, ...], source: str,
+                   fitted: dict[str, Any] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Numeric columns are z-scored; other columns are one-hot (MAX_CATEGORIES cap). The
+    statistics (mean and std, or the categories kept) go into `fitted[column]`."""
+    fitted = {} if fitted is None else fitted
     blocks: list[np.ndarray] = [np.zeros((frame.height, 0), dtype=np.float32)]
     names: list[str] = []
     for column in columns:
@@ -166,24 +181,28 @@ def feature_matrix(frame: pl.DataFrame, columns: tuple[str, ...], source: str
                 row = frame[_ROW][int(bad[0])] if _ROW in frame.columns else int(bad[0]) + 1
                 raise DataError(f"{source}: column {column!r} (feature) has a missing or "
                                 f"non-finite value at row {row}")
-            std = values.std()
-            blocks.append(((values - values.mean()) / (std if std > 0 else 1.0))[:, None])
+            mean, std = float(values.mean()), float(values.std())
+            std = std if std > 0 else 1.0
+            blocks.append(((values - mean) / std)[:, None])
             names.append(column)
+            fitted[column] = {"kind": "zscore", "mean": mean, "std": std}
         else:
             text = series.cast(pl.String).fill_null("<null>").to_numpy()
             cats, counts = np.unique(text, return_counts=True)
             keep = cats[np.argsort(-counts, kind="stable")[:MAX_CATEGORIES]]
             blocks.append((text[:, None] == keep[None, :]).astype(np.float32))
             names += [f"{column}={c}" for c in keep]
+            fitted[column] = {"kind": "onehot", "categories": [str(c) for c in keep]}
     return np.concatenate(blocks, axis=1).astype(np.float32), tuple(names)
 
 
 def _entity_features(frame: pl.DataFrame, columns: tuple[str, ...], index: np.ndarray,
-                     n: int, source: str) -> tuple[np.ndarray, tuple[str, ...]]:
+                     n: int, source: str, fitted: dict[str, Any] | None = None
+                     ) -> tuple[np.ndarray, tuple[str, ...]]:
     """[n + 1, F] table of static features from each entity's first row (standardised over
     entities, not events, so active users weigh no more than others); row 0 is zeros."""
     first = np.unique(index, return_index=True)[1]
-    rows, names = feature_matrix(frame[first], columns, source)
+    rows, names = feature_matrix(frame[first], columns, source, fitted)
     table = np.zeros((n + 1, rows.shape[1]), dtype=np.float32)
     table[index[first]] = rows
     return table, names

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -50,6 +50,9 @@ class Interactions:
     user_feature_names: tuple[str, ...] = ()
     item_feature_names: tuple[str, ...] = ()
     valuer: Valuer | None = field(default=None, repr=False)
+    encoding: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The statistics the encoder fitted (objective scales, feature means and categories),
+    JSON-able; a run stores them with its tables (deepprl.inference_data)."""
 
     def __post_init__(self) -> None:
         n = len(self.user)

@@ -18,8 +18,16 @@ import numpy as np
 import torch
 
 from deepprl import __version__
-from deepprl.artifacts import ACTOR_FILE, MODEL_FILE, RunError, fingerprint, load_weighted_run
+from deepprl.artifacts import (
+    ACTOR_FILE,
+    MODEL_FILE,
+    SCHEMA_FILE,
+    RunError,
+    load_weighted_run,
+    read_json,
+)
 from deepprl.config import RunConfig
+from deepprl.inference_data import events_logged, items_seen
 from deepprl.ranking.history import (
     HistoryScores,
     batch_from_history,
@@ -91,16 +99,18 @@ class Service:
     @classmethod
     def load(cls, run: str | Path, *, db: str | Path | None = None,
              settings: ServeSettings | None = None) -> Service:
-        """Load the run once (RunError if it is corrupt) and open (or create) the store:
-        `db`, default RUN/serve.sqlite3 (StoreError if it is not writable)."""
+        """Load the run once from its directory alone, not the training log (RunError if it
+        is corrupt), and open (or create) the store: `db`, default RUN/serve.sqlite3
+        (StoreError if it is not writable)."""
         run = Path(run)
-        config, recommender = load_weighted_run(run)
+        config, recommender = load_weighted_run(run, serving=True)
         try:
             version = model_version(run)
         except OSError as err:
             raise RunError(f"{run}: cannot read the weights: {err}") from err
+        # the fingerprint of the full training log, recorded at training time
         store = FeedbackStore(Path(db) if db is not None else run / DB_FILE,
-                              fingerprint=fingerprint(recommender.data))
+                              fingerprint=str(read_json(run / SCHEMA_FILE)["data_fingerprint"]))
         return cls(config, recommender, store=store, settings=settings or ServeSettings(),
                    version=version)
 
@@ -144,7 +154,8 @@ class Service:
         contexts = np.concatenate([data.context[tail], fb_context])[-n:]
         sources = (("log",) * len(tail) + ("feedback",) * len(feedback))[-n:]
         return History(user=user, items=items, times=times, contexts=contexts,
-                       sources=sources, base_context=base, logged_events=len(logged))
+                       sources=sources, base_context=base,
+                       logged_events=events_logged(data, self.recommender.seen, user))
 
     def request_time(self, history: History, timestamp: float | None) -> float:
         """When the next event happens: `timestamp`, default now (never before the user's
@@ -231,7 +242,8 @@ class Service:
         return torch.tensor(indices, dtype=torch.int64)[None]
 
     def _unseen(self, user_id: str, user: int, items: torch.Tensor) -> torch.Tensor:
-        seen = set(self.data.item[self.data.user_events(user)].tolist()) if user else set()
+        seen = set(items_seen(self.data, self.recommender.seen, user).tolist()) if user \
+            else set()
         seen |= {self.item_lookup[i] for i in self.store.items(user_id)}
         keep = [i for i in items[0].tolist() if i not in seen]
         if not keep:
