@@ -38,6 +38,7 @@ from deepprl.config import EvalConfig, ModelConfig, PolicyConfig, RunConfig, Tra
 from deepprl.data.registry import load_dataset
 from deepprl.inference_data import SeenItems, tail_events
 from deepprl.recommender import ItemRanker, Recommender
+from deepprl.rundir import write_marker
 from deepprl.serve import FeedbackStore, ServeSettings, Service
 from deepprl.serve.schemas import RecommendRequest
 from deepprl.train.run import train_run
@@ -78,6 +79,7 @@ def _save_weighted(out: Path, config: RunConfig) -> None:
     _perturbed(model, 1)
     _perturbed(actor, 2)
     save_run(out, config, model, actor, data)
+    write_marker(out, config.to_dict())  # what train_run does last
 
 
 def _scores(result: dict) -> dict[str, float]:
@@ -140,6 +142,7 @@ def test_item_level_baseline_from_the_tables(tmp_path: Path) -> None:
     module, _ = build_item_policy(config, data)
     _perturbed(module, 3)
     save_item_run(tmp_path, config, module, data)
+    write_marker(tmp_path, config.to_dict())
     _, log_built = load_run(tmp_path)
     _, stored = load_serving_run(tmp_path)
     assert isinstance(stored, ItemRanker)
@@ -178,12 +181,18 @@ def test_corrupt_tables_are_refused(tmp_path: Path) -> None:
     arrays = read_tensors(tmp_path / TABLES_FILE)
     arrays["item"] = arrays["item"] + 1000  # item indices beyond the catalogue
     write_tensors(tmp_path / TABLES_FILE, arrays)
+    with pytest.raises(RunError, match="corrupt or was changed after training"):
+        load_serving_run(tmp_path)  # the completion marker's digest sees it first
+    config = RunConfig(dataset=dict(SIM)).to_dict()
+    write_marker(tmp_path, config)  # past the digest: the tables' own checks
     with pytest.raises(RunError, match="event items out of range"):
         load_serving_run(tmp_path)
     (tmp_path / TABLES_FILE).write_bytes(b"garbage")
+    write_marker(tmp_path, config)
     with pytest.raises(RunError, match="not a readable safetensors"):
         load_serving_run(tmp_path)
     (tmp_path / TABLES_FILE).unlink()
+    write_marker(tmp_path, config)
     with pytest.raises(RunError, match=r"missing inference\.safetensors"):
         load_serving_run(tmp_path)
 
@@ -259,6 +268,7 @@ def test_a_grown_log_does_not_stop_serving(own_run: Path, tmp_path: Path) -> Non
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
     config["dataset"]["data"] = str(grown)
     (run / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    write_marker(run, config)  # the run as if trained on that log's path: still complete
 
     service = Service.load(run, db=tmp_path / "c.sqlite3")
     assert len(service.recommend(RecommendRequest(user_id="u1", k=3))["items"]) == 3
