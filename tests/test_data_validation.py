@@ -426,7 +426,7 @@ def test_unknown_user_and_item_ids(tmp_path: Path, mapping_path: Path) -> None:
     data = load_log(write(tmp_path, "shop.csv", GOOD_CSV), mapping_path)
     assert data.user_index("u2") == 2
     with pytest.raises(UnknownIdError, match=r"unknown user id 'u9': not in the training log "
-                                             r"of 'shop'"):
+                                             r"\(shop\.csv\)"):
         data.user_index("u9")
     assert data.item_indices(["i3", "i1"]).tolist() == [3, 1]
     with pytest.raises(UnknownIdError, match=r"unknown item id 'i7'"):

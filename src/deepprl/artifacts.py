@@ -37,11 +37,12 @@ class RunError(ValueError):
 
 
 def run_split(data: Interactions, config: RunConfig) -> Split:
-    """The train/test split of a run, as its config says."""
+    """The train/test split of a run, as its config says (the validation windows chosen
+    from the data by deepprl.data.splits.choose_split)."""
     t = config.train
     return make_split(data, kind=t.split, test_fraction=t.test_fraction,
                       valid_fraction=t.valid_fraction, folds=t.folds, fold=t.fold,
-                      seed=config.seed)
+                      seed=config.seed, validation=t.validation, k=config.eval.k)
 
 
 def data_shape(data: Interactions) -> DataShape:

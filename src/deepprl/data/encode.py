@@ -6,6 +6,7 @@ Row numbers in errors count data rows from 1 (the header is not a row).
 from __future__ import annotations
 
 import difflib
+import logging
 
 import numpy as np
 import polars as pl
@@ -14,7 +15,13 @@ from deepprl.data.interactions import Interactions, Valuer
 from deepprl.data.schema import DataError, Mapping, ObjectiveSpec
 
 MAX_CATEGORIES = 32  # one-hot width cap per categorical feature; rarer values are all-zero
+MAX_MAGNITUDE = 1e15
+"""Largest |value| of a reward, raw objective or numeric feature: beyond it float32 means
+(and the squares of a z-score) overflow or lose every digit, so such a value is refused."""
+TIME_RANGE = (-62_135_596_800.0, 253_402_300_799.0)
+"""Unix seconds of 0001-01-01 and 9999-12-31: the timestamps a clock can mean."""
 _ROW = "__row__"
+log = logging.getLogger("deepprl.data")
 CLOCK_CONTEXT = ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos", "log_gap_hours")
 
 
@@ -35,14 +42,15 @@ def encode_log(frame: pl.DataFrame, mapping: Mapping, *, source: str, name: str,
         _normalise(frame[o.column].cast(pl.Float64).to_numpy(), o, source, frame[_ROW])
         for o in mapping.objectives
     ], axis=1).astype(np.float32)
-    reward = _reward(frame, mapping, objectives)
+    reward = _reward(frame, mapping, objectives, source)
 
     ctx_time, ctx_time_names = time_context(user, time, has_clock=mapping.timestamp is not None)
-    ctx_cols, ctx_col_names = feature_matrix(frame, mapping.context, source)
+    cats = mapping.categorical
+    ctx_cols, ctx_col_names = feature_matrix(frame, mapping.context, source, categorical=cats)
     user_feats, user_feat_names = _entity_features(frame, mapping.user_features, user,
-                                                   len(user_ids), source)
+                                                   len(user_ids), source, categorical=cats)
     item_feats, item_feat_names = _entity_features(frame, mapping.item_features, item,
-                                                   len(item_ids), source)
+                                                   len(item_ids), source, categorical=cats)
     return Interactions(
         name=name, objective_names=tuple(o.name for o in mapping.objectives),
         user=user, item=item, time=time, objectives=objectives, reward=reward,
@@ -51,7 +59,7 @@ def encode_log(frame: pl.DataFrame, mapping: Mapping, *, source: str, name: str,
         user_ids=tuple(str(u) for u in user_ids), item_ids=tuple(str(i) for i in item_ids),
         context_names=ctx_time_names + ctx_col_names,
         user_feature_names=user_feat_names, item_feature_names=item_feat_names,
-        valuer=valuer,
+        valuer=valuer, source=source,
     )
 
 
@@ -84,7 +92,8 @@ def _no_nulls(frame: pl.DataFrame, column: str, role: str, source: str) -> None:
                         f"{nulls[_ROW][0]}")
 
 
-def _finite_numeric(frame: pl.DataFrame, column: str, role: str, source: str) -> None:
+def _finite_numeric(frame: pl.DataFrame, column: str, role: str, source: str,
+                    bound: float | None = MAX_MAGNITUDE) -> None:
     dtype = frame.schema[column]
     if not dtype.is_numeric() or dtype == pl.Boolean:
         raise DataError(f"{source}: column {column!r} ({role}) must be numeric, "
@@ -95,6 +104,12 @@ def _finite_numeric(frame: pl.DataFrame, column: str, role: str, source: str) ->
     if bad.size:
         raise DataError(f"{source}: column {column!r} ({role}) has a non-finite value "
                         f"({values[bad[0]]}) at row {frame[_ROW][int(bad[0])]}")
+    if bound is not None:
+        big = np.flatnonzero(np.abs(values) > bound)
+        if big.size:
+            raise DataError(f"{source}: column {column!r} ({role}) has value "
+                            f"{values[big[0]]:g} at row {frame[_ROW][int(big[0])]}, beyond "
+                            f"±{bound:g}: rescale the column (e.g. other units)")
 
 
 def _time_column(frame: pl.DataFrame, mapping: Mapping, source: str) -> pl.Series:
@@ -106,11 +121,39 @@ def _time_column(frame: pl.DataFrame, mapping: Mapping, source: str) -> pl.Serie
     if dtype in (pl.Date,) or isinstance(dtype, pl.Datetime):
         seconds = frame[column].cast(pl.Datetime("us")).dt.epoch("s")
         return seconds.cast(pl.Float64)
+    if dtype == pl.String:
+        return _parse_datetimes(frame, column, source)
     if dtype.is_numeric() and dtype != pl.Boolean:
-        _finite_numeric(frame, column, "timestamp", source)
+        _finite_numeric(frame, column, "timestamp", source, bound=None)
+        values = frame[column].cast(pl.Float64).to_numpy()
+        bad = np.flatnonzero((values < TIME_RANGE[0]) | (values > TIME_RANGE[1]))
+        if bad.size:
+            raise DataError(f"{source}: column {column!r} (timestamp) has value "
+                            f"{values[bad[0]]:g} at row {frame[_ROW][int(bad[0])]}, outside "
+                            f"the unix seconds of years 1-9999 (milliseconds? divide by "
+                            f"1000)")
         return frame[column].cast(pl.Float64)
-    raise DataError(f"{source}: column {column!r} (timestamp) must be unix seconds or a "
-                    f"datetime, found {dtype}")
+    raise DataError(f"{source}: column {column!r} (timestamp) must be unix seconds, an "
+                    f"ISO-8601 datetime or a datetime, found {dtype}")
+
+
+def _parse_datetimes(frame: pl.DataFrame, column: str, source: str) -> pl.Series:
+    """ISO-8601 text (2024-01-31, 2024-01-31T12:00:00, with Z or +02:00) -> unix seconds;
+    text without an offset is read as UTC."""
+    text = frame[column]
+    try:
+        parsed = text.str.to_datetime(strict=False, time_unit="us")
+    except pl.exceptions.PolarsError as err:
+        raise DataError(f"{source}: column {column!r} (timestamp) is text that is not "
+                        f"ISO-8601 datetimes (e.g. 2024-01-31T12:00:00Z), first value "
+                        f"{text[0]!r}: {err}") from err
+    failed = np.flatnonzero(parsed.is_null().to_numpy())
+    if failed.size:
+        at = int(failed[0])
+        raise DataError(f"{source}: column {column!r} (timestamp) has {text[at]!r} at row "
+                        f"{frame[_ROW][at]}: not an ISO-8601 datetime in the format of the "
+                        f"column's first value {text[0]!r} (e.g. 2024-01-31T12:00:00Z)")
+    return parsed.dt.epoch("s").cast(pl.Float64)
 
 
 def _duplicates(frame: pl.DataFrame, mapping: Mapping, source: str) -> pl.DataFrame:
@@ -132,7 +175,10 @@ def _normalise(values: np.ndarray, spec: ObjectiveSpec, source: str, rows: pl.Se
                ) -> np.ndarray:
     if spec.normalise == "minmax":
         lo, hi = float(values.min()), float(values.max())
-        return (values - lo) / (hi - lo) if hi > lo else np.full_like(values, 0.5)
+        if hi > lo:
+            return (values - lo) / (hi - lo)
+        warn_constant(spec, lo, source)
+        return np.full_like(values, 0.5)
     lo, hi = (0.0, 1.0) if spec.normalise == "none" else (float(spec.min), float(spec.max))  # type: ignore[arg-type]
     bad = np.flatnonzero((values < lo) | (values > hi))
     if bad.size:
@@ -143,12 +189,25 @@ def _normalise(values: np.ndarray, spec: ObjectiveSpec, source: str, rows: pl.Se
     return (values - lo) / (hi - lo)
 
 
-def _reward(frame: pl.DataFrame, mapping: Mapping, objectives: np.ndarray) -> np.ndarray:
+def warn_constant(spec: ObjectiveSpec, value: float, source: str) -> None:
+    log.warning("%s: column %r (objective %r) is constant (%g) under normalise = 'minmax': "
+                "every event gets 0.5, so this objective cannot tell items apart",
+                source, spec.column, spec.name, value)
+
+
+def _reward(frame: pl.DataFrame, mapping: Mapping, objectives: np.ndarray, source: str
+            ) -> np.ndarray:
     if mapping.reward is None:
         return objectives.mean(axis=1).astype(np.float32)
     values = frame[mapping.reward].cast(pl.Float64).to_numpy()
     if mapping.reward_min is not None and mapping.reward_max is not None:
-        values = (values - mapping.reward_min) / (mapping.reward_max - mapping.reward_min)
+        lo, hi = mapping.reward_min, mapping.reward_max
+        bad = np.flatnonzero((values < lo) | (values > hi))
+        if bad.size:
+            raise DataError(f"{source}: column {mapping.reward!r} (reward) has value "
+                            f"{values[bad[0]]:g} at row {frame[_ROW][int(bad[0])]}, outside "
+                            f"[reward_scale] min = {lo:g}, max = {hi:g}")
+        values = (values - lo) / (hi - lo)
     return values.astype(np.float32)
 
 
@@ -168,20 +227,28 @@ def time_context(user: np.ndarray, time: np.ndarray, *, has_clock: bool
     return np.stack(cols, axis=1).astype(np.float32), CLOCK_CONTEXT
 
 
-def feature_matrix(frame: pl.DataFrame, columns: tuple[str, ...], source: str
-                   ) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Numeric columns are z-scored; other columns are one-hot (MAX_CATEGORIES cap)."""
+def is_number(dtype: pl.DataType, column: str, categorical: tuple[str, ...]) -> bool:
+    """Whether a feature column is z-scored (numeric, not declared categorical) rather than
+    one-hot encoded."""
+    return dtype.is_numeric() and dtype != pl.Boolean and column not in categorical
+
+
+def feature_matrix(frame: pl.DataFrame, columns: tuple[str, ...], source: str, *,
+                   categorical: tuple[str, ...] = ()) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Numeric columns are z-scored; other columns, and those named in `categorical`
+    (integer codes), are one-hot (MAX_CATEGORIES cap)."""
     blocks: list[np.ndarray] = [np.zeros((frame.height, 0), dtype=np.float32)]
     names: list[str] = []
     for column in columns:
         series = frame[column]
-        if series.dtype.is_numeric() and series.dtype != pl.Boolean:
+        if is_number(series.dtype, column, categorical):
             values = series.cast(pl.Float64).to_numpy()
-            bad = np.flatnonzero(~np.isfinite(values))
+            bad = np.flatnonzero(~np.isfinite(values) | (np.abs(values) > MAX_MAGNITUDE))
             if bad.size:
                 row = frame[_ROW][int(bad[0])] if _ROW in frame.columns else int(bad[0]) + 1
-                raise DataError(f"{source}: column {column!r} (feature) has a missing or "
-                                f"non-finite value at row {row}")
+                raise DataError(f"{source}: column {column!r} (feature) has a missing, "
+                                f"non-finite or huge (beyond ±{MAX_MAGNITUDE:g}) value "
+                                f"({values[bad[0]]}) at row {row}")
             std = values.std()
             blocks.append(((values - values.mean()) / (std if std > 0 else 1.0))[:, None])
             names.append(column)
@@ -195,11 +262,12 @@ def feature_matrix(frame: pl.DataFrame, columns: tuple[str, ...], source: str
 
 
 def _entity_features(frame: pl.DataFrame, columns: tuple[str, ...], index: np.ndarray,
-                     n: int, source: str) -> tuple[np.ndarray, tuple[str, ...]]:
+                     n: int, source: str, *, categorical: tuple[str, ...] = ()
+                     ) -> tuple[np.ndarray, tuple[str, ...]]:
     """[n + 1, F] table of static features from each entity's first row (standardised over
     entities, not events, so active users weigh no more than others); row 0 is zeros."""
     first = np.unique(index, return_index=True)[1]
-    rows, names = feature_matrix(frame[first], columns, source)
+    rows, names = feature_matrix(frame[first], columns, source, categorical=categorical)
     table = np.zeros((n + 1, rows.shape[1]), dtype=np.float32)
     table[index[first]] = rows
     return table, names

@@ -38,7 +38,9 @@ from deepprl.data.encode import (
     _normalise,
     _reward,
     _time_column,
+    is_number,
     time_context,
+    warn_constant,
 )
 from deepprl.data.interactions import Interactions
 from deepprl.data.schema import DataError, Mapping, read_mapping
@@ -101,8 +103,7 @@ class ParquetLog:
                 v = frame[o.column].cast(pl.Float64).to_numpy()
                 lo[j], hi[j] = min(lo[j], float(v.min())), max(hi[j], float(v.max()))
             for c in m.context:
-                dtype = frame.schema[c]
-                if dtype.is_numeric() and dtype != pl.Boolean:
+                if is_number(frame.schema[c], c, m.categorical):
                     v = frame[c].cast(pl.Float64).to_numpy()
                     acc = numeric[c]
                     acc[0] += float(v.sum())
@@ -125,13 +126,16 @@ class ParquetLog:
             raise DataError(f"{self.source}: the log is empty (no data rows)")
         self.user_vocab = np.unique(np.concatenate(users))
         self.item_vocab = np.unique(np.concatenate(items))
+        for j, o in enumerate(m.objectives):
+            if o.normalise == "minmax" and hi[j] == lo[j]:
+                warn_constant(o, float(lo[j]), self.source)
         self.objective_specs = tuple(
             dataclasses.replace(o, normalise="range", min=float(lo[j]), max=float(hi[j]))
             if o.normalise == "minmax" and hi[j] > lo[j] else o
             for j, o in enumerate(m.objectives))
         self.context_stats: list[tuple[str, object]] = []
         for c in m.context:
-            if schema[c].is_numeric() and schema[c] != pl.Boolean:
+            if is_number(schema[c], c, m.categorical):
                 total, squares, n = numeric[c]
                 mean = total / max(n, 1)
                 std = max(squares / max(n, 1) - mean * mean, 0.0) ** 0.5
@@ -157,7 +161,8 @@ class ParquetLog:
             return np.zeros((len(vocab) + 1, 0), dtype=np.float32), ()
         first = pl.concat(firsts, how="vertical_relaxed")
         index = np.searchsorted(vocab, first[key].to_numpy()).astype(np.int64) + 1
-        return _entity_features(first, columns, index, len(vocab), self.source)
+        return _entity_features(first, columns, index, len(vocab), self.source,
+                                categorical=self.mapping.categorical)
 
     # -- pass 2: record batches as windows -------------------------------------------------
     def _files(self) -> list[Path]:
@@ -218,7 +223,7 @@ class ParquetLog:
         return Interactions(
             name=self.path.stem, objective_names=tuple(o.name for o in m.objectives),
             user=user.astype(np.int64), item=item, time=time, objectives=objectives,
-            reward=_reward(frame, m, objectives),
+            reward=_reward(frame, m, objectives, self.source),
             context=np.concatenate([ctx_time, ctx_cols], axis=1).astype(np.float32),
             user_features=self.user_features, item_features=self.item_features,
             user_ids=self.user_ids, item_ids=self.item_ids,

@@ -76,14 +76,31 @@ def evaluate_ranker(ranker: Recommender | ItemRanker, config: RunConfig,
     return out
 
 
+REFERENCES = {"learned": "the run's own ranking", "equal": "its predictor, equal weights",
+              "static": "its predictor, the best static weights on validation",
+              "popularity": "training-period popularity",
+              "oracle": "upper bound: rank by the true reward"}
+"""What `deepprl evaluate --weights` offers: every reference evaluate_ranker computes."""
+
+
 def evaluate_run(run: str | Path, weights: str = "learned") -> dict[str, Any]:
-    """The CLI contract's JSON: objectives, reward, k, weights (+ model, protocol)."""
-    if weights not in ("learned", "equal"):
-        raise ValueError(f"--weights must be 'learned' or 'equal', got {weights!r}")
+    """The CLI contract's JSON: objectives, reward, k, weights (+ model, protocol).
+
+    `weights` names one of REFERENCES. A static-weight model's own ranking is its static
+    weights, so "learned" and "static" both evaluate them and the JSON says "static"."""
+    if weights not in REFERENCES:
+        raise ValueError(f"--weights must be one of {', '.join(REFERENCES)}, got {weights!r}")
     config, ranker = load_run(run)
-    if weights == "equal" and not isinstance(ranker, Recommender):
-        raise ValueError(f"--weights equal needs a model with an objective predictor; "
-                         f"{config.name!r} ranks items directly")
-    result = evaluate_ranker(ranker, config, methods=(weights,))
-    return {**result[weights], "k": config.eval.k, "weights": weights, "model": config.name,
+    if weights in ("equal", "static") and not isinstance(ranker, Recommender):
+        raise ValueError(f"--weights {weights} needs a model with an objective predictor; "
+                         f"{config.name!r} ranks items directly (offered: learned, "
+                         f"popularity, oracle)")
+    own_static = isinstance(ranker, Recommender) and config.policy.algorithm == "static"
+    method = "learned" if own_static and weights == "static" else weights
+    result = evaluate_ranker(ranker, config, methods=(method,))
+    if method not in result:
+        raise ValueError(f"{run}: --weights static needs validation events, and this run has "
+                         f"none (train.valid_fraction = {config.train.valid_fraction})")
+    label = "static" if own_static and method == "learned" else method
+    return {**result[method], "k": config.eval.k, "weights": label, "model": config.name,
             "protocol": result["protocol"]}

@@ -21,7 +21,6 @@ from deepprl.artifacts import (
     build_model,
     build_policy,
     rebuild_item_policy,
-    run_split,
     save_item_run,
     save_run,
     write_json,
@@ -42,6 +41,7 @@ from deepprl.eval.static_weights import (
 from deepprl.policy.weights import FixedWeights
 from deepprl.provenance import code_version
 from deepprl.recommender import ItemRanker, Recommender
+from deepprl.train.preflight import preflight
 from deepprl.train.stage1 import Progress, fit_predictor, prediction_error
 from deepprl.train.stage2 import TRAJECTORY_LEARNERS, build_trajectories
 from deepprl.zoo import models
@@ -90,11 +90,12 @@ def _train(config: RunConfig, out: Path, progress: Progress | None, world: World
                          f"policy ddpg or static; run {config.name!r} in one process")
     seed_everything(config.seed)
     data = load_dataset(config.dataset)
-    split = run_split(data, config)
     log.info("deepprl %s, model %s, seed %d, data %s: %d events, %d users, %d items, "
              "objectives %s; %d process(es)", __version__, config.name, config.seed,
              data.name, data.n_events, data.n_users, data.n_items, data.objective_names,
              world.size)
+    plan = preflight(config, data)  # every stage's precondition, before any training
+    split = plan.split
     if entry.item_policy is not None:
         metrics = _train_item_policy(config, data, split, out)
     else:
@@ -104,7 +105,7 @@ def _train(config: RunConfig, out: Path, progress: Progress | None, world: World
         return {"rank": world.rank, "world_size": world.size, "model": config.name}
     metrics.update({"model": config.name, "dataset": data.name, "seed": config.seed,
                     "seconds": time.perf_counter() - started, "world_size": world.size,
-                    "code": code_version()})
+                    "code": code_version(), "validation": plan.validation})
     write_json(out / "seed.txt", config.seed)
     write_json(out / "metrics.json", metrics)
     log.info("metrics %s", {m: metrics[m] for m in ("learned", "equal") if m in metrics})
