@@ -4,6 +4,7 @@ row or field, print no traceback, and leave nothing that looks like a finished r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -15,6 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from deepprl.cli import app
+from deepprl.data.generic import load_log
+from deepprl.data.interactions import Interactions
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -161,11 +164,11 @@ MAPPING_CASES = [
      ["m.toml", "objective 'watch'", "min < max"]),
     ("range-over-1e308", "m.toml", MAPPING.replace(
         'normalise = "minmax"', 'normalise = "range"\nmin = -1e308\nmax = 1e308'),
-     ["m.toml", "objective 'watch'", "finite min < max"]),
+     ["m.toml", "objective 'watch'", "min < max (both finite)"]),
     ("reward-scale-min-only", "m.toml", MAPPING.replace("max = 5\n", ""),
-     ["m.toml", "[reward_scale] needs both min and max"]),
+     ["m.toml", "reward_scale needs both min and max"]),
     ("reward-scale-reversed", "m.toml", MAPPING.replace("min = 1\nmax = 5", "min = 5\nmax = 1"),
-     ["m.toml", "[reward_scale]", "min < max"]),
+     ["m.toml", "reward_scale", "min < max", "got min = 5.0, max = 1.0"]),
     ("reward-scale-unknown-key", "m.toml", MAPPING.replace("max = 5", "max = 5\nmid = 3"),
      ["m.toml", "[reward_scale] takes min and max only"]),
     ("column-named-twice", "m.toml", MAPPING.replace('reward = "rating"', 'reward = "rel"'),
@@ -500,3 +503,124 @@ def test_generated_1500_user_log_trains_with_defaults(runner: CliRunner, tmp_pat
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"learned", "equal", "static", "popularity", "oracle"} <= set(metrics)
     assert "test window" in metrics["validation"]
+
+
+# -- what the loader now understands, and how the protocol values a pair -------------------
+
+def _load(tmp_path: Path, csv: str, mapping: str = MAPPING) -> Interactions:
+    (tmp_path / "log.csv").write_text(csv, encoding="utf-8")
+    (tmp_path / "m.toml").write_text(mapping, encoding="utf-8")
+    return load_log(tmp_path / "log.csv", tmp_path / "m.toml")
+
+
+def test_categorical_integer_codes_are_one_hot(tmp_path: Path) -> None:
+    csv = HEADER + "\n" + "\n".join(ROWS) + "\n"
+    plain = _load(tmp_path, csv)
+    coded = _load(tmp_path, csv, MAPPING.replace('context = ["device"]', 'context = ["device"]'
+                                                 '\ncategorical = ["age"]'))
+    assert plain.user_feature_names == ("age",)
+    assert coded.user_feature_names == ("age=30", "age=41")
+    assert coded.user_features[1:].tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_iso_8601_timestamps_are_parsed_as_utc(tmp_path: Path) -> None:
+    stamps = ["2024-01-01T10:00:00Z", "2024-01-01T13:30:00+02:00", "2024-01-02",
+              "2024-01-03 00:00:00"]
+    rows = [r.split(",") for r in ROWS]
+    for row, stamp in zip(rows, stamps, strict=True):
+        row[2] = stamp
+    data = _load(tmp_path, HEADER + "\n" + "\n".join(",".join(r) for r in rows) + "\n")
+    expected = [1704103200.0, 1704108600.0, 1704153600.0, 1704240000.0]  # 13:30+02 = 11:30Z
+    assert data.time.tolist() == expected
+    assert "hour_sin" in data.context_names
+
+
+def test_constant_minmax_objective_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                         ) -> None:
+    rows = [",".join([*r.split(",")[:5], "7", *r.split(",")[6:]]) for r in ROWS]
+    with caplog.at_level("WARNING", logger="deepprl.data"):
+        data = _load(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n")
+    assert "column 'watch' (objective 'watch') is constant (7)" in caplog.text
+    assert data.objectives[:, 1].tolist() == [0.5] * 4
+
+
+def test_a_repeated_pair_is_valued_at_its_latest_logged_event(tmp_path: Path) -> None:
+    rows = ["u1,i1,100,4,0.1,10,30,ios", "u1,i2,200,3,0.2,20,30,ios",
+            "u1,i1,300,2,0.9,30,30,ios", "u2,i1,150,5,0.4,40,41,web"]
+    data = _load(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n")
+    first = 0  # u1's event at t=100 asks about i1, logged again (rel 0.9) at t=300
+    objectives, reward = data.candidate_values(
+        np.array([first]), np.array([[data.item_index("i1")]]))
+    assert objectives[0, 0, 0] == np.float32(0.9)
+    assert reward[0, 0] == np.float32((2 - 1) / 4)
+
+
+def test_unknown_user_is_named_with_the_logs_file(runner: CliRunner, tmp_path: Path) -> None:
+    data = _load(tmp_path, HEADER + "\n" + "\n".join(ROWS) + "\n")
+    with pytest.raises(ValueError, match=r"unknown user id 'nobody': not in the training log "
+                                         r"\(log\.csv\)"):
+        data.user_index("nobody")
+
+
+def test_auto_validation_keeps_the_fraction_where_it_works_and_widens_it_where_not() -> None:
+    from deepprl.data.simulator import SimulatorConfig, load_simulator
+    from deepprl.data.splits import choose_split, temporal_holdout
+
+    sim = load_simulator(SimulatorConfig(n_users=20, n_items=30, events_per_user=20))
+    split, why = choose_split(sim, valid_fraction=0.1, validation="auto", k=10)
+    fraction = temporal_holdout(sim, valid_fraction=0.1)
+    assert (split.valid == fraction.valid).all() and "train.valid_fraction = 0.1" in why
+
+    logged = dataclasses_replace_valuer(sim)  # the same events, ground truth from the log only
+    split, why = choose_split(logged, valid_fraction=0.1, validation="auto", k=3)
+    # 2 validation events per user under the fraction: 2 candidates <= k, none rankable
+    assert "test window" in why and "would leave 0 validation events" in why
+    assert split.valid.sum() == split.test.sum() == 20 * 4  # 4 test, 4 validation per user
+    assert (split.test == fraction.test).all() and split.train.sum() == 20 * 12
+    assert not (split.valid & split.test).any() and not (split.valid & split.train).any()
+
+
+def dataclasses_replace_valuer(data: Interactions) -> Interactions:
+    return dataclasses.replace(data, valuer=None)
+
+
+# -- evaluate --weights: every reference the run holds -------------------------------------
+
+TINY = ["--dataset", "simulator", "--dataset-option", "n_users=20", "--dataset-option",
+        "n_items=25", "--dataset-option", "events_per_user=20", "--epochs", "1",
+        "--policy-steps", "20", "--k", "5", "--set", "policy.static_trials=5", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(runner: CliRunner, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("battery-runs")
+    runs = {}
+    for model in ("deepprl", "deepprl-static"):
+        runs[model] = root / model
+        result = runner.invoke(app, ["train", *TINY, "--model", model, "--out",
+                                     str(runs[model])])
+        assert result.exit_code == 0, result.output
+    return runs
+
+
+@pytest.mark.parametrize("weights", ["learned", "equal", "static", "popularity", "oracle"])
+def test_evaluate_offers_every_reference(runner: CliRunner, tiny_runs: dict[str, Path],
+                                         weights: str) -> None:
+    run = tiny_runs["deepprl"]
+    result = runner.invoke(app, ["evaluate", "--run", str(run), "--weights", weights, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    saved = json.loads((run / "metrics.json").read_text())[weights]
+    assert out["weights"] == weights and out["k"] == 5
+    assert out["reward"] == pytest.approx(saved["reward"], rel=1e-5)
+
+
+def test_static_weight_model_says_static(runner: CliRunner, tiny_runs: dict[str, Path]) -> None:
+    run = tiny_runs["deepprl-static"]
+    own = json.loads(runner.invoke(app, ["evaluate", "--run", str(run), "--json"]).stdout)
+    static = json.loads(runner.invoke(app, ["evaluate", "--run", str(run), "--weights",
+                                            "static", "--json"]).stdout)
+    assert own["weights"] == "static" == static["weights"]
+    assert own["reward"] == static["reward"]
+    assert own["reward"] == pytest.approx(
+        json.loads((run / "metrics.json").read_text())["learned"]["reward"], rel=1e-5)

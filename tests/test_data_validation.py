@@ -111,9 +111,10 @@ def test_string_reward_column_is_rejected(tmp_path: Path, mapping_path: Path) ->
 
 
 def test_string_timestamp_column_is_rejected(tmp_path: Path, mapping_path: Path) -> None:
+    """Text is read as ISO-8601; text that is not is refused at its row."""
     data = csv_with(tmp_path, ["u1,i1,yesterday,4,0.5,10", "u1,i2,today,3,0.25,20"])
-    with pytest.raises(DataError, match=rf"{esc(data)}: column 'ts' \(timestamp\) must be unix "
-                                        r"seconds or a datetime, found String"):
+    with pytest.raises(DataError, match=rf"{esc(data)}: column 'ts' \(timestamp\) has "
+                                        r"'yesterday' at row 1: not an ISO-8601 datetime"):
         load_log(data, mapping_path)
 
 

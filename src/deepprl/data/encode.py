@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
@@ -139,21 +140,34 @@ def _time_column(frame: pl.DataFrame, mapping: Mapping, source: str) -> pl.Serie
 
 def _parse_datetimes(frame: pl.DataFrame, column: str, source: str) -> pl.Series:
     """ISO-8601 text (2024-01-31, 2024-01-31T12:00:00, with Z or +02:00) -> unix seconds;
-    text without an offset is read as UTC."""
+    text without an offset is read as UTC. polars parses the column's format in bulk; values
+    in another ISO-8601 format than the first one's go through datetime.fromisoformat."""
     text = frame[column]
     try:
-        parsed = text.str.to_datetime(strict=False, time_unit="us")
-    except pl.exceptions.PolarsError as err:
-        raise DataError(f"{source}: column {column!r} (timestamp) is text that is not "
-                        f"ISO-8601 datetimes (e.g. 2024-01-31T12:00:00Z), first value "
-                        f"{text[0]!r}: {err}") from err
-    failed = np.flatnonzero(parsed.is_null().to_numpy())
-    if failed.size:
-        at = int(failed[0])
-        raise DataError(f"{source}: column {column!r} (timestamp) has {text[at]!r} at row "
-                        f"{frame[_ROW][at]}: not an ISO-8601 datetime in the format of the "
-                        f"column's first value {text[0]!r} (e.g. 2024-01-31T12:00:00Z)")
-    return parsed.dt.epoch("s").cast(pl.Float64)
+        seconds = text.str.to_datetime(strict=False, time_unit="us").dt.epoch("s")
+    except pl.exceptions.PolarsError:  # the first value fixes no format polars knows
+        seconds = pl.Series(column, [None] * frame.height, dtype=pl.Int64)
+    values = seconds.cast(pl.Float64).to_numpy().copy()
+    missing = np.flatnonzero(np.isnan(values))
+    for at in missing:
+        parsed = _iso_seconds(text[int(at)])
+        if parsed is None:
+            raise DataError(f"{source}: column {column!r} (timestamp) has {text[int(at)]!r} at "
+                            f"row {frame[_ROW][int(at)]}: not an ISO-8601 datetime (e.g. "
+                            f"2024-01-31, 2024-01-31T12:00:00 or 2024-01-31T12:00:00+02:00) "
+                            f"nor unix seconds")
+        values[at] = parsed
+    return pl.Series("__time__", values)
+
+
+def _iso_seconds(value: str) -> float | None:
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return float(int(stamp.timestamp()))  # whole seconds, as polars' epoch("s")
 
 
 def _duplicates(frame: pl.DataFrame, mapping: Mapping, source: str) -> pl.DataFrame:
@@ -246,9 +260,10 @@ def feature_matrix(frame: pl.DataFrame, columns: tuple[str, ...], source: str, *
             bad = np.flatnonzero(~np.isfinite(values) | (np.abs(values) > MAX_MAGNITUDE))
             if bad.size:
                 row = frame[_ROW][int(bad[0])] if _ROW in frame.columns else int(bad[0]) + 1
-                raise DataError(f"{source}: column {column!r} (feature) has a missing, "
-                                f"non-finite or huge (beyond ±{MAX_MAGNITUDE:g}) value "
-                                f"({values[bad[0]]}) at row {row}")
+                what = ("a missing or non-finite value" if not np.isfinite(values[bad[0]])
+                        else f"value {values[bad[0]]:g}, beyond ±{MAX_MAGNITUDE:g},")
+                raise DataError(f"{source}: column {column!r} (feature) has {what} at row "
+                                f"{row}")
             std = values.std()
             blocks.append(((values - values.mean()) / (std if std > 0 else 1.0))[:, None])
             names.append(column)

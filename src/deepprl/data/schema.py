@@ -112,7 +112,8 @@ class Mapping:
                 or not math.isfinite(spec.max - spec.min)
             ):
                 raise DataError(f"{where}: objective {spec.name!r}: normalise = 'range' needs "
-                                f"finite min < max, got min = {spec.min}, max = {spec.max}")
+                                f"min < max (both finite), got min = {spec.min}, "
+                                f"max = {spec.max}")
         if self.duplicates not in DUPLICATE_POLICIES:
             raise DataError(f"{where}: duplicates must be one of {DUPLICATE_POLICIES}, "
                             f"got {self.duplicates!r}")
@@ -121,8 +122,9 @@ class Mapping:
             and not (self.reward_max > self.reward_min
                      and math.isfinite(self.reward_max - self.reward_min))
         ):
-            raise DataError(f"{where}: [reward_scale] needs both min and max, finite, with "
-                            f"min < max; got min = {self.reward_min}, max = {self.reward_max}")
+            raise DataError(f"{where}: reward_scale needs both min and max, with min < max "
+                            f"(both finite); got min = {self.reward_min}, "
+                            f"max = {self.reward_max}")
         seen: dict[str, str] = {}
         for role, column in self.roles():
             if column in seen:
@@ -246,7 +248,9 @@ def read_mapping(path: str | Path) -> Mapping:
 def _opt_float(value: object, where: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError(f"{where} must be a number, got {value!r}")
+    if not math.isfinite(value):
         raise DataError(f"{where} must be a finite number, got {value!r}")
     return float(value)
 
