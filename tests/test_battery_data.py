@@ -417,7 +417,8 @@ def test_readme_example_trains_with_default_protocol(runner: CliRunner, tmp_path
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", "--data", str(EXAMPLES / "log.csv"), "--mapping",
                                  str(EXAMPLES / "mapping.toml"), "--out", str(out),
-                                 "--epochs", "1", "--policy-steps", "20", "--quiet"])
+                                 "--epochs", "1", "--policy-steps", "20", "--set",
+                                 "policy.static_trials=10", "--quiet"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["protocol"]["k"] == 10 and "static" in metrics
