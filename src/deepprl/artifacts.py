@@ -51,13 +51,14 @@ TABLES_FILE, TABLES_META_FILE = "inference.safetensors", "inference.json"
 
 
 def run_split(data: Interactions, config: RunConfig) -> Split:
-    """The train/test split of a run, as its config says."""
+    """The train/test split of a run, as its config says (the validation windows chosen
+    from the data by deepprl.data.splits.choose_split)."""
     from deepprl.data.splits import make_split
 
     t = config.train
     return make_split(data, kind=t.split, test_fraction=t.test_fraction,
                       valid_fraction=t.valid_fraction, folds=t.folds, fold=t.fold,
-                      seed=config.seed)
+                      seed=config.seed, validation=t.validation, k=config.eval.k)
 
 
 def data_shape(data: Interactions) -> DataShape:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:  # rich.progress is imported by the commands that train, not by recommend
     from rich.progress import TaskID
@@ -26,7 +27,10 @@ app.add_typer(abtest_app, name="abtest")
 err = Console(stderr=True)
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    """Print `message` literally (no Rich markup: paths and TOML like [columns] stay as they
+    are) and exit with status 2."""
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False,
+              soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -159,9 +163,11 @@ def train(
     Data-parallel on several processes: torchrun --nproc_per_node=N -m deepprl train ...
     (rank 0 writes OUT and prints; see docs/scaling.md)."""
     from deepprl.distributed import env_world
+    from deepprl.train.preflight import check_out_dir
     from deepprl.train.run import train_run
 
     try:
+        check_out_dir(out)
         main_rank = env_world().main
         config = _run_config(dataset, data, mapping, seed, epochs, policy_steps, k,
                              dataset_option, set_, model)
@@ -170,6 +176,9 @@ def train(
                                 resume=resume)
     except ValueError as error:
         _fail(str(error))
+    except OSError as error:  # e.g. OUT under a parent that refuses new directories
+        _fail(f"{error.filename or out}: {error.strerror or error} (writing the run "
+              f"directory {out})")
     if not main_rank:
         return
     _print_table(metrics, title=f"{metrics['model']} on {metrics['dataset']} (seed {seed}) "
@@ -213,7 +222,10 @@ def fit_predictor_cmd(
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Option(help="Run directory written by train.")],
-    weights: Annotated[str, typer.Option(help="learned | equal")] = "learned",
+    weights: Annotated[str, typer.Option(
+        help="learned (the run's own ranking) | equal (its predictor, equal weights) | "
+             "static (its predictor, best static weights on validation) | popularity | "
+             "oracle (upper bound: rank by the true reward)")] = "learned",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Offline metrics of a run: mean true objectives and reward of the top-K."""
@@ -226,9 +238,9 @@ def evaluate(
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
-    table = Table(title=f"{run} ({weights} weights, top-{result['k']})")
+    table = Table(title=Text(f"{run} ({result['weights']} weights, top-{result['k']})"))
     for name in result["objectives"]:
-        table.add_column(name, justify="right")
+        table.add_column(Text(name), justify="right")
     table.add_column("reward", justify="right")
     table.add_row(*[f"{v:.4f}" for v in result["objectives"].values()],
                   f"{result['reward']:.4f}")
@@ -264,15 +276,16 @@ def recommend(
         return
     alpha: dict[str, float] = result["weights"] or {}  # type: ignore[assignment]
     weights = ", ".join(f"{n}={w:.3f}" for n, w in alpha.items()) or "none (item-level model)"
-    Console().print(f"user {user}: weights {weights}", highlight=False, soft_wrap=True)
+    Console().print(f"user {user}: weights {weights}", highlight=False, soft_wrap=True,
+                    markup=False)
     table = Table()
     table.add_column("item")
     table.add_column("score", justify="right")
     names = list(alpha)
     for name in names:
-        table.add_column(f"ŷ {name}", justify="right")
+        table.add_column(Text(f"ŷ {name}"), justify="right")
     for row in result["items"]:  # type: ignore[attr-defined]
-        table.add_row(row["item"], f"{row['score']:.4f}",
+        table.add_row(Text(row["item"]), f"{row['score']:.4f}",
                       *[f"{row['predicted'][n]:.4f}" for n in names])
     Console().print(table)
 
@@ -305,10 +318,10 @@ def _print_table(metrics: dict[str, Any], *, title: str) -> None:
               "popularity": "popularity", "oracle": "upper bound: rank by true reward"}
     rows = [m for m in labels if m in metrics]
     names = list(metrics[rows[0]]["objectives"])
-    table = Table(title=title)
+    table = Table(title=Text(title))
     table.add_column("method")
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(Text(name), justify="right")
     table.add_column("reward", justify="right")
     for method in rows:
         m = metrics[method]
@@ -316,13 +329,16 @@ def _print_table(metrics: dict[str, Any], *, title: str) -> None:
                       f"{m['reward']:.4f}")
     Console().print(table)
     p = metrics["protocol"]
-    line = (f"excluded {p['excluded_events_with_at_most_k_candidates']} of "
-            f"{p['test_events']} test events with <= {p['k']} candidates; "
-            f"mean candidates {p['mean_candidates']:.1f}")
+    excluded, total = p["excluded_events_with_at_most_k_candidates"], p["test_events"]
+    line = (f"excluded {excluded} of {total} test events ({excluded / max(total, 1):.0%}) "
+            f"with <= {p['k']} candidates (every ranking picks the same items there); "
+            f"evaluated {p['evaluated_events']}, mean candidates {p['mean_candidates']:.1f}")
     if "test_mae" in metrics:
         mae = {n: round(v, 4) for n, v in metrics["test_mae"].items()}
         line += f"; prediction MAE on test events {json.dumps(mae)}"
-    Console().print(line, highlight=False)
+    if "validation" in metrics:
+        line += f"\n{metrics['validation']}"
+    Console().print(line, highlight=False, markup=False)
 
 
 @app.command()
@@ -475,8 +491,9 @@ def serve(
                                  retention_max_events_per_user=retention_events,
                                  retention_max_age_s=retention_age)
         if host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
-            err.print(f"[yellow]warning:[/] listening on {host} without an API key; set "
-                      f"DEEPPRL_API_KEY to require one", highlight=False)
+            err.print(Text.assemble(("warning:", "yellow"), f" listening on {host} without an "
+                                    f"API key; set DEEPPRL_API_KEY to require one"),
+                      highlight=False)
         run_server(run, host=host, port=port, db=db, settings=settings, log_level=log_level)
     except ValueError as error:
         _fail(str(error))

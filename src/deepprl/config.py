@@ -7,10 +7,44 @@ unknown keys so that a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+VALIDATIONS = ("auto", "fraction", "test-window")
+"""train.validation: how the temporal split's validation windows are chosen."""
+
+
+def _require(where: str, ok: bool, rule: str, value: object) -> None:
+    """ValueError naming the field and the rule when `ok` is false."""
+    if not ok:
+        raise ValueError(f"{where} must be {rule}, got {value!r}")
+
+
+def _at_least(section: object, prefix: str, minimum: int, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        _require(f"{prefix}.{name}", value >= minimum, f">= {minimum}", value)
+
+
+def _positive(section: object, prefix: str, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        _require(f"{prefix}.{name}", math.isfinite(value) and value > 0, "a positive number",
+                 value)
+
+
+def _share(section: object, prefix: str, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        _require(f"{prefix}.{name}", 0 <= value <= 1, "in [0, 1]", value)
+
+
+def _one_of(section: object, prefix: str, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(section, name)
+    _require(f"{prefix}.{name}", value in choices, f"one of {list(choices)}", value)
 
 
 @dataclass(frozen=True)
@@ -46,6 +80,12 @@ class ModelConfig:
     loss: str = "l1"
     """Prediction loss: l1 (paper eq. 2) or bce."""
 
+    def __post_init__(self) -> None:
+        _at_least(self, "model", 1, "history_length", "item_dim", "user_dim", "context_dim",
+                  "hidden", "tower_hidden", "objective_embedding_dim")
+        _one_of(self, "model", "attention_similarity", ("neg_sq_dist", "dot"))
+        _one_of(self, "model", "loss", ("l1", "bce"))
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -66,14 +106,38 @@ class TrainConfig:
     test_fraction: float = 0.2
     """Per-user share of the latest events held out for testing (split = temporal)."""
     valid_fraction: float = 0.1
-    """Per-user share of the training period held out for validation (static-weight
-    tuning); the predictor never trains on it (split = temporal)."""
+    """Validation (static-weight tuning; the predictor never trains on it): with split =
+    temporal, a share of each user's events (of all of them, like test_fraction), taken
+    just before the test period; with split = kfold, any value > 0 validates on the next
+    fold. 0: no validation."""
+    validation: str = "auto"
+    """Temporal validation windows: fraction (valid_fraction of each user's events),
+    test-window (each at least as long as the user's test window) or auto (fraction,
+    unless it leaves too few validation events with more than eval.k candidates; see
+    deepprl.data.splits.choose_split). train.log says which was chosen."""
     folds: int = 5
     """Number of time-stratified folds (split = kfold; paper: 5)."""
     fold: int = 0
     """Which fold is the test set (split = kfold), 0 .. folds - 1."""
     max_candidates: int = 100
     """Cap on a user's candidate set during policy training (seeded subsample)."""
+
+    def __post_init__(self) -> None:
+        _at_least(self, "train", 1, "epochs", "batch_size", "max_candidates")
+        _at_least(self, "train", 2, "folds")
+        _positive(self, "train", "lr")
+        _require("train.weight_decay", math.isfinite(self.weight_decay)
+                 and self.weight_decay >= 0, ">= 0", self.weight_decay)
+        _one_of(self, "train", "optimizer", ("adam", "sgd"))
+        _one_of(self, "train", "split", ("temporal", "kfold"))
+        _one_of(self, "train", "validation", VALIDATIONS)
+        _require("train.test_fraction", 0 < self.test_fraction < 1, "in (0, 1)",
+                 self.test_fraction)
+        _require("train.valid_fraction", 0 <= self.valid_fraction < 1 - self.test_fraction,
+                 f"in [0, 1 - train.test_fraction) = [0, {1 - self.test_fraction:g})",
+                 self.valid_fraction)
+        _require("train.fold", 0 <= self.fold < self.folds,
+                 f"in [0, train.folds - 1] = [0, {self.folds - 1}]", self.fold)
 
 
 @dataclass(frozen=True)
@@ -121,6 +185,17 @@ class PolicyConfig:
     static_trials: int = 60
     """static: Optuna (TPE) trials over the simplex, scored on validation events."""
 
+    def __post_init__(self) -> None:
+        _one_of(self, "policy", "algorithm", ("ddpg", "dqn", "reinforce", "static"))
+        _one_of(self, "policy", "critic", ("td", "decomposed"))
+        _at_least(self, "policy", 1, "hidden", "layers", "steps", "batch_size", "grid_steps",
+                  "static_trials")
+        _at_least(self, "policy", 0, "max_events")
+        _at_least(self, "policy", 2, "samples")
+        _share(self, "policy", "gamma", "exploration", "epsilon")
+        _require("policy.tau", 0 < self.tau <= 1, "in (0, 1]", self.tau)
+        _positive(self, "policy", "actor_lr", "critic_lr", "concentration")
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -130,6 +205,10 @@ class EvalConfig:
     """Top-K recommended per event."""
     max_events: int = 5000
     """Cap on evaluated test events (seeded subsample); 0 for all."""
+
+    def __post_init__(self) -> None:
+        _at_least(self, "eval", 1, "k")
+        _at_least(self, "eval", 0, "max_events")
 
 
 @dataclass(frozen=True)
@@ -152,6 +231,11 @@ class RunConfig:
     """Overrides of an item-level baseline's own config (deepprl.baselines)."""
     seed: int = 0
     """Seed of every random draw of the run."""
+
+    def __post_init__(self) -> None:
+        _require("seed", isinstance(self.seed, int) and 0 <= self.seed < 2**32,
+                 "an integer in [0, 2**32)", self.seed)
+        _require("dataset", isinstance(self.dataset, dict), "an object", self.dataset)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -6,6 +6,8 @@ Row numbers in errors count data rows from 1 (the header is not a row).
 from __future__ import annotations
 
 import difflib
+import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,13 @@ from deepprl.data.interactions import Interactions, Valuer
 from deepprl.data.schema import DataError, Mapping, ObjectiveSpec
 
 MAX_CATEGORIES = 32  # one-hot width cap per categorical feature; rarer values are all-zero
+MAX_MAGNITUDE = 1e15
+"""Largest |value| of a reward, raw objective or numeric feature: beyond it float32 means
+(and the squares of a z-score) overflow or lose every digit, so such a value is refused."""
+TIME_RANGE = (-62_135_596_800.0, 253_402_300_799.0)
+"""Unix seconds of 0001-01-01 and 9999-12-31: the timestamps a clock can mean."""
 _ROW = "__row__"
+log = logging.getLogger("deepprl.data")
 
 
 def encode_log(frame: pl.DataFrame, mapping: Mapping, *, source: str, name: str,
@@ -40,17 +48,18 @@ def encode_log(frame: pl.DataFrame, mapping: Mapping, *, source: str, name: str,
                    fitted["objectives"])
         for o in mapping.objectives
     ], axis=1).astype(np.float32)
-    reward = _reward(frame, mapping, objectives)
+    reward = _reward(frame, mapping, objectives, source)
 
     ctx_time, ctx_time_names = time_context(user, time, has_clock=mapping.timestamp is not None)
+    cats = mapping.categorical
     ctx_cols, ctx_col_names = feature_matrix(frame, mapping.context, source,
-                                             fitted["context"])
+                                             fitted["context"], categorical=cats)
     user_feats, user_feat_names = _entity_features(frame, mapping.user_features, user,
                                                    len(user_ids), source,
-                                                   fitted["user_features"])
+                                                   fitted["user_features"], categorical=cats)
     item_feats, item_feat_names = _entity_features(frame, mapping.item_features, item,
                                                    len(item_ids), source,
-                                                   fitted["item_features"])
+                                                   fitted["item_features"], categorical=cats)
     return Interactions(
         name=name, objective_names=tuple(o.name for o in mapping.objectives),
         user=user, item=item, time=time, objectives=objectives, reward=reward,
@@ -59,7 +68,7 @@ def encode_log(frame: pl.DataFrame, mapping: Mapping, *, source: str, name: str,
         user_ids=tuple(str(u) for u in user_ids), item_ids=tuple(str(i) for i in item_ids),
         context_names=ctx_time_names + ctx_col_names,
         user_feature_names=user_feat_names, item_feature_names=item_feat_names,
-        valuer=valuer, encoding=fitted,
+        valuer=valuer, encoding=fitted, source=source,
     )
 
 
@@ -92,7 +101,8 @@ def _no_nulls(frame: pl.DataFrame, column: str, role: str, source: str) -> None:
                         f"{nulls[_ROW][0]}")
 
 
-def _finite_numeric(frame: pl.DataFrame, column: str, role: str, source: str) -> None:
+def _finite_numeric(frame: pl.DataFrame, column: str, role: str, source: str,
+                    bound: float | None = MAX_MAGNITUDE) -> None:
     dtype = frame.schema[column]
     if not dtype.is_numeric() or dtype == pl.Boolean:
         raise DataError(f"{source}: column {column!r} ({role}) must be numeric, "
@@ -103,6 +113,12 @@ def _finite_numeric(frame: pl.DataFrame, column: str, role: str, source: str) ->
     if bad.size:
         raise DataError(f"{source}: column {column!r} ({role}) has a non-finite value "
                         f"({values[bad[0]]}) at row {frame[_ROW][int(bad[0])]}")
+    if bound is not None:
+        big = np.flatnonzero(np.abs(values) > bound)
+        if big.size:
+            raise DataError(f"{source}: column {column!r} ({role}) has value "
+                            f"{values[big[0]]:g} at row {frame[_ROW][int(big[0])]}, beyond "
+                            f"±{bound:g}: rescale the column (e.g. other units)")
 
 
 def _time_column(frame: pl.DataFrame, mapping: Mapping, source: str) -> pl.Series:
@@ -114,11 +130,52 @@ def _time_column(frame: pl.DataFrame, mapping: Mapping, source: str) -> pl.Serie
     if dtype in (pl.Date,) or isinstance(dtype, pl.Datetime):
         seconds = frame[column].cast(pl.Datetime("us")).dt.epoch("s")
         return seconds.cast(pl.Float64)
+    if dtype == pl.String:
+        return _parse_datetimes(frame, column, source)
     if dtype.is_numeric() and dtype != pl.Boolean:
-        _finite_numeric(frame, column, "timestamp", source)
+        _finite_numeric(frame, column, "timestamp", source, bound=None)
+        values = frame[column].cast(pl.Float64).to_numpy()
+        bad = np.flatnonzero((values < TIME_RANGE[0]) | (values > TIME_RANGE[1]))
+        if bad.size:
+            raise DataError(f"{source}: column {column!r} (timestamp) has value "
+                            f"{values[bad[0]]:g} at row {frame[_ROW][int(bad[0])]}, outside "
+                            f"the unix seconds of years 1-9999 (milliseconds? divide by "
+                            f"1000)")
         return frame[column].cast(pl.Float64)
-    raise DataError(f"{source}: column {column!r} (timestamp) must be unix seconds or a "
-                    f"datetime, found {dtype}")
+    raise DataError(f"{source}: column {column!r} (timestamp) must be unix seconds, an "
+                    f"ISO-8601 datetime or a datetime, found {dtype}")
+
+
+def _parse_datetimes(frame: pl.DataFrame, column: str, source: str) -> pl.Series:
+    """ISO-8601 text (2024-01-31, 2024-01-31T12:00:00, with Z or +02:00) -> unix seconds;
+    text without an offset is read as UTC. polars parses the column's format in bulk; values
+    in another ISO-8601 format than the first one's go through datetime.fromisoformat."""
+    text = frame[column]
+    try:
+        seconds = text.str.to_datetime(strict=False, time_unit="us").dt.epoch("s")
+    except pl.exceptions.PolarsError:  # the first value fixes no format polars knows
+        seconds = pl.Series(column, [None] * frame.height, dtype=pl.Int64)
+    values = seconds.cast(pl.Float64).to_numpy().copy()
+    missing = np.flatnonzero(np.isnan(values))
+    for at in missing:
+        parsed = _iso_seconds(text[int(at)])
+        if parsed is None:
+            raise DataError(f"{source}: column {column!r} (timestamp) has {text[int(at)]!r} at "
+                            f"row {frame[_ROW][int(at)]}: not an ISO-8601 datetime (e.g. "
+                            f"2024-01-31, 2024-01-31T12:00:00 or 2024-01-31T12:00:00+02:00) "
+                            f"nor unix seconds")
+        values[at] = parsed
+    return pl.Series("__time__", values)
+
+
+def _iso_seconds(value: str) -> float | None:
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return float(int(stamp.timestamp()))  # whole seconds, as polars' epoch("s")
 
 
 def _duplicates(frame: pl.DataFrame, mapping: Mapping, source: str) -> pl.DataFrame:
@@ -143,7 +200,10 @@ def _normalise(values: np.ndarray, spec: ObjectiveSpec, source: str, rows: pl.Se
         lo, hi = float(values.min()), float(values.max())
         if fitted is not None:
             fitted[spec.name] = {"normalise": "minmax", "min": lo, "max": hi}
-        return (values - lo) / (hi - lo) if hi > lo else np.full_like(values, 0.5)
+        if hi > lo:
+            return (values - lo) / (hi - lo)
+        warn_constant(spec, lo, source)
+        return np.full_like(values, 0.5)
     lo, hi = (0.0, 1.0) if spec.normalise == "none" else (float(spec.min), float(spec.max))  # type: ignore[arg-type]
     bad = np.flatnonzero((values < lo) | (values > hi))
     if bad.size:
@@ -156,31 +216,54 @@ def _normalise(values: np.ndarray, spec: ObjectiveSpec, source: str, rows: pl.Se
     return (values - lo) / (hi - lo)
 
 
-def _reward(frame: pl.DataFrame, mapping: Mapping, objectives: np.ndarray) -> np.ndarray:
+def warn_constant(spec: ObjectiveSpec, value: float, source: str) -> None:
+    log.warning("%s: column %r (objective %r) is constant (%g) under normalise = 'minmax': "
+                "every event gets 0.5, so this objective cannot tell items apart",
+                source, spec.column, spec.name, value)
+
+
+def _reward(frame: pl.DataFrame, mapping: Mapping, objectives: np.ndarray, source: str
+            ) -> np.ndarray:
     if mapping.reward is None:
         return objectives.mean(axis=1).astype(np.float32)
     values = frame[mapping.reward].cast(pl.Float64).to_numpy()
     if mapping.reward_min is not None and mapping.reward_max is not None:
-        values = (values - mapping.reward_min) / (mapping.reward_max - mapping.reward_min)
+        lo, hi = mapping.reward_min, mapping.reward_max
+        bad = np.flatnonzero((values < lo) | (values > hi))
+        if bad.size:
+            raise DataError(f"{source}: column {mapping.reward!r} (reward) has value "
+                            f"{values[bad[0]]:g} at row {frame[_ROW][int(bad[0])]}, outside "
+                            f"[reward_scale] min = {lo:g}, max = {hi:g}")
+        values = (values - lo) / (hi - lo)
     return values.astype(np.float32)
 
 
+def is_number(dtype: pl.DataType, column: str, categorical: tuple[str, ...]) -> bool:
+    """Whether a feature column is z-scored (numeric, not declared categorical) rather than
+    one-hot encoded."""
+    return dtype.is_numeric() and dtype != pl.Boolean and column not in categorical
+
+
 def feature_matrix(frame: pl.DataFrame, columns: tuple[str, ...], source: str,
-                   fitted: dict[str, Any] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Numeric columns are z-scored; other columns are one-hot (MAX_CATEGORIES cap). The
-    statistics (mean and std, or the categories kept) go into `fitted[column]`."""
+                   fitted: dict[str, Any] | None = None, *,
+                   categorical: tuple[str, ...] = ()) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Numeric columns are z-scored; other columns, and those named in `categorical`
+    (integer codes), are one-hot (MAX_CATEGORIES cap). The statistics (mean and std, or
+    the categories kept) go into `fitted[column]`."""
     fitted = {} if fitted is None else fitted
     blocks: list[np.ndarray] = [np.zeros((frame.height, 0), dtype=np.float32)]
     names: list[str] = []
     for column in columns:
         series = frame[column]
-        if series.dtype.is_numeric() and series.dtype != pl.Boolean:
+        if is_number(series.dtype, column, categorical):
             values = series.cast(pl.Float64).to_numpy()
-            bad = np.flatnonzero(~np.isfinite(values))
+            bad = np.flatnonzero(~np.isfinite(values) | (np.abs(values) > MAX_MAGNITUDE))
             if bad.size:
                 row = frame[_ROW][int(bad[0])] if _ROW in frame.columns else int(bad[0]) + 1
-                raise DataError(f"{source}: column {column!r} (feature) has a missing or "
-                                f"non-finite value at row {row}")
+                what = ("a missing or non-finite value" if not np.isfinite(values[bad[0]])
+                        else f"value {values[bad[0]]:g}, beyond ±{MAX_MAGNITUDE:g},")
+                raise DataError(f"{source}: column {column!r} (feature) has {what} at row "
+                                f"{row}")
             mean, std = float(values.mean()), float(values.std())
             std = std if std > 0 else 1.0
             blocks.append(((values - mean) / std)[:, None])
@@ -197,12 +280,14 @@ def feature_matrix(frame: pl.DataFrame, columns: tuple[str, ...], source: str,
 
 
 def _entity_features(frame: pl.DataFrame, columns: tuple[str, ...], index: np.ndarray,
-                     n: int, source: str, fitted: dict[str, Any] | None = None
+                     n: int, source: str, fitted: dict[str, Any] | None = None, *,
+                     categorical: tuple[str, ...] = ()
                      ) -> tuple[np.ndarray, tuple[str, ...]]:
     """[n + 1, F] table of static features from each entity's first row (standardised over
     entities, not events, so active users weigh no more than others); row 0 is zeros."""
     first = np.unique(index, return_index=True)[1]
-    rows, names = feature_matrix(frame[first], columns, source, fitted)
+    rows, names = feature_matrix(frame[first], columns, source, fitted,
+                                 categorical=categorical)
     table = np.zeros((n + 1, rows.shape[1]), dtype=np.float32)
     table[index[first]] = rows
     return table, names

@@ -24,8 +24,14 @@ def read_table(path: str | Path) -> pl.DataFrame:
             return pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",",
                                infer_schema_length=10_000)
     except (pl.exceptions.PolarsError, OSError) as err:
-        raise DataError(f"{path}: cannot read the file: {err}") from err
+        raise DataError(f"{path}: cannot read the file: {_first_paragraph(err)}") from err
     raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .parquet")
+
+
+def _first_paragraph(err: Exception) -> str:
+    """polars' message up to its first blank line (the rest suggests reader arguments that
+    a command-line user cannot pass), on one line."""
+    return " ".join(str(err).split("\n\n")[0].split())
 
 
 def load_log(data_path: str | Path, mapping: Mapping | str | Path) -> Interactions:

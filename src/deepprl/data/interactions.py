@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -53,6 +54,8 @@ class Interactions:
     encoding: dict[str, Any] = field(default_factory=dict, repr=False)
     """The statistics the encoder fitted (objective scales, feature means and categories),
     JSON-able; a run stores them with its tables (deepprl.inference_data)."""
+    source: str = ""
+    """The file (or folder) the log was read from, for messages; empty: use the name."""
 
     def __post_init__(self) -> None:
         n = len(self.user)
@@ -91,10 +94,15 @@ class Interactions:
 
     def user_index(self, raw_id: object) -> int:
         """Raw user id -> index; raises UnknownIdError for an id not in the log."""
-        return _lookup(self._user_index, raw_id, "user", self.name)
+        return _lookup(self._user_index, raw_id, "user", self.log_name)
 
     def item_index(self, raw_id: object) -> int:
-        return _lookup(self._item_index, raw_id, "item", self.name)
+        return _lookup(self._item_index, raw_id, "item", self.log_name)
+
+    @property
+    def log_name(self) -> str:
+        """The log's file name (not its folders) where it came from a file, else its name."""
+        return Path(self.source).name if self.source else self.name
 
     def item_indices(self, raw_ids: Sequence[object]) -> np.ndarray:
         index = self._item_index
@@ -129,7 +137,7 @@ class Interactions:
 def _lookup(index: dict[str, int], raw_id: object, kind: str, source: str) -> int:
     key = str(raw_id)
     if key not in index:
-        raise UnknownIdError(f"unknown {kind} id {key!r}: not in the training log of {source!r}")
+        raise UnknownIdError(f"unknown {kind} id {key!r}: not in the training log ({source})")
     return index[key]
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepprl.config import build
 from deepprl.data.generic import load_log
 from deepprl.data.interactions import Interactions
 from deepprl.data.movielens import load_movielens_100k
@@ -22,10 +23,11 @@ def _simulator_config(options: dict[str, Any]) -> SimulatorConfig:
     unknown = sorted(set(options) - names)
     if unknown:
         raise ValueError(f"simulator: unknown option {unknown[0]!r}; expected {sorted(names)}")
-    try:
-        return SimulatorConfig(**options)
-    except TypeError as err:
-        raise ValueError(f"simulator: bad option value: {err}") from err
+    try:  # build checks each value's type against the field's default (n_users=abc)
+        return build(SimulatorConfig, options, "simulator")
+    except ValueError as err:
+        text = str(err)
+        raise ValueError(text if text.startswith("simulator") else f"simulator: {text}") from err
 
 
 def _simulator(**options: Any) -> Interactions:

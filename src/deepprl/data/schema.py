@@ -6,11 +6,12 @@ A mapping names the columns of a CSV/Parquet log and says how to bring each obje
     [columns]
     user = "user_id"
     item = "item_id"
-    timestamp = "ts"              # optional: unix seconds, or a datetime column
+    timestamp = "ts"              # optional: unix seconds, ISO-8601 text or a datetime
     reward = "rating"             # optional: defaults to the mean of the objectives
-    user_features = ["age", "gender"]
+    user_features = ["age", "gender", "segment"]
     item_features = ["category"]
     context = ["device"]
+    categorical = ["segment", "category"]   # integer codes: one-hot, not z-scored
     duplicates = "error"          # or "keep-last": rows repeating (user, item, timestamp)
 
     [reward_scale]                # optional: reward -> (x - min) / (max - min)
@@ -31,6 +32,7 @@ A mapping names the columns of a CSV/Parquet log and says how to bring each obje
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -85,12 +87,30 @@ class Mapping:
     """Static item attributes (first value per item is used)."""
     context: tuple[str, ...] = ()
     """Per-event context columns."""
+    categorical: tuple[str, ...] = ()
+    """Feature or context columns one-hot encoded even when numeric (integer codes)."""
     duplicates: str = "error"
     """Policy for rows repeating (user, item, timestamp): error or keep-last."""
     source: str = field(default="<mapping>", compare=False)
     """Where the mapping came from, for error messages."""
 
     def __post_init__(self) -> None:
+        self._check_objectives()
+        where = self.source
+        if self.duplicates not in DUPLICATE_POLICIES:
+            raise DataError(f"{where}: duplicates must be one of {DUPLICATE_POLICIES}, "
+                            f"got {self.duplicates!r}")
+        if (self.reward_min is None) != (self.reward_max is None) or (
+            self.reward_min is not None and self.reward_max is not None
+            and not (self.reward_max > self.reward_min
+                     and math.isfinite(self.reward_max - self.reward_min))
+        ):
+            raise DataError(f"{where}: reward_scale needs both min and max, with min < max "
+                            f"(both finite); got min = {self.reward_min}, "
+                            f"max = {self.reward_max}")
+        self._check_columns()
+
+    def _check_objectives(self) -> None:
         where = self.source
         if len(self.objectives) < 2:
             raise DataError(f"{where}: a log needs at least 2 objectives, the mapping names "
@@ -105,23 +125,26 @@ class Mapping:
                                 f"{NORMALISERS}, got {spec.normalise!r}")
             if spec.normalise == "range" and (
                 spec.min is None or spec.max is None or not spec.max > spec.min
+                or not math.isfinite(spec.max - spec.min)
             ):
                 raise DataError(f"{where}: objective {spec.name!r}: normalise = 'range' needs "
-                                f"min < max")
-        if self.duplicates not in DUPLICATE_POLICIES:
-            raise DataError(f"{where}: duplicates must be one of {DUPLICATE_POLICIES}, "
-                            f"got {self.duplicates!r}")
-        if (self.reward_min is None) != (self.reward_max is None) or (
-            self.reward_min is not None and self.reward_max is not None
-            and not self.reward_max > self.reward_min
-        ):
-            raise DataError(f"{where}: reward_scale needs both min and max, with min < max")
+                                f"min < max (both finite), got min = {spec.min}, "
+                                f"max = {spec.max}")
+
+    def _check_columns(self) -> None:
+        """No column in two roles; categorical names only feature or context columns."""
+        where = self.source
         seen: dict[str, str] = {}
         for role, column in self.roles():
             if column in seen:
                 raise DataError(f"{where}: column {column!r} is named twice "
                                 f"(as {seen[column]} and as {role})")
             seen[column] = role
+        features = {*self.user_features, *self.item_features, *self.context}
+        for column in self.categorical:
+            if column not in features:
+                raise DataError(f"{where}: columns.categorical names {column!r}, which is not "
+                                f"a user feature, item feature or context column")
 
     def roles(self) -> list[tuple[str, str]]:
         """(role, column) for every column the mapping names."""
@@ -148,6 +171,8 @@ class Mapping:
                 {k: v for k, v in vars(o).items() if v is not None} for o in self.objectives
             ],
         }
+        if self.categorical:  # only when used: older runs' configs stay as they were
+            out["columns"]["categorical"] = list(self.categorical)
         if self.reward_min is not None:
             out["reward_scale"] = {"min": self.reward_min, "max": self.reward_max}
         out["columns"] = {k: v for k, v in out["columns"].items() if v is not None}
@@ -155,7 +180,7 @@ class Mapping:
 
 
 _COLUMN_KEYS = {"user", "item", "timestamp", "reward", "user_features", "item_features",
-                "context", "duplicates"}
+                "context", "categorical", "duplicates"}
 _OBJECTIVE_KEYS = {"name", "column", "normalise", "min", "max"}
 
 
@@ -179,6 +204,8 @@ def mapping_from_dict(raw: dict[str, Any], source: str = "<mapping>") -> Mapping
             raise DataError(f"{source}: columns.{key} must name a column")
     specs = _objective_specs(raw.get("objectives"), source)
     scale = raw.get("reward_scale", {})
+    if not isinstance(scale, dict) or set(scale) - {"min", "max"}:
+        raise DataError(f"{source}: [reward_scale] takes min and max only, got {scale!r}")
     return Mapping(
         user=cols["user"], item=cols["item"], objectives=specs,
         timestamp=_opt_str(cols.get("timestamp"), f"{source}: columns.timestamp"),
@@ -188,6 +215,7 @@ def mapping_from_dict(raw: dict[str, Any], source: str = "<mapping>") -> Mapping
         user_features=_str_list(cols.get("user_features", []), f"{source}: columns.user_features"),
         item_features=_str_list(cols.get("item_features", []), f"{source}: columns.item_features"),
         context=_str_list(cols.get("context", []), f"{source}: columns.context"),
+        categorical=_str_list(cols.get("categorical", []), f"{source}: columns.categorical"),
         duplicates=str(cols.get("duplicates", "error")), source=source,
     )
 
@@ -203,6 +231,9 @@ def _objective_specs(objs: Any, source: str) -> tuple[ObjectiveSpec, ...]:
         extra = set(obj) - _OBJECTIVE_KEYS
         if extra:
             raise DataError(f"{source}: unknown key objectives[{i}].{sorted(extra)[0]}")
+        if not isinstance(obj.get("name", ""), str):
+            raise DataError(f"{source}: objectives[{i}].name must be a string, got "
+                            f"{obj['name']!r}")
         specs.append(ObjectiveSpec(
             name=str(obj.get("name", obj["column"])), column=obj["column"],
             normalise=str(obj.get("normalise", "none")),
@@ -217,7 +248,10 @@ def read_mapping(path: str | Path) -> Mapping:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: mapping file not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot read the mapping file: {err}") from err
     try:
         raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
@@ -230,6 +264,8 @@ def _opt_float(value: object, where: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise DataError(f"{where} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise DataError(f"{where} must be a finite number, got {value!r}")
     return float(value)
 
 

@@ -62,6 +62,29 @@ def fully_observed(data: Interactions) -> bool:
     return bool(getattr(data.valuer, "fully_observed", False))
 
 
+def candidate_counts(data: Interactions, pool: np.ndarray, *,
+                     max_candidates: int | None = None) -> np.ndarray:
+    """[U + 1] how many candidates `candidate_items` gives each user's events for `pool`
+    (a mask [N]), without building them: the distinct items of the user's pool events on
+    logged data (capped at `max_candidates`), every item (or the world's sample) where
+    ground truth is fully known. Index 0 is padding."""
+    if fully_observed(data):
+        sample = getattr(data.valuer, "candidate_sample", None)
+        width = data.n_items if sample is None else min(sample, data.n_items)
+        return np.full(data.n_users + 1, width, dtype=np.int64)
+    keys = np.unique(data.user[pool] * (data.n_items + 1) + data.item[pool])  # distinct pairs
+    counts = np.bincount(keys // (data.n_items + 1), minlength=data.n_users + 1)
+    return counts if max_candidates is None else np.minimum(counts, max_candidates)
+
+
+def count_rankable(data: Interactions, pool: np.ndarray, *, k: int,
+                   max_candidates: int | None = None) -> int:
+    """How many `pool` events have more than k candidates among the pool (the events a
+    top-k metric or reward can tell apart; the rest are excluded everywhere)."""
+    counts = candidate_counts(data, pool, max_candidates=max_candidates)
+    return int((counts[data.user[pool]] > k).sum())
+
+
 def candidate_items(data: Interactions, events: np.ndarray, pool: np.ndarray, *,
                     max_candidates: int | None = None, seed: int = 0) -> np.ndarray:
     """[E, C] candidate items per event, 0-padded.

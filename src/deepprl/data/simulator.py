@@ -61,6 +61,12 @@ class SimulatorConfig:
         if not 1 <= self.events_per_user <= self.n_items:
             raise ValueError(f"events_per_user must be in [1, n_items={self.n_items}], "
                              f"got {self.events_per_user}")
+        if self.user_dim < 1 or self.seed < 0:
+            raise ValueError(f"user_dim must be >= 1 and seed >= 0, got {self.user_dim} and "
+                             f"{self.seed}")
+        if not (0 <= self.preference_strength < float("inf") and 0 < self.days < float("inf")):
+            raise ValueError(f"preference_strength must be a number >= 0 and days > 0, got "
+                             f"{self.preference_strength} and {self.days}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -38,7 +38,9 @@ from deepprl.data.encode import (
     _normalise,
     _reward,
     _time_column,
+    is_number,
     time_context,
+    warn_constant,
 )
 from deepprl.data.interactions import Interactions
 from deepprl.data.schema import DataError, Mapping, read_mapping
@@ -100,7 +102,7 @@ class ParquetLog:
             for j, o in enumerate(m.objectives):
                 v = frame[o.column].cast(pl.Float64).to_numpy()
                 lo[j], hi[j] = min(lo[j], float(v.min())), max(hi[j], float(v.max()))
-            _count_context(frame, m.context, numeric, counts)
+            _count_context(frame, m.context, m.categorical, numeric, counts)
             for key, columns in ((m.user, m.user_features), (m.item, m.item_features)):
                 if columns:
                     _first_rows(frame, key, columns, firsts[key], seen[key])
@@ -108,21 +110,14 @@ class ParquetLog:
             raise DataError(f"{self.source}: the log is empty (no data rows)")
         self.user_vocab = np.unique(np.concatenate(users))
         self.item_vocab = np.unique(np.concatenate(items))
+        for j, o in enumerate(m.objectives):
+            if o.normalise == "minmax" and hi[j] == lo[j]:
+                warn_constant(o, float(lo[j]), self.source)
         self.objective_specs = tuple(
             dataclasses.replace(o, normalise="range", min=float(lo[j]), max=float(hi[j]))
             if o.normalise == "minmax" and hi[j] > lo[j] else o
             for j, o in enumerate(m.objectives))
-        self.context_stats: list[tuple[str, object]] = []
-        for c in m.context:
-            if schema[c].is_numeric() and schema[c] != pl.Boolean:
-                total, squares, n = numeric[c]
-                mean = total / max(n, 1)
-                std = max(squares / max(n, 1) - mean * mean, 0.0) ** 0.5
-                self.context_stats.append(("num", (mean, std if std > 0 else 1.0)))
-            else:  # most frequent first, ties by value (as load_log's np.unique order)
-                ranked = sorted(counts[c].items(), key=lambda kv: (-kv[1], kv[0]))
-                self.context_stats.append(("cat", np.array([v for v, _ in ranked]
-                                                           [:MAX_CATEGORIES])))
+        self.context_stats = _context_stats(m, schema, numeric, counts)
         self.user_features, self.user_feature_names = self._entity_table(
             m.user, m.user_features, self.user_vocab, firsts[m.user])
         self.item_features, self.item_feature_names = self._entity_table(
@@ -140,7 +135,8 @@ class ParquetLog:
             return np.zeros((len(vocab) + 1, 0), dtype=np.float32), ()
         first = pl.concat(firsts, how="vertical_relaxed")
         index = np.searchsorted(vocab, first[key].to_numpy()).astype(np.int64) + 1
-        return _entity_features(first, columns, index, len(vocab), self.source)
+        return _entity_features(first, columns, index, len(vocab), self.source,
+                                categorical=self.mapping.categorical)
 
     # -- pass 2: record batches as windows -------------------------------------------------
     def _files(self) -> list[Path]:
@@ -201,7 +197,7 @@ class ParquetLog:
         return Interactions(
             name=self.path.stem, objective_names=tuple(o.name for o in m.objectives),
             user=user.astype(np.int64), item=item, time=time, objectives=objectives,
-            reward=_reward(frame, m, objectives),
+            reward=_reward(frame, m, objectives, self.source),
             context=np.concatenate([ctx_time, ctx_cols], axis=1).astype(np.float32),
             user_features=self.user_features, item_features=self.item_features,
             user_ids=self.user_ids, item_ids=self.item_ids,
@@ -230,13 +226,31 @@ class ParquetLog:
         return np.concatenate(blocks, axis=1).astype(np.float32), tuple(names)
 
 
+def _context_stats(m: Mapping, schema: dict[str, pl.DataType],
+                   numeric: dict[str, list[float]], counts: dict[str, dict[str, int]]
+                   ) -> list[tuple[str, object]]:
+    """Per context column, ("num", (mean, std)) or ("cat", the categories kept), from the
+    sums and counts of _count_context."""
+    stats: list[tuple[str, object]] = []
+    for c in m.context:
+        if is_number(schema[c], c, m.categorical):
+            total, squares, n = numeric[c]
+            mean = total / max(n, 1)
+            std = max(squares / max(n, 1) - mean * mean, 0.0) ** 0.5
+            stats.append(("num", (mean, std if std > 0 else 1.0)))
+        else:  # most frequent first, ties by value (as load_log's np.unique order)
+            ranked = sorted(counts[c].items(), key=lambda kv: (-kv[1], kv[0]))
+            stats.append(("cat", np.array([v for v, _ in ranked][:MAX_CATEGORIES])))
+    return stats
+
+
 def _count_context(frame: pl.DataFrame, columns: tuple[str, ...],
-                   numeric: dict[str, list[float]], counts: dict[str, dict[str, int]]) -> None:
+                   categorical: tuple[str, ...], numeric: dict[str, list[float]],
+                   counts: dict[str, dict[str, int]]) -> None:
     """Add one batch to the context statistics: sum, sum of squares and count of a numeric
-    column, value counts of another."""
+    column, value counts of another (or of one the mapping declares categorical)."""
     for c in columns:
-        dtype = frame.schema[c]
-        if dtype.is_numeric() and dtype != pl.Boolean:
+        if is_number(frame.schema[c], c, categorical):
             v = frame[c].cast(pl.Float64).to_numpy()
             acc = numeric[c]
             acc[0] += float(v.sum())

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from deepprl.artifacts import load_run, run_split
+from deepprl.baselines.registry import ITEM_POLICIES
 from deepprl.config import RunConfig
 from deepprl.data.splits import Split
 from deepprl.eval.evaluator import (
@@ -89,14 +90,33 @@ def _weighted(ranker: Ranker, eval_set: EvalSet, weights: np.ndarray) -> np.ndar
     return scores
 
 
+REFERENCES = {"learned": "the run's own ranking", "equal": "its predictor, equal weights",
+              "static": "its predictor, the best static weights on validation",
+              "popularity": "training-period popularity",
+              "oracle": "upper bound: rank by the true reward"}
+"""What `deepprl evaluate --weights` offers: every reference evaluate_ranker computes."""
+
+
 def evaluate_run(run: str | Path, weights: str = "learned") -> dict[str, Any]:
-    """The CLI contract's JSON: objectives, reward, k, weights (+ model, protocol)."""
-    if weights not in ("learned", "equal"):
-        raise ValueError(f"--weights must be 'learned' or 'equal', got {weights!r}")
+    """The CLI contract's JSON: objectives, reward, k, weights (+ model, protocol).
+
+    `weights` names one of REFERENCES. A static-weight model's own ranking is its static
+    weights, so "learned" and "static" both evaluate them and the JSON says "static"."""
+    if weights not in REFERENCES:
+        raise ValueError(f"--weights must be one of {', '.join(REFERENCES)}, got {weights!r}")
     config, ranker = load_run(run)
-    result = evaluate_ranker(ranker, config, methods=(weights,))
-    if weights not in result:
+    # a static-weight model's own ranking is its static weights
+    own_static = config.name not in ITEM_POLICIES and config.policy.algorithm == "static"
+    method = "learned" if own_static and weights == "static" else weights
+    result = evaluate_ranker(ranker, config, methods=(method,))
+    if method not in result and method == "equal":
         raise ValueError(f"--weights equal needs a model with an objective predictor; "
-                         f"{config.name!r} ranks items directly")
-    return {**result[weights], "k": config.eval.k, "weights": weights, "model": config.name,
+                         f"{config.name!r} ranks items directly (offered: learned, "
+                         f"popularity, oracle)")
+    if method not in result:
+        raise ValueError(f"{run}: --weights static needs a model with an objective "
+                         f"predictor and validation events to tune on ({config.name!r}, "
+                         f"train.valid_fraction = {config.train.valid_fraction})")
+    label = "static" if own_static and method == "learned" else method
+    return {**result[method], "k": config.eval.k, "weights": label, "model": config.name,
             "protocol": result["protocol"]}

@@ -22,7 +22,6 @@ from deepprl.artifacts import (
     build_policy,
     read_json,
     rebuild_item_policy,
-    run_split,
     save_item_run,
     save_run,
     write_json,
@@ -43,6 +42,7 @@ from deepprl.learners import LEARNERS, weight_learner
 from deepprl.provenance import code_version
 from deepprl.recommender import ItemRanker, Recommender
 from deepprl.train.checkpoint import Checkpoints
+from deepprl.train.preflight import preflight
 from deepprl.train.progress import ProgressLog, phase
 from deepprl.train.stage1 import Progress, fit_predictor, prediction_error
 from deepprl.zoo import models
@@ -148,11 +148,12 @@ def _train(config: RunConfig, out: Path, progress: Progress | None, world: World
                          f"policy {_parallel_learners()}; run {config.name!r} in one process")
     seed_everything(config.seed)
     data = load_dataset(config.dataset)
-    split = run_split(data, config)
     log.info("deepprl %s, model %s, seed %d, data %s: %d events, %d users, %d items, "
              "objectives %s; %d process(es)", __version__, config.name, config.seed,
              data.name, data.n_events, data.n_users, data.n_items, data.objective_names,
              world.size)
+    plan = preflight(config, data)  # every stage's precondition, before any training
+    split = plan.split
     if entry.item_policy is not None:
         metrics = _train_item_policy(config, data, split, out)
     else:
@@ -162,7 +163,7 @@ def _train(config: RunConfig, out: Path, progress: Progress | None, world: World
         return {"rank": world.rank, "world_size": world.size, "model": config.name}
     metrics.update({"model": config.name, "dataset": data.name, "seed": config.seed,
                     "seconds": time.perf_counter() - started, "world_size": world.size,
-                    "code": code_version()})
+                    "code": code_version(), "validation": plan.validation})
     write_json(out / "seed.txt", config.seed)
     write_json(out / "metrics.json", metrics)
     _complete(out, config)
