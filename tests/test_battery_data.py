@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from deepprl.cli import app
 from deepprl.data.generic import load_log
 from deepprl.data.interactions import Interactions
+from deepprl.rundir import write_marker
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -372,6 +373,8 @@ RUN_CASES = [
                                                               "not valid JSON"]),
     ("config-unknown-key", lambda d: _fake_run(d, '{"nmae": "deepprl"}'),
      ["unknown key 'nmae'"]),
+    ("never-completed", lambda d: _fake_run(d, "{}", sealed=False),
+     ["incomplete run", "COMPLETE.json", "--resume"]),
 ]
 
 
@@ -385,11 +388,15 @@ def _dir(path: Path) -> Path:
     return path
 
 
-def _fake_run(root: Path, config: str) -> Path:
+def _fake_run(root: Path, config: str, *, sealed: bool = True) -> Path:
+    """A run directory with the right names and bad contents; `sealed`: with a completion
+    marker over them, so that the checks past the marker's are reached."""
     run = _dir(root / "fake")
     for name in ("model.safetensors", "actor.safetensors", "schema.json"):
         (run / name).write_text("x", encoding="utf-8")
     (run / "config.json").write_text(config, encoding="utf-8")
+    if sealed:
+        write_marker(run, {})
     return run
 
 
