@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from deepprl.cli import _Bars
+from deepprl.cli.common import Bars
 from deepprl.train.progress import BATCH_LINE_SECONDS, POLICY_LINE_STEPS, ProgressLog, duration
 
 
@@ -123,10 +123,10 @@ def test_bars_print_lines_when_stderr_is_not_a_terminal(
     level = train_log.level
     train_log.setLevel(logging.INFO)
     try:
-        with _Bars(enabled=True, terminal=False) as bars:
+        with Bars(enabled=True, terminal=False) as bars:
             ProgressLog(logger=train_log, inner=bars)("evaluation", 0, 1, {})
         ProgressLog(logger=train_log)("evaluation", 0, 1, {})  # after: no longer on stderr
-        with _Bars(enabled=False, terminal=False) as bars:  # --quiet
+        with Bars(enabled=False, terminal=False) as bars:  # --quiet
             ProgressLog(logger=train_log, inner=bars)("evaluation", 0, 1, {})
     finally:
         train_log.setLevel(level)

@@ -1,0 +1,22 @@
+"""Command line: deepprl train | fit-predictor | demo | evaluate | recommend | models |
+datasets | experiment | report | serve | bench | abtest analyse.
+
+One module per group of commands; importing a module registers its commands on the app,
+in the order `deepprl --help` lists them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from deepprl.cli.common import app
+
+for _group in ("training", "lookup", "experiments", "serving"):
+    importlib.import_module(f"deepprl.cli.{_group}")
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]
