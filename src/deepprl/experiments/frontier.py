@@ -28,6 +28,7 @@ from deepprl.config import RunConfig
 from deepprl.eval.evaluator import EvalSet, build_eval_set, describe
 from deepprl.eval.metrics import mean_of_top
 from deepprl.eval.pareto import dominated_hull_volume, hypervolume
+from deepprl.io import atomic_path
 from deepprl.policy.weights import simplex_grid
 from deepprl.ranking import Ranker, top_k
 
@@ -96,9 +97,8 @@ def _save_result(result: RunResult, cache: Path) -> None:
               if getattr(result, name) is not None}
     meta = json.dumps({"model": result.model, "seed": result.seed,
                        "protocol": result.protocol})
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, meta=np.array(meta), **arrays)
-    tmp.replace(cache)
+    with atomic_path(cache) as tmp, open(tmp, "wb") as handle:  # a file: savez adds no suffix
+        np.savez(handle, meta=np.array(meta), **arrays)
 
 
 def _load_result(cache: Path) -> RunResult:
