@@ -20,7 +20,7 @@ from deepprl.data.simulator import SimulatorConfig, make_world
 from deepprl.envs.agents import lane_batch
 from deepprl.envs.core import Population, ResponseConfig
 from deepprl.envs.simulator_env import SimulatorTruth
-from deepprl.ranking import Ranker, utility
+from deepprl.ranking import Ranker, score_batch, utility
 from deepprl.recommender import Recommender
 
 DATASET = {"name": "simulator", "n_users": 12, "n_items": 25, "events_per_user": 15}
@@ -124,3 +124,20 @@ def test_ab_arms_encode_time_exactly_as_training() -> None:
     np.testing.assert_array_equal(start.gaps, want.hist_gaps.numpy())
     np.testing.assert_array_equal(start.context, want.hist_context.numpy())
     np.testing.assert_array_equal(start.last_time, data.time[last[:, -1]])
+
+
+def test_score_batch_in_chunks_equals_one_pass() -> None:
+    """Chunks over rows and over candidates change memory, not the result."""
+    ranker = _ranker("deepprl")
+    assert isinstance(ranker, Recommender)
+    data = ranker.data
+    events = np.arange(0, data.n_events, 7)[:9]  # [B]
+    hist = history_index(data, ranker.model.config.history_length)[events]  # [B, L]
+    batch = make_batch(data, hist, events)
+    items = torch.randint(1, data.n_items + 1, (len(events), 11))  # [B, C]
+    whole = score_batch(ranker.model, ranker.policy, batch, items)
+    parts = score_batch(ranker.model, ranker.policy, batch, items, chunk=4, candidate_chunk=3)
+    assert parts.scores.shape == whole.scores.shape == (len(events), 11)
+    for a, b in ((parts.state, whole.state), (parts.alpha, whole.alpha),
+                 (parts.y_hat, whole.y_hat), (parts.scores, whole.scores)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -38,14 +38,16 @@ def slice_batch(batch: Batch, rows: slice | torch.Tensor) -> Batch:
 def score_batch(model: PredictorModel, policy: nn.Module, batch: Batch, items: torch.Tensor,
                 *, alpha: torch.Tensor | None = None,
                 user_embedding: torch.Tensor | None = None, cold: torch.Tensor | None = None,
-                chunk: int | None = None) -> Scores:
+                chunk: int | None = None, candidate_chunk: int | None = None) -> Scores:
     """State, weights, predictions and utility of B histories `batch` and their candidates
     items [B, C].
 
     alpha [B, K], when given, replaces the policy's weights (static or frozen weights).
     user_embedding [Du], when given, replaces the user part of the state of the rows
     `cold` [B] bool (default: every row): a user unknown to the log (cold start).
-    chunk: rows per forward pass (memory); None = all at once."""
+    chunk: rows per forward pass, candidate_chunk: candidates per prediction (memory, e.g.
+    a whole catalogue for one user); None = all at once. The state and alpha of a row do
+    not depend on its candidates, so chunks give the same scores up to float rounding."""
     for module in (model, policy):
         if module.training:  # eval() walks every submodule: not on every request
             module.eval()
@@ -61,7 +63,16 @@ def score_batch(model: PredictorModel, policy: nn.Module, batch: Batch, items: t
             swap = slice(None) if cold is None else cold[rows]
             state[swap, state.shape[1] - du:] = user_embedding
         alphas.append(policy(state, part.context) if alpha is None else alpha[rows])  # [b, K]
-        y_hats.append(model.predict(state, part.context, items[rows]))  # [b, C, K]
+        y_hats.append(_predict(model, state, part.context, items[rows], candidate_chunk))
         states.append(state)
     a, y_hat = torch.cat(alphas), torch.cat(y_hats)
     return Scores(state=torch.cat(states), alpha=a, y_hat=y_hat, scores=utility(y_hat, a))
+
+
+def _predict(model: PredictorModel, state: torch.Tensor, context: torch.Tensor,
+             items: torch.Tensor, chunk: int | None) -> torch.Tensor:
+    """y_hat [b, C, K] of candidates items [b, C], `chunk` candidates at a time."""
+    if chunk is None or items.shape[1] <= chunk:
+        return model.predict(state, context, items)
+    return torch.cat([model.predict(state, context, items[:, lo:lo + chunk])
+                      for lo in range(0, items.shape[1], chunk)], dim=1)
