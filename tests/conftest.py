@@ -91,3 +91,17 @@ def assert_gradients(named: Iterable[tuple[str, torch.Tensor | None]], *,
         else:
             assert size > 1e-8 * scale, \
                 f"{name}: max |g| {size:.3g} is rounding-sized (scale {scale:.3g})"
+
+
+WALL_CLOCK = ("seconds", "records_per_s")
+"""The fields of metrics and reports that two runs of the same work may differ in."""
+
+
+def without(obj: Any, keys: tuple[str, ...] = WALL_CLOCK) -> Any:
+    """`obj` (nested dicts and lists) with the dict entries named in `keys` dropped at every
+    depth: what two runs of the same seed must agree on exactly."""
+    if isinstance(obj, dict):
+        return {k: without(v, keys) for k, v in obj.items() if k not in keys}
+    if isinstance(obj, list):
+        return [without(v, keys) for v in obj]
+    return obj

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from conftest import without
+
 EXPERIMENT = [sys.executable, "-m", "deepprl", "experiment", "table6", "--dataset",
               "simulator", "--quick"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -52,17 +54,9 @@ def _kill_after_first_run(root: Path) -> list[Path]:
     return _complete(root)
 
 
-def _results(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _results(v) for k, v in obj.items() if k not in VOLATILE}
-    if isinstance(obj, list):
-        return [_results(v) for v in obj]
-    return obj
-
-
 def _report(root: Path) -> Any:
-    return _results(json.loads((root / "reports" / "table6" / "simulator.json")
-                               .read_text(encoding="utf-8")))
+    return without(json.loads((root / "reports" / "table6" / "simulator.json")
+                              .read_text(encoding="utf-8")), VOLATILE)
 
 
 def test_a_killed_experiment_resumes_to_the_same_report(tmp_path: Path) -> None:

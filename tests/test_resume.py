@@ -14,11 +14,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from conftest import without
 from deepprl.cli import app
 from deepprl.train.checkpoint import Checkpoints
 
@@ -31,7 +31,6 @@ OPTIONS = ["--dataset", "simulator", "--dataset-option", "n_users=25",
            "--set", "policy.batch_size=32", "--set", "policy.hidden=16"]
 TRAIN = [sys.executable, "-m", "deepprl", "train", *OPTIONS]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-TIMINGS = ("seconds", "records_per_s")  # wall-clock figures: the only fields allowed to differ
 
 
 @pytest.fixture(scope="module")
@@ -101,17 +100,9 @@ def _refused_then_resumed(out: Path) -> None:
     assert not (out / "checkpoint").exists()
 
 
-def _results(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _results(v) for k, v in obj.items() if k not in TIMINGS}
-    if isinstance(obj, list):
-        return [_results(v) for v in obj]
-    return obj
-
-
 def _assert_same_run(run: Path, reference: Path) -> None:
     ours, theirs = (json.loads((r / "metrics.json").read_text()) for r in (run, reference))
-    assert _results(ours) == _results(theirs)  # exact: every metric, loss and log record
+    assert without(ours) == without(theirs)  # exact: every metric, loss and log record
     mine, ref = (json.loads((r / "COMPLETE.json").read_text())["files"]
                  for r in (run, reference))
     assert set(mine) == set(ref)
