@@ -153,12 +153,7 @@ def _frozen_weights(config: RunConfig, model: PredictorModel, actor: nn.Module,
     the full log); NaN rows for users without an event before the test period."""
     recommender = Recommender(model, actor, data)
     recommender.fix_weights_at(run_split(data, config))
-    anchor = recommender.anchor if recommender.anchor is not None else np.zeros(0, np.int64)
-    out = np.full((data.n_users + 1, data.n_objectives), np.nan, dtype=np.float32)
-    users = np.flatnonzero(anchor >= 0)
-    at = anchor[users]
-    out[users] = recommender.weights(recommender.states(at), data.context[at])
-    return out
+    return recommender.frozen_weight_table()
 
 
 def save_tables(out: Path, tables: InferenceTables) -> None:

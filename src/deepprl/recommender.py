@@ -59,6 +59,17 @@ class Recommender:
         np.maximum.at(anchor, self.data.user[before], before)
         self.anchor = anchor
 
+    def frozen_weight_table(self) -> np.ndarray:
+        """[U + 1, K] the alpha each user keeps after fix_weights_at (NaN rows: users who
+        stay dynamic), as a run stores it for inference without the log."""
+        anchor = self.anchor if self.anchor is not None else np.zeros(0, np.int64)
+        out = np.full((self.data.n_users + 1, self.data.n_objectives), np.nan,
+                      dtype=np.float32)
+        users = np.flatnonzero(anchor >= 0)
+        at = anchor[users]
+        out[users] = self.weights(self.states(at), self.data.context[at])
+        return out
+
     def event_weights(self, events: np.ndarray, scored: Scored,
                       policy: nn.Module | None = None) -> np.ndarray:
         """alpha [E, K] at logged events: `policy` (e.g. fixed weights) or the
