@@ -184,10 +184,20 @@ class PolicyConfig:
     """reinforce: actions sampled per state (leave-one-out baseline)."""
     static_trials: int = 60
     """static: Optuna (TPE) trials over the simplex, scored on validation events."""
+    holdout_share: float = 0.2
+    """Share of the users kept out of stage 2 to check the learned policy against the best
+    static alpha on users it never saw (see deepprl.train.pessimism)."""
+    fallback: str = "static"
+    """static: a run whose learned policy does not beat the best static alpha on the
+    held-out users (one-sided 95% lower bound of the per-user gain <= 0) serves that static
+    alpha instead; none: keep the learned policy (the check is still recorded)."""
 
     def __post_init__(self) -> None:
         _one_of(self, "policy", "algorithm", ("ddpg", "dqn", "reinforce", "static"))
         _one_of(self, "policy", "critic", ("td", "decomposed"))
+        _one_of(self, "policy", "fallback", ("static", "none"))
+        _require("policy.holdout_share", 0 < self.holdout_share < 1, "in (0, 1)",
+                 self.holdout_share)
         _at_least(self, "policy", 1, "hidden", "layers", "steps", "batch_size", "grid_steps",
                   "static_trials")
         _at_least(self, "policy", 0, "max_events")

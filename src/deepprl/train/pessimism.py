@@ -1,0 +1,97 @@
+"""Pessimism: does the learned weight policy beat one static alpha on users it never saw?
+
+Stage 2 learns on most of the users of its pool (train + validation events) and keeps a
+seeded share of them out (stage2_users). After learning, the learned policy and the best
+static alpha of the learning users (the best point of a simplex grid that contains the
+exact vertices) are compared on the held-out users' events, paired by user
+(policy_check). A run serves the learned policy only where the one-sided lower confidence
+bound of that gain is above zero (serves); otherwise the static alpha, and says so.
+Anchor: choosing scalarisation weights by a pessimistic bound on the north-star reward
+(Jeunen et al., RecSys 2024).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepprl.config import RunConfig
+from deepprl.data.interactions import Interactions
+from deepprl.data.splits import Split
+from deepprl.eval.headroom import grid_rewards, holdout_users, paired_by_user
+from deepprl.eval.metrics import top_k_reward
+from deepprl.policy.weights import simplex_grid
+from deepprl.recommender import Recommender
+from deepprl.train.stage2 import Trajectories, build_trajectories
+
+
+def stage2_users(data: Interactions, split: Split, config: RunConfig
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(learn, check) event masks [N]: the stage-2 pool (train | valid events) split by user,
+    `policy.holdout_share` of the pool's users in `check` (seeded by the run's seed)."""
+    pool = split.train | split.valid
+    held = np.zeros(len(pool), dtype=bool)
+    if pool.any():
+        held[pool] = holdout_users(data.user[pool], config.policy.holdout_share, config.seed)
+    return pool & ~held, pool & held
+
+
+def check_environment(recommender: Recommender, data: Interactions, events: np.ndarray,
+                      config: RunConfig) -> Trajectories:
+    """Frozen states and candidate predictions of the events in mask `events` (capped at
+    eval.max_events, seeded), as the learners see them."""
+    policy = dataclasses.replace(config.policy, max_events=config.eval.max_events)
+    return build_trajectories(recommender, data, events, policy, k=config.eval.k,
+                              max_candidates=config.train.max_candidates, seed=config.seed)
+
+
+def best_static(env: Trajectories, config: RunConfig) -> torch.Tensor:
+    """The grid point (step 1 / policy.grid_steps, vertices included) with the highest mean
+    reward over `env`'s events: [K]."""
+    grid = simplex_grid(env.y_hat.shape[2], config.policy.grid_steps)
+    rewards = grid_rewards(env.y_hat, env.reward, env.valid, grid, config.eval.k)  # [E, G]
+    return grid[int(rewards.mean(0).argmax())]
+
+
+def policy_check(recommender: Recommender, data: Interactions, learn: np.ndarray,
+                 check: np.ndarray, config: RunConfig, *,
+                 learn_env: Trajectories | None = None) -> dict[str, Any]:
+    """The recommender's policy vs the best static alpha of the `learn` users, on the
+    events of the `check` users (masks [N]); see deepprl.eval.headroom.paired_by_user for
+    the figures. `learn_env`, when the learner has built it, is reused."""
+    k = config.eval.k
+    held = check_environment(recommender, data, check, config)
+    if len(held.sampled) == 0:
+        return {"checked": False, "reason": f"no held-out event has more than k={k} "
+                                            "candidates"}
+    env = learn_env if learn_env is not None else check_environment(recommender, data,
+                                                                     learn, config)
+    static = best_static(env, config)
+    rows = held.sampled
+    with torch.no_grad():
+        alpha = recommender.policy(held.state[rows], held.context[rows])  # [E, K]
+        learned = top_k_reward(held.y_hat, held.reward, held.valid, alpha, k)
+        fixed = top_k_reward(held.y_hat, held.reward, held.valid,
+                             static.expand(len(rows), -1), k)
+    users = data.user[np.flatnonzero(check)[rows.numpy()]]
+    return {"checked": True, **paired_by_user(learned.numpy(), fixed.numpy(), users),
+            "events": len(rows), "static_weights": static.tolist(),
+            "learned_mean_weights": alpha.mean(0).tolist()}
+
+
+def serves(result: dict[str, Any], fallback: str) -> str:
+    """"learned" or "static": what a run serves after `result` of policy_check. With
+    fallback "none", always the learned policy; with "static", the learned one only where
+    the lower bound of its gain is above zero (an unchecked or undecided run serves the
+    static alpha: no evidence is not evidence of a gain)."""
+    if fallback == "none":
+        return "learned"
+    if fallback != "static":
+        raise ValueError(f"policy.fallback must be 'static' or 'none', got {fallback!r}")
+    bound = result.get("gain_lower_bound", float("nan"))
+    return "learned" if result.get("checked") and math.isfinite(bound) and bound > 0 \
+        else "static"
