@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import numpy as np
 
 matplotlib.use("Agg")  # reports are written to files, never shown
 
 from matplotlib.figure import Figure
 
+from deepprl.io import json_safe as _finite
 from deepprl.provenance import code_version
 
 
@@ -58,19 +58,6 @@ class Report:
         for name, fig in self.figures.items():
             fig.savefig(folder / f"{self.dataset}-{name}.png", dpi=110, bbox_inches="tight")
         return md
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN/inf: they become null; NumPy scalars and arrays become Python's."""
-    if isinstance(obj, np.ndarray | np.generic):
-        obj = obj.tolist()
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def md_table(headers: list[str], rows: list[list[Any]], *, digits: int = 4) -> str:
