@@ -46,13 +46,15 @@ def _print(result: dict[str, Any]) -> None:
     console = Console()
     h, c = result["held_out"], result["ceiling"]
     table = Table(title=Text(f"{result['run']}: {result['model']}, policy "
-                             f"{result['algorithm']}, top-{result['k']}, held-out users"))
+                             f"{result['algorithm']}, top-{result['k']}: held-out users' "
+                             f"events ({c['events']})"))
     for column in ("", "reward", "note"):
         table.add_column(column)
     learned = "learned policy" if h["learned_policy"] else "the run's static alpha"
-    table.add_row(learned, _num(c["learned"]), "")
-    table.add_row("best static alpha (learning users)", _num(c["static"]),
-                  str(h.get("static_weights", "")))
+    mean = ", ".join(f"{w:.2f}" for w in h.get("learned_mean_weights", []))
+    table.add_row(learned, _num(c["learned"]), f"mean alpha {mean}")
+    weights = ", ".join(f"{w:.2f}" for w in h.get("static_weights", []))
+    table.add_row("best static alpha (learning users)", _num(c["static"]), f"alpha {weights}")
     table.add_row("hindsight ceiling", _num(c["hindsight"]), "optimistic: alpha after outcome")
     table.add_row("rank by true reward", _num(c["upper_bound"]), "upper bound")
     console.print(table)
@@ -61,10 +63,11 @@ def _print(result: dict[str, Any]) -> None:
              f"p {_num(h.get('p_value'), 3)}; the run recorded: "
              f"{_recorded(h['recorded'])}, served {h['served']}"]
     lines += _critic_lines(result["critic"])
+    lines.append(f"reward from each vertex inwards, alpha = (1 - t) e_k + t equal, t = "
+                 f"{', '.join(f'{t:g}' for t in result['vertex_path']['t'])}:")
     for name, path in result["vertex_path"]["from_vertex"].items():
         rewards = ", ".join(_num(r) for r in path["reward"])
-        lines.append(f"from vertex {name} (t = {result['vertex_path']['t']}): {rewards}; "
-                     f"vertex jump {_num(path['vertex_jump'])}")
+        lines.append(f"  {name}: {rewards}; vertex jump {_num(path['vertex_jump'])}")
     p = result["predictions"]
     lines.append(f"alpha-invariant top-K: {result['alpha_invariant']['share']:.0%} of events; "
                  f"prediction MAE {json.dumps(_rounded(p['test_mae']))} "
