@@ -43,6 +43,8 @@ PATH_T = (0.0, 1e-4, 1e-3, 1e-2, 0.1, 0.3, 1.0)
 CRITIC_STEPS = 500
 """Default bound on the refitted critic's gradient steps."""
 NOT_RECORDED = "not recorded"
+LITTLE_HEADROOM = 0.005
+"""A hindsight headroom below this (reward units) is "little for any weights to take"."""
 
 
 def diagnose_run(run: str | Path, *, critic_steps: int = CRITIC_STEPS) -> dict[str, Any]:
@@ -275,7 +277,9 @@ def _verdict(held_out: dict[str, Any], ceiling: dict[str, Any], invariant: float
                 f"on held-out users (95% lower bound {bound:+.4f}), "
                 f"taking {captured:.0%} of the {room}")
     else:
+        why = ("little for any weights to take" if headroom < LITTLE_HEADROOM else
+               "there is headroom the learner did not take")
         text = (f"not shown: the learned policy's gain on held-out users is {gain:+.4f} "
-                f"(95% lower bound {bound:+.4f}: not above zero); {room}")
+                f"(95% lower bound {bound:+.4f}: not above zero); {why}: {room}")
     return {"pays": pays, "gain": gain, "gain_lower_bound": bound, "headroom": headroom,
             "captured_share": captured, "text": text}
