@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from deepprl.cli import app
-from deepprl.diagnose import PATH_T, diagnose_run
+from deepprl.diagnose import PATH_T, diagnose_run, sign_spread
 from deepprl.diagnose import _alpha_invariant as alpha_invariant
 from deepprl.train.stage2 import Trajectories
 
@@ -167,3 +167,15 @@ def test_alpha_invariant_share_by_hand() -> None:
                           [[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.2, 0.8]]])
     result = alpha_invariant(_trajectories(y_hat), config)
     assert result == {"share": 0.5, "events": 2, "grid_points": 5}
+
+
+def test_sign_spread_by_hand() -> None:
+    # K = 2: the component towards vertex 1 is (g1 - g2) / 2; three states push towards
+    # objective 1, one the other way
+    grad = torch.tensor([[3.0, 1.0], [2.0, 0.0], [5.0, 1.0], [0.0, 4.0]])
+    mean, _, differs = sign_spread(grad)
+    assert mean.tolist() == pytest.approx([0.5, -0.5])  # (1 + 1 + 2 - 2) / 4
+    assert differs.tolist() == [0.25, 0.25]
+    # K = 3: a gradient equal on every objective has no direction on the simplex
+    flat, _, _ = sign_spread(torch.ones(4, 3))
+    assert flat.tolist() == [0.0, 0.0, 0.0]

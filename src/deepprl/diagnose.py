@@ -141,10 +141,7 @@ def _critic(ranker: Recommender, learn_env: Trajectories, held: Trajectories,
     alpha.requires_grad_(True)
     now, _ = critic.parts(s, c, alpha)
     (grad,) = torch.autograd.grad(now.sum(), alpha)  # [E, K]
-    # the component along e_k - equal (the simplex's tangent direction towards vertex k)
-    tangent = grad - grad.mean(1, keepdim=True)  # [E, K]
-    mean = tangent.mean(0)  # [K]
-    differs = (torch.sign(tangent) != torch.sign(mean)).float().mean(0)  # [K]
+    mean, std, differs = sign_spread(grad)
     return {"applies": True, "refitted": True, "steps": steps, **fit,
             "note": "a critic refitted the run's way (the decomposed critic's immediate part "
                     "R(s, C, alpha) on the rewards of exploration actions around the run's "
@@ -152,10 +149,21 @@ def _critic(ranker: Recommender, learn_env: Trajectories, held: Trajectories,
             "direction": "d R / d alpha along e_k - equal (the gradient minus its mean "
                          "over objectives); for K = 2 objective 1's is half of "
                          "dR/d(alpha_1 - alpha_2) and objective 2's its negative",
-            "per_objective": {n: {"mean": float(mean[i]), "std": float(tangent[:, i].std()),
+            "per_objective": {n: {"mean": float(mean[i]), "std": float(std[i]),
                                   "sign_differs_share": float(differs[i])}
                               for i, n in enumerate(names)},
             "states": len(rows)}
+
+
+def sign_spread(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """grad [E, K] (dR/dalpha per state) -> per objective [K]: the mean and std over states
+    of its component along e_k - equal (the gradient minus its mean over objectives: the
+    simplex's direction towards vertex k), and the share of states whose sign of that
+    component differs from the mean's."""
+    tangent = grad - grad.mean(1, keepdim=True)  # [E, K]
+    mean = tangent.mean(0)  # [K]
+    differs = (torch.sign(tangent) != torch.sign(mean)).float().mean(0)  # [K]
+    return mean, tangent.std(0), differs
 
 
 def refit_critic(actor: Actor, env: Trajectories, config: RunConfig, steps: int
