@@ -179,3 +179,15 @@ def test_sign_spread_by_hand() -> None:
     # K = 3: a gradient equal on every objective has no direction on the simplex
     flat, _, _ = sign_spread(torch.ones(4, 3))
     assert flat.tolist() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("algorithm", ["dqn", "reinforce"])
+def test_other_learners_are_diagnosed_without_a_critic(runner: CliRunner, tmp_path: Path,
+                                                       algorithm: str) -> None:
+    run = _train(runner, tmp_path / algorithm, "--set", f"policy.algorithm={algorithm}")
+    result = diagnose_run(run)
+    assert result["critic"] == {"applies": False,
+                                "reason": f"policy.algorithm is {algorithm!r}: no critic"}
+    assert result["held_out"]["learned_policy"] is True
+    assert keys_of(result) <= documented_keys()
+    assert result["ceiling"]["hindsight"] >= result["ceiling"]["learned"]
