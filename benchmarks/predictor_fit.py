@@ -9,7 +9,8 @@ splits as `deepprl train` does, trains stage 1 on the training events (best epoc
 validation events), and reports the test MAE of the logged items per objective (as
 metrics.json's test_mae), the best epoch, the share of test predictions within 0.01 of 0
 or 1 (saturation) and within 1e-6 (beyond the bce clamp), the MoH's generated-tower
-cosine, and the collapse/divergence flags of deepprl.train.stage1_checks. Prints one JSON object (and writes it with --out).
+cosine, and the collapse/divergence flags of deepprl.train.stage1_checks. Prints one JSON
+object per run (and writes them all with --out).
 
 Run from another checkout's src (PYTHONPATH=...) it measures that code: features this
 code lacks (validation, checks) are reported as null, so old and new compare on one script.
