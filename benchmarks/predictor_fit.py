@@ -56,13 +56,18 @@ def _overrides(config: RunConfig, sets: list[str]) -> RunConfig:
 
 
 @torch.no_grad()
-def saturation(model: torch.nn.Module, data: Any, events: np.ndarray, margin: float) -> float:
-    """Share of the logged items' predictions at `events` within `margin` of 0 or 1."""
+def saturation(model: torch.nn.Module, data: Any, events: np.ndarray, margin: float,
+               *, wrong: bool = False) -> float:
+    """Share of the logged items' predictions at `events` within `margin` of 0 or 1 (with
+    `wrong`: and more than 0.5 from the target, where a saturated sigmoid learns slowly)."""
     model.eval()
     history = history_index(data, model.config.history_length)  # type: ignore[union-attr]
     y_hat = model(make_batch(data, history[events], events),
                   torch.from_numpy(data.item[events])[:, None])[:, 0]
-    return float(((y_hat < margin) | (y_hat > 1 - margin)).float().mean())
+    hit = (y_hat < margin) | (y_hat > 1 - margin)
+    if wrong:
+        hit &= (y_hat - torch.from_numpy(data.objectives[events])).abs() > 0.5
+    return float(hit.float().mean())
 
 
 def tower_cosine(model: torch.nn.Module) -> float | None:
@@ -116,6 +121,7 @@ def one(dataset: dict[str, Any], model_name: str, seed: int, sets: list[str]
             "saturated_share": saturation(model, data, test[:5000], 0.01),
             # beyond the bce clamp (1e-6): where a clamped bce has no gradient
             "clamped_share": saturation(model, data, test[:5000], 1e-6),
+            "clamped_wrong_share": saturation(model, data, test[:5000], 1e-6, wrong=True),
             "tower_cosine_init": init_cosine, "tower_cosine_trained": tower_cosine(model),
             "checks": checks(config, data, split, model, log), "seconds": seconds}
 
