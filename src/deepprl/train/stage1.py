@@ -26,7 +26,8 @@ def prediction_loss(y_hat: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Te
 
     bce on the sigmoid's output: its gradient on the logit is y_hat - y, as on logits,
     except beyond the clamp (|logit| > 13.8), where it is 0; docs/model.md measures the
-    share of predictions there (none), so no logit path is exposed."""
+    predictions there (MoH on MovieLens-100K: 3.6%, none of them wrong), so no logit
+    path is exposed."""
     if kind == "l1":
         return (y_hat - y).abs().sum(-1).mean()
     if kind == "bce":
