@@ -238,7 +238,7 @@ def test_moh_tower_parameters_per_objective() -> None:
             for b in range(a + 1, 3):
                 assert (w[a] - w[b]).abs().max() > 1e-6
     # the split covers the hypernetwork's output exactly, in order
-    flat = model.hypernetwork(model.objective_embedding).view(3, 10, 6)
+    flat = (model.scale * model.hypernetwork(model.objective_embedding)).view(3, 10, 6)
     torch.testing.assert_close(torch.cat([w_user, w_item, bias[:, None]], dim=1), flat)
 
 
@@ -303,6 +303,48 @@ def test_moh_inference_reuses_generated_towers_until_a_parameter_changes() -> No
         assert model.tower_parameters()[0] is not first[0]
         torch.testing.assert_close(model.tower_parameters()[0], model._generate()[0])
     assert (after - before).abs().max() > 1e-6  # the step reached the inference path
+
+
+def _generated(model: MixtureOfHyperNetwork) -> torch.Tensor:
+    """[K, P]: each objective's generated tower (W_user, W_item, b) flattened."""
+    w_user, w_item, bias = model._generate()
+    return torch.cat([w_user, w_item, bias[:, None]], dim=1).flatten(1)
+
+
+# DeepPRL's sizes: user part = encoder state 64 + user 16 + context 16, items 32
+MOH_SIZES = {"user_dim": 96, "item_dim": 32}
+
+
+@pytest.mark.parametrize("n_objectives", [2, 3, 5])
+def test_moh_init_generates_distinct_towers_at_a_standard_scale(n_objectives: int) -> None:
+    """(a) towers start distinct: every pairwise |cosine| < 0.6 on each of 10 seeds (the old
+    all-positive sigmoid codes gave 0.9999); (b) the generated weights' std is within a
+    factor 1.5 of 1/sqrt(fan_in), a standard linear layer's scale (old: 0.58x)."""
+    for seed in range(10):
+        torch.manual_seed(seed)
+        w = _generated(MixtureOfHyperNetwork(n_objectives=n_objectives, **MOH_SIZES)).detach()
+        cos = torch.nn.functional.cosine_similarity(w[:, None], w[None], dim=-1)
+        off = ~torch.eye(n_objectives, dtype=torch.bool)
+        assert cos[off].abs().max() < 0.6, (seed, cos)
+        ratio = float(w.std()) * (96 + 32) ** 0.5
+        assert 1 / 1.5 < ratio < 1.5, (seed, ratio)
+
+
+def test_moh_one_adam_step_moves_generated_weights_by_about_lr() -> None:
+    """(c) after one Adam step of lr on a batch, the mean |change| of a generated weight is
+    within a factor 2.5 of lr (old: ~33 lr, the sum of 32 positive codes plus the bias)."""
+    lr = 1e-3
+    for seed in range(5):
+        torch.manual_seed(seed)
+        model = MixtureOfHyperNetwork(n_objectives=2, **MOH_SIZES)
+        before = _generated(model).detach()
+        optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+        user, items = torch.randn(256, 96), torch.randn(256, 1, 32)
+        target = (torch.rand(256, 1, 2) < 0.5).float()
+        torch.nn.functional.binary_cross_entropy(model(user, items), target).backward()
+        optimiser.step()
+        step = float((_generated(model).detach() - before).abs().mean()) / lr
+        assert 1 / 2.5 < step < 2.5, (seed, step)
 
 
 def test_moh_attention_mixes_objectives() -> None:

@@ -76,6 +76,13 @@ def test_train_run_writes_every_file(runs: dict[str, Path]) -> None:
         assert set(metrics[method]["objectives"]) == {"o1", "o2"}
         assert np.isfinite(metrics[method]["reward"])
     assert "stage 1" in (runs["a"] / "train.log").read_text(encoding="utf-8")
+    # stage 1 validated every epoch and kept its best; the flags are recorded
+    assert all("valid_loss" in r and "valid_mae" in r for r in metrics["stage1"])
+    best = min(metrics["stage1"], key=lambda r: r["valid_loss"])["epoch"]
+    assert metrics["best_epoch"] == best
+    checks = metrics["stage1_checks"]
+    assert set(checks["prediction_spread"]) == {"o1", "o2"}
+    assert {"collapsed", "loss_rise", "loss_rose", "thresholds"} <= set(checks)
 
 
 def test_same_seed_same_metrics(runs: dict[str, Path]) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from deepprl.models.layers import InferenceCache, mlp, similarity_scores, softmax_last
+from deepprl.models.layers import InferenceCache, similarity_scores, softmax_last
 from deepprl.models.multitask import (
     CrossStitch,
     MultiGateMixtureOfExperts,
@@ -18,6 +18,16 @@ from deepprl.models.multitask import (
     SharedBottom,
 )
 from deepprl.models.sequential import MixtureOfSequentialExperts
+
+# sigmoid(x) - 0.5 for x ~ N(0, 1): its std and mean |.| (Monte Carlo, 10^7 draws)
+CODE_STD, CODE_MEAN_ABS = 0.2082, 0.1748
+
+
+class CentredSigmoid(nn.Module):
+    """sigmoid(x) - 0.5: the paper's sigmoid, shifted so that codes have mean 0."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x) - 0.5
 
 
 class MixtureOfHyperNetwork(nn.Module):
@@ -27,6 +37,21 @@ class MixtureOfHyperNetwork(nn.Module):
     parameters of tower k: f_k([s_u; s_i]) = relu([s_u; s_i] W_k + b_k) -> z_k [T].
     A mixture-attention layer lets objective m attend over all towers,
     e_ml = softmax_l(sim(q(z_m), key(z_l))), and y_hat_m = sigmoid(w_m . sum_l e_ml z_l + c_m).
+
+    Initialisation (docs/model.md, "Stage 1"): with plain sigmoid codes (all ~0.5) every
+    objective got nearly the same tower (cosine 0.9999) and one Adam step moved each
+    generated weight by ~33 lr (a sum of H positive codes). Here:
+    - objective embeddings are orthogonal rows of norm sqrt(E) (K <= E; else N(0, 1));
+    - the hidden activations are centred sigmoids, sigmoid(x) - 0.5, the hidden biases
+      start at 0 and each hidden layer's weights at N(0, 1 / (fan_in var(input))), so the
+      pre-activations have unit variance and the codes h (std CODE_STD) are mean-zero and
+      nearly orthogonal across objectives;
+    - the generated parameters are scale * (A h + a): scale = 1 / (1 + H CODE_MEAN_ABS), so
+      that an Adam step on A and a (each entry moves by ~lr) moves a generated weight by
+      ~lr; a starts at 0 (no component shared by the towers) and A at
+      N(0, 1 / (fan_in scale^2 H CODE_STD^2)), so the generated W_k has std ~1/sqrt(fan_in)
+      (fan_in = Du + Di), the scale of a standard linear layer.
+    Tested in tests/test_models.py: tower cosine, weight scale and Adam step size at init.
     """
 
     def __init__(self, *, user_dim: int, item_dim: int, n_objectives: int, hidden: int = 64,
@@ -34,14 +59,20 @@ class MixtureOfHyperNetwork(nn.Module):
                  similarity: str = "neg_sq_dist") -> None:
         super().__init__()
         self.user_dim, self.item_dim, self.tower_hidden = user_dim, item_dim, tower_hidden
-        self.objective_embedding = nn.Parameter(torch.randn(n_objectives, objective_embedding_dim))
-        n_params = (user_dim + item_dim + 1) * tower_hidden
-        self.hypernetwork = mlp([objective_embedding_dim, hidden, hidden, n_params], "sigmoid")
-        with torch.no_grad():  # generated weights start near a fan-in scaled init
-            last = self.hypernetwork[-1]
-            assert isinstance(last, nn.Linear)
-            last.weight.mul_(2.0 / (user_dim + item_dim) ** 0.5)
-            last.bias.mul_(1.0 / (user_dim + item_dim) ** 0.5)
+        E, H, fan_in = objective_embedding_dim, hidden, user_dim + item_dim
+        self.objective_embedding = nn.Parameter(_spread_rows(n_objectives, E))  # [K, E]
+        n_params = (fan_in + 1) * tower_hidden
+        self.hypernetwork = nn.Sequential(nn.Linear(E, H), CentredSigmoid(), nn.Linear(H, H),
+                                          CentredSigmoid(), nn.Linear(H, n_params))
+        self.scale = 1.0 / (1.0 + H * CODE_MEAN_ABS)
+        with torch.no_grad():
+            first, second, last = (m for m in self.hypernetwork if isinstance(m, nn.Linear))
+            nn.init.normal_(first.weight, std=E**-0.5)  # inputs of unit variance
+            nn.init.normal_(second.weight, std=1.0 / (H**0.5 * CODE_STD))
+            nn.init.normal_(last.weight, std=1.0 / (fan_in**0.5 * self.scale * H**0.5
+                                                    * CODE_STD))
+            for layer in (first, second, last):
+                layer.bias.zero_()
         self.query = nn.Linear(tower_hidden, tower_hidden, bias=False)
         self.key = nn.Linear(tower_hidden, tower_hidden, bias=False)
         self.head = nn.Parameter(torch.randn(n_objectives, tower_hidden) / tower_hidden**0.5)
@@ -59,7 +90,7 @@ class MixtureOfHyperNetwork(nn.Module):
                                 self._generate)
 
     def _generate(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        params = self.hypernetwork(self.objective_embedding)  # [K, (Du + Di + 1) * T]
+        params = self.scale * self.hypernetwork(self.objective_embedding)  # [K, (Du+Di+1)*T]
         K, T = params.shape[0], self.tower_hidden
         w = params.view(K, self.user_dim + self.item_dim + 1, T)
         return w[:, : self.user_dim], w[:, self.user_dim : -1], w[:, -1]
@@ -81,6 +112,15 @@ class MixtureOfHyperNetwork(nn.Module):
         # first (one matmul), so no [B, C, K, T] mixture and no B*C tiny K x K matmuls
         on_heads = (z @ self.head.t()).transpose(-1, -2)  # [B, C, K, K]: [m, l] = z_l . w_m
         return torch.sigmoid((attention * on_heads).sum(-1) + self.head_bias)  # [B, C, K]
+
+
+def _spread_rows(n: int, dim: int) -> torch.Tensor:
+    """[n, dim] rows of norm sqrt(dim) (unit-variance entries), orthogonal when n <= dim."""
+    rows = torch.randn(n, dim)
+    if n <= dim:
+        q, _ = torch.linalg.qr(rows.t())  # [dim, n]: orthonormal columns
+        rows = q.t() * dim**0.5
+    return rows
 
 
 PredictorFactory = Callable[..., nn.Module]

@@ -39,12 +39,14 @@ from deepprl.eval.static_weights import (
     validation_set,
 )
 from deepprl.learners import LEARNERS, weight_learner
+from deepprl.models.network import PredictorModel
 from deepprl.provenance import code_version
 from deepprl.recommender import ItemRanker, Recommender
 from deepprl.train.checkpoint import Checkpoints
 from deepprl.train.preflight import preflight
 from deepprl.train.progress import ProgressLog, phase
-from deepprl.train.stage1 import Progress, fit_predictor, prediction_error
+from deepprl.train.stage1 import Progress, best_epoch, fit_predictor, prediction_error
+from deepprl.train.stage1_checks import candidate_spreads, stage1_checks, warnings
 from deepprl.zoo import models
 
 log = logging.getLogger("deepprl.train")
@@ -185,9 +187,12 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
     model = build_model(config, data)
     stage1 = fit_predictor(model, data, np.flatnonzero(split.train), config.train,
                            seed=config.seed, progress=progress, world=world,
-                           checkpoints=checkpoints)
+                           checkpoints=checkpoints, valid_events=np.flatnonzero(split.valid))
     mae = prediction_error(model, data, np.flatnonzero(split.test)) if world.main else {}
-    log.info("test MAE of the logged items: %s", mae)
+    log.info("test MAE of the logged items: %s; parameters of epoch %d (%s)", mae,
+             best_epoch(stage1), "lowest validation loss" if split.valid.any()
+             else "the last: no validation events")
+    checks = _stage1_checks(config, data, split, model, stage1) if world.main else {}
 
     for p in model.parameters():  # stage 2 sees a frozen stage-1 model
         p.requires_grad_(False)
@@ -204,8 +209,23 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
     phase(progress, "evaluation", 0, trials=config.policy.static_trials if tuned else 0)
     metrics = evaluate_ranker(recommender, config, split, static_weights=weights)
     phase(progress, "evaluation", 1)
-    metrics.update({"test_mae": mae, "stage1": stage1, "stage2_last": stage2[-1]})
+    metrics.update({"test_mae": mae, "stage1": stage1, "best_epoch": best_epoch(stage1),
+                    "stage1_checks": checks, "stage2_last": stage2[-1]})
     return metrics
+
+
+def _stage1_checks(config: RunConfig, data: Interactions, split: Split, model: PredictorModel,
+                   stage1: list[dict[str, float]]) -> dict[str, Any]:
+    """Collapse and divergence flags of stage 1 (deepprl.train.stage1_checks) over the test
+    events' candidates; each raised flag is a WARNING in train.log."""
+    predicted, true = candidate_spreads(model, data, np.flatnonzero(split.test), split.test,
+                                        max_candidates=config.train.max_candidates,
+                                        seed=config.seed)
+    checks = stage1_checks(data.objective_names, predicted, true,
+                           [r["loss"] for r in stage1])
+    for line in warnings(checks):
+        log.warning(line)
+    return checks
 
 
 def _check_learner(config: RunConfig, world: World) -> None:

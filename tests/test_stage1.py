@@ -1,0 +1,152 @@
+"""Stage 1: BCE targets, best-epoch selection on validation (and its checkpoint), and the
+collapse / divergence flags of deepprl.train.stage1_checks."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepprl.artifacts import build_model
+from deepprl.config import ModelConfig, RunConfig, TrainConfig
+from deepprl.data.interactions import Interactions
+from deepprl.data.sequences import history_index
+from deepprl.data.simulator import SimulatorConfig, load_simulator
+from deepprl.data.splits import Split, temporal_holdout
+from deepprl.models.network import PredictorModel
+from deepprl.train.checkpoint import Checkpoints
+from deepprl.train.stage1 import best_epoch, check_targets, fit_predictor, validation_error
+from deepprl.train.stage1_checks import (
+    candidate_spreads,
+    loss_rise,
+    stage1_checks,
+    warnings,
+    within_event_spread,
+)
+
+# small and over-fitted on purpose (a large lr on few events): the validation loss is
+# lowest early, so the best epoch is not the last one
+MODEL = ModelConfig(item_dim=8, user_dim=4, context_dim=4, hidden=16, tower_hidden=8,
+                    objective_embedding_dim=4, history_length=5)
+TRAIN = TrainConfig(epochs=6, batch_size=32, lr=0.03)
+
+
+@pytest.fixture(scope="module")
+def sim() -> tuple[Interactions, Split]:
+    data = load_simulator(SimulatorConfig(n_users=20, n_items=30, events_per_user=20, seed=1))
+    return data, temporal_holdout(data, test_fraction=0.2, valid_fraction=0.2)
+
+
+def _model(data: Interactions, seed: int = 0) -> PredictorModel:
+    torch.manual_seed(seed)
+    return build_model(RunConfig(model=MODEL), data)
+
+
+def _fit(data: Interactions, split: Split, *, epochs: int = TRAIN.epochs,
+         checkpoints: Checkpoints | None = None, validate: bool = True
+         ) -> tuple[PredictorModel, list[dict[str, float]]]:
+    model = _model(data)
+    log = fit_predictor(model, data, np.flatnonzero(split.train),
+                        dataclasses.replace(TRAIN, epochs=epochs), seed=5,
+                        checkpoints=checkpoints,
+                        valid_events=np.flatnonzero(split.valid) if validate else None)
+    return model, log
+
+
+def test_bce_is_the_default_and_refuses_objectives_outside_0_1(
+        sim: tuple[Interactions, Split]) -> None:
+    data, _ = sim
+    assert ModelConfig().loss == "bce"
+    check_targets(data, "bce")  # the simulator's objectives lie in [0, 1]
+    scaled = dataclasses.replace(data, objectives=data.objectives * 3)
+    with pytest.raises(ValueError, match=r"objective .* spans .*model.loss = 'l1'"):
+        check_targets(scaled, "bce")
+    check_targets(scaled, "l1")  # the paper's L1 takes any value
+
+
+def test_best_epoch_on_validation_is_restored(sim: tuple[Interactions, Split]) -> None:
+    data, split = sim
+    model, log = _fit(data, split)
+    assert all({"valid_loss", "valid_mae"} <= set(r) for r in log)
+    best = best_epoch(log)
+    assert best < TRAIN.epochs, [r["valid_loss"] for r in log]  # the set-up over-fits
+    history = history_index(data, MODEL.history_length)
+    now = validation_error(model, data, history, np.flatnonzero(split.valid))
+    assert now["valid_loss"] == log[best - 1]["valid_loss"]
+    assert now["valid_loss"] < log[-1]["valid_loss"]
+
+
+def test_without_validation_the_last_epoch_is_kept(sim: tuple[Interactions, Split]) -> None:
+    data, split = sim
+    model, log = _fit(data, split, validate=False)
+    assert "valid_loss" not in log[-1]
+    assert best_epoch(log) == TRAIN.epochs
+    again, _ = _fit(data, split, validate=True)  # same training, best epoch restored
+    differs = [not torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                     again.state_dict().values(), strict=True)]
+    assert any(differs)
+
+
+def test_resumed_stage1_keeps_the_same_best_epoch(sim: tuple[Interactions, Split],
+                                                   tmp_path: Path) -> None:
+    """Broken right after the best epoch and resumed to the end: the model and log of an
+    uninterrupted run (the resumed epochs are worse, so the end state is the checkpointed
+    best one, not the fresh copy a resumed process starts with)."""
+    data, split = sim
+    reference, log = _fit(data, split)
+    stop = best_epoch(log)
+    assert stop < TRAIN.epochs, [r["valid_loss"] for r in log]
+    checkpoints = Checkpoints(folder=tmp_path)
+    _fit(data, split, epochs=stop, checkpoints=checkpoints)
+    resumed, resumed_log = _fit(data, split, checkpoints=checkpoints)
+    keys = ("epoch", "loss", "valid_loss", "valid_mae")
+    assert [{k: r[k] for k in keys} for r in resumed_log] == \
+        [{k: r[k] for k in keys} for r in log]
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+
+
+# -- collapse and divergence flags ------------------------------------------------------------
+
+def test_within_event_spread_ignores_padding_and_single_candidates() -> None:
+    values = np.array([[[0.0], [1.0], [9.0]], [[0.5], [7.0], [7.0]]])  # [E=2, C=3, K=1]
+    valid = np.array([[True, True, False], [True, False, False]])
+    np.testing.assert_allclose(within_event_spread(values, valid), [0.5])  # event 1 alone
+    assert np.isnan(within_event_spread(values, np.zeros((2, 3), dtype=bool))).all()
+
+
+def test_loss_rise_against_the_best_earlier_epoch() -> None:
+    assert loss_rise([0.35, 0.30, 0.60, 0.40]) == pytest.approx(2.0)
+    assert loss_rise([1.0, 0.8, 0.7]) == 1.0
+    assert loss_rise([0.5]) == 1.0
+
+
+def test_checks_flag_a_constant_prediction_and_a_rising_loss() -> None:
+    checks = stage1_checks(["a", "b", "c"], np.array([0.0, 0.2, 0.1]),
+                           np.array([0.3, 0.3, 0.0]), [0.35, 0.6])
+    assert checks["collapsed"] == ["a"]
+    assert checks["prediction_spread"] == {"a": 0.0, "b": pytest.approx(2 / 3), "c": None}
+    assert checks["loss_rose"] and checks["loss_rise"] == pytest.approx(0.6 / 0.35)
+    lines = warnings(checks)
+    assert len(lines) == 2 and "'a'" in lines[0] and "diverged" in lines[1]
+    quiet = stage1_checks(["a"], np.array([0.2]), np.array([0.3]), [0.5, 0.4])
+    assert quiet["collapsed"] == [] and not quiet["loss_rose"] and warnings(quiet) == []
+
+
+def test_a_fitted_predictor_is_not_flagged_and_a_constant_one_is(
+        sim: tuple[Interactions, Split]) -> None:
+    data, split = sim
+    model, log = _fit(data, split)
+    test = np.flatnonzero(split.test)
+    fitted = stage1_checks(data.objective_names, *candidate_spreads(
+        model, data, test, split.test, max_candidates=100, seed=0), [r["loss"] for r in log])
+    assert fitted["collapsed"] == [], fitted
+    with torch.no_grad():  # every objective's output the same constant, whatever the input
+        model.predictor.head.zero_()  # type: ignore[operator]
+    constant = stage1_checks(data.objective_names, *candidate_spreads(
+        model, data, test, split.test, max_candidates=100, seed=0), [r["loss"] for r in log])
+    assert constant["collapsed"] == list(data.objective_names)
