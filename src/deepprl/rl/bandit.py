@@ -84,6 +84,8 @@ def learn_grid_bandit(policy: GridBandit, data: BanditData, *, steps: int, batch
     per_step = -(-batch_size // world.size)
     stopping = all_sum([float(len(held))], world)[0] > 0
     best, best_state, since, log = -float("inf"), copy.deepcopy(policy.state_dict()), 0, []
+    if progress is not None:
+        progress(0, {})
     policy.train()
     for step in range(1, steps + 1):
         opt.zero_grad()
