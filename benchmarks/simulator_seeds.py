@@ -19,7 +19,7 @@ from pathlib import Path
 from deepprl.artifacts import load_weighted_run, read_json, run_split
 from deepprl.cli.common import apply_settings
 from deepprl.config import RunConfig
-from deepprl.eval.preference import preference_recovery
+from deepprl.eval.preference import grid_headroom, preference_recovery
 from deepprl.rundir import read_marker
 from deepprl.train.run import train_run
 
@@ -27,7 +27,9 @@ from deepprl.train.run import train_run
 def measure(run: Path, metrics: dict) -> dict:
     """One seed's figures from its complete run directory and metrics."""
     config, recommender = load_weighted_run(run)
-    recovery = preference_recovery(recommender, config, run_split(recommender.data, config))
+    split = run_split(recommender.data, config)
+    recovery = preference_recovery(recommender, config, split)
+    headroom = grid_headroom(recommender, config, split)
     learned, static, oracle = (metrics[k]["reward"] for k in ("learned", "static", "oracle"))
     check = metrics.get("policy_check") or {}
     return {**{f"{k}_reward": metrics[k]["reward"]
@@ -38,6 +40,8 @@ def measure(run: Path, metrics: dict) -> dict:
             **{k: recovery[k] for k in ("correlation", "within_user_correlation_median",
                                         "within_users", "moving_users", "alpha_std",
                                         "truth_std")},
+            **headroom, "gap_closed_of_grid": (learned - static) / (
+                headroom["grid_per_event_hindsight"] - static),
             "seconds": metrics.get("seconds")}
 
 

@@ -13,10 +13,14 @@ from typing import Any
 
 import numpy as np
 
+import torch
+
 from deepprl.config import RunConfig
 from deepprl.data.simulator import SimulatorValuer
 from deepprl.data.splits import Split
 from deepprl.eval.evaluator import build_eval_set
+from deepprl.eval.headroom import grid_rewards
+from deepprl.policy.weights import simplex_grid
 from deepprl.recommender import Recommender
 
 HOURS = np.linspace(0.0, 24.0, 49)[:-1]  # every half hour of a day
@@ -69,3 +73,20 @@ def preference_recovery(recommender: Recommender, config: RunConfig, split: Spli
         "within_users": len(values), "min_move": min_move,
         "alpha_std": float(alpha.std(0).mean()), "truth_std": float(truth.std(0).mean()),
     }
+
+
+def grid_headroom(recommender: Recommender, config: RunConfig, split: Split
+                  ) -> dict[str, float]:
+    """What weights can earn with this run's predictor on its test events (any log): the
+    best static grid alpha and the best grid alpha per event, both in hindsight (the
+    second is optimistic: it picks each event's luckiest alpha), and the run's own alpha.
+    The oracle's remaining gap beyond the per-event figure is the predictor's."""
+    data = recommender.data
+    es = build_eval_set(data, split, k=config.eval.k, max_events=config.eval.max_events,
+                        seed=config.seed)
+    y_hat = torch.from_numpy(recommender.scored(es.events, es.items).y_hat)
+    grid = simplex_grid(data.n_objectives, config.policy.grid_steps)
+    rewards = grid_rewards(y_hat, torch.from_numpy(np.nan_to_num(es.reward)),
+                           torch.from_numpy(es.valid), grid, config.eval.k)  # [E, G]
+    return {"grid_static_hindsight": float(rewards.mean(0).max()),
+            "grid_per_event_hindsight": float(rewards.max(1).values.mean())}
