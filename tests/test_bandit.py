@@ -43,9 +43,9 @@ def test_standardisation_feeds_centred_unit_inputs() -> None:
     torch.testing.assert_close(seen[0], torch.tensor([[1.0, 9.0, -1.0]]))
 
 
-def _synthetic(n: int, seed: int) -> tuple[BanditData, torch.Tensor]:
-    """Events whose best alpha_1 is sigmoid(3 x_0) (x the state): reward of grid point g
-    is 1 - (g_1 - best)^2 plus noise. Returns the data and the grid."""
+def _synthetic(n: int, seed: int) -> BanditData:
+    """Events whose best alpha_1 is a sigmoid of the first state coordinate: the reward of
+    grid point g is 1 - (g_1 - best)^2 plus noise."""
     gen = torch.Generator().manual_seed(seed)
     grid = simplex_grid(2, 10)
     state = torch.randn(n, 3, generator=gen) * 4 + 2  # far from standardised on purpose
@@ -53,13 +53,12 @@ def _synthetic(n: int, seed: int) -> tuple[BanditData, torch.Tensor]:
     rewards = 1 - (grid[None, :, 0] - best[:, None]).pow(2)
     rewards = rewards + 0.05 * torch.randn(n, len(grid), generator=gen)
     stop = torch.rand(n, generator=gen) < 0.2
-    return BanditData(state=state, context=torch.zeros(n, 1), rewards=rewards, stop=stop), grid
+    return BanditData(state=state, context=torch.zeros(n, 1), rewards=rewards, stop=stop)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_bandit_learns_a_state_dependent_alpha(seed: int) -> None:
-    data, grid = _synthetic(3000, seed)
-    test, _ = _synthetic(1000, seed + 100)
+    data, test = _synthetic(3000, seed), _synthetic(1000, seed + 100)
     torch.manual_seed(seed)
     policy = GridBandit(state_dim=3, context_dim=1, n_objectives=2, hidden=32, layers=2)
     log = learn_grid_bandit(policy, data, steps=1500, batch_size=128, lr=3e-3,
@@ -69,9 +68,10 @@ def test_bandit_learns_a_state_dependent_alpha(seed: int) -> None:
     learned = float(test.rewards.gather(1, pick[:, None]).mean())
     static = float(test.rewards.mean(0).max())  # the best single alpha, in hindsight
     ceiling = float(test.rewards.max(1).values.mean())
-    # measured (seeds 0-2): the gain closes 0.8-0.9 of the static-to-ceiling gap (the
-    # ceiling also chases the noise)
-    assert (learned - static) > 0.5 * (ceiling - static), (learned, static, ceiling)
+    # measured, seeds 0-2: 0.76 0.76 0.77 of the gap from the best static alpha to the
+    # per-event best (a ceiling that also chases the noise); a constant alpha closes 0
+    closed = (learned - static) / (ceiling - static)
+    assert closed > 0.5, (learned, static, ceiling)
 
 
 def test_centring_removes_each_events_level() -> None:
@@ -96,7 +96,7 @@ def test_bandit_beats_equal_weights_on_a_tiny_simulator(tmp_path: Path) -> None:
     for seed in (0, 1, 2):
         m = train_run(_tiny(seed, fallback="none"), tmp_path / f"s{seed}")
         gains.append(m["learned"]["reward"] - m["equal"]["reward"])
-    # measured: 0.05 0.03 0.07 (learned - equal, reward of the top-5)
+    # measured: 0.043 0.045 0.041 (learned - equal, reward of the top-5)
     assert np.mean(gains) > 0.01 and sum(g > 0 for g in gains) >= 2, gains
 
 
