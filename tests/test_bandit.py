@@ -63,7 +63,7 @@ def test_bandit_learns_a_state_dependent_alpha(seed: int) -> None:
     policy = GridBandit(state_dim=3, context_dim=1, n_objectives=2, hidden=32, layers=2)
     log = learn_grid_bandit(policy, data, steps=1500, batch_size=128, lr=3e-3,
                             weight_decay=1e-4, patience=5, seed=seed)
-    assert log and "stop_reward" in log[-1]
+    assert any("stop_reward" in r for r in log) and log[-1]["chosen_steps"] > 0
     pick = policy.scores(test.state, test.context).argmax(-1)
     learned = float(test.rewards.gather(1, pick[:, None]).mean())
     static = float(test.rewards.mean(0).max())  # the best single alpha, in hindsight

@@ -191,9 +191,10 @@ class PolicyConfig:
     """bandit: AdamW weight decay (against overfitting the learning users)."""
     stop_share: float = 0.15
     """bandit: share of the learning users kept out of the fit for early stopping."""
-    patience: int = 5
+    patience: int = 10
     """bandit: early-stopping checks (every 100 steps) without a better greedy reward on
-    the stopping users before learning stops (the best state is kept)."""
+    the stopping users before the search for the number of steps stops (the policy is then
+    refitted on every learning user for the best number found)."""
     static_trials: int = 60
     """static: Optuna (TPE) trials over the simplex, scored on validation events."""
     holdout_share: float = 0.2

@@ -9,7 +9,8 @@ Centring removes the event's level (how good its candidates are at all), which t
 ignores but which dominates the variance of the raw rewards; the regression is a proper
 scoring rule for the mean, so the argmax of the fit is the Bayes decision. Overfitting is
 kept in check by weight decay and by early stopping on a seeded slice of the learning
-users: the state with the best greedy reward there is kept.
+users chooses the number of steps, after which the policy is refitted on every learning
+user for that many steps.
 """
 
 from __future__ import annotations
@@ -63,58 +64,89 @@ def greedy_reward(policy: GridBandit, data: BanditData, rows: torch.Tensor,
     return total / count if count else float("nan")
 
 
-def learn_grid_bandit(policy: GridBandit, data: BanditData, *, steps: int, batch_size: int,
-                      lr: float, weight_decay: float, patience: int, seed: int,
-                      world: World = SINGLE,
-                      progress: Callable[[int, dict[str, float]], None] | None = None
-                      ) -> list[dict[str, float]]:
-    """Fit policy.scores to the centred grid rewards (MSE, AdamW); returns a log every
-    CHECK_EVERY steps. With early-stopping events, stops after `patience` checks without a
-    better greedy reward there and restores the best state. Under torchrun each rank holds
-    its users' events; gradients and the checks are averaged over ranks."""
-    fit = torch.nonzero(~data.stop).squeeze(1)
-    held = torch.nonzero(data.stop).squeeze(1)
-    inputs = policy.inputs(data.state[fit], data.context[fit])
-    policy.set_standardisation(*standardisation(inputs, world))
+Check = Callable[[int, float], bool]
+"""(step, mean loss of the step's batch) -> stop now; called every CHECK_EVERY steps."""
+
+
+def _fit(policy: GridBandit, data: BanditData, rows: torch.Tensor, *, steps: int,
+         batch_size: int, lr: float, weight_decay: float, seed: int, world: World,
+         check: Check) -> None:
+    """AdamW on the squared error of policy.scores against the centred grid rewards of
+    `rows` (standardised on them), from the policy's current weights."""
+    policy.set_standardisation(*standardisation(
+        policy.inputs(data.state[rows], data.context[rows]), world))
     broadcast_module(policy, world)
     target = centred(data.rewards)  # [E, G]
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed if not world.distributed
                                         else seed * 1009 + world.rank)
     per_step = -(-batch_size // world.size)
-    stopping = all_sum([float(len(held))], world)[0] > 0
-    best, best_state, since, log = -float("inf"), copy.deepcopy(policy.state_dict()), 0, []
-    if progress is not None:
-        progress(0, {})
     policy.train()
     for step in range(1, steps + 1):
         opt.zero_grad()
         loss, count = torch.zeros(()), 0  # a rank without events still joins the average
-        if len(fit):
-            j = fit[torch.randint(len(fit), (min(per_step, len(fit)),), generator=gen)]
+        if len(rows):
+            j = rows[torch.randint(len(rows), (min(per_step, len(rows)),), generator=gen)]
             loss = (policy.scores(data.state[j], data.context[j]) - target[j]).pow(2).mean()
             count = len(j)
             loss.backward()
         average_gradients(policy.parameters(), count, world)
         opt.step()
-        if step % CHECK_EVERY and step != steps:
-            continue
-        loss_sum, counted = all_sum([float(loss.detach()) * count, float(count)], world)
-        record = {"step": step, "loss": loss_sum / max(counted, 1.0),
-                  "fit_reward": greedy_reward(policy, data, fit, world)}
-        if stopping:
-            record["stop_reward"] = greedy_reward(policy, data, held, world)
-            if record["stop_reward"] > best:
-                best, best_state, since = record["stop_reward"], copy.deepcopy(
-                    policy.state_dict()), 0
-            else:
-                since += 1
+        if step % CHECK_EVERY == 0 or step == steps:
+            loss_sum, counted = all_sum([float(loss.detach()) * count, float(count)], world)
+            if check(step, loss_sum / max(counted, 1.0)):
+                break
+    policy.eval()
+
+
+def learn_grid_bandit(policy: GridBandit, data: BanditData, *, steps: int, batch_size: int,
+                      lr: float, weight_decay: float, patience: int, seed: int,
+                      world: World = SINGLE,
+                      progress: Callable[[int, dict[str, float]], None] | None = None
+                      ) -> list[dict[str, float]]:
+    """Fit policy.scores to the centred grid rewards (MSE, AdamW); returns a log every
+    CHECK_EVERY steps. With early-stopping events (data.stop), the number of steps is
+    chosen on them (the best greedy reward there; learning stops after `patience` checks
+    without a better one), then the policy is refitted from its initial weights on every
+    event for that many steps, so the stopping users still inform the policy. Under
+    torchrun each rank holds its users' events; gradients and checks are averaged."""
+    every = torch.arange(len(data.stop))
+    fit = torch.nonzero(~data.stop).squeeze(1)
+    held = torch.nonzero(data.stop).squeeze(1)
+    start = copy.deepcopy(policy.state_dict())
+    stopping = all_sum([float(len(held))], world)[0] > 0
+    log: list[dict[str, float]] = []
+    best = {"reward": -float("inf"), "step": steps, "since": 0}
+    if progress is not None:
+        progress(0, {})
+
+    def choose(step: int, loss: float) -> bool:
+        record = {"step": step, "loss": loss,
+                  "fit_reward": greedy_reward(policy, data, fit, world),
+                  "stop_reward": greedy_reward(policy, data, held, world)}
+        if record["stop_reward"] > best["reward"]:
+            best.update(reward=record["stop_reward"], step=step, since=0)
+        else:
+            best["since"] += 1
         log.append(record)
         if progress is not None:
             progress(step, record)
-        if stopping and since >= patience:
-            break
+        return best["since"] >= patience
+
     if stopping:
-        policy.load_state_dict(best_state)
-    policy.eval()
+        _fit(policy, data, fit, steps=steps, batch_size=batch_size, lr=lr,
+             weight_decay=weight_decay, seed=seed, world=world, check=choose)
+        policy.load_state_dict(start)
+
+    def refit(step: int, loss: float) -> bool:
+        record = {"step": step, "loss": loss, "refit": 1.0,
+                  "fit_reward": greedy_reward(policy, data, every, world)}
+        log.append(record)
+        if progress is not None and not stopping:
+            progress(step, record)
+        return False
+
+    _fit(policy, data, every, steps=int(best["step"]), batch_size=batch_size, lr=lr,
+         weight_decay=weight_decay, seed=seed, world=world, check=refit)
+    log[-1]["chosen_steps"] = float(best["step"])
     return log
