@@ -190,7 +190,8 @@ class PolicyConfig:
     weight_decay: float = 1e-4
     """bandit: AdamW weight decay (against overfitting the learning users)."""
     stop_share: float = 0.15
-    """bandit: share of the learning users kept out of the fit for early stopping."""
+    """bandit: where the split has no validation events (which otherwise choose the
+    number of steps), the share of the learning users that does."""
     patience: int = 10
     """bandit: early-stopping checks (every 100 steps) without a better greedy reward on
     the stopping users before the search for the number of steps stops (the policy is then

@@ -125,6 +125,21 @@ def _log_check(result: dict[str, Any], fallback: str) -> None:
                     "held-out users; kept because policy.fallback = %r", fallback)
 
 
+def _stopping_events(data: Interactions, split: Split, pool: np.ndarray,
+                     rows: np.ndarray, config: RunConfig) -> np.ndarray:
+    """[E] bool over the learning events `rows` (positions in the pool): those that choose
+    the bandit's number of steps. The learning users' validation events (their latest
+    ones before the test period), as the test judges the same users' later events; where
+    the split has none, a seeded policy.stop_share of the learning users."""
+    events = np.flatnonzero(pool)[rows]
+    later = split.valid[events]
+    if later.any() and not later.all():
+        return later
+    users = data.user[events]
+    return (holdout_users(users, config.policy.stop_share, config.seed + 1)
+            if len(np.unique(users)) > 1 else np.zeros(len(users), dtype=bool))
+
+
 def fit_bandit(recommender: Recommender, data: Interactions, split: Split,
                config: RunConfig, *, progress: Progress | None, world: World,
                checkpoints: Checkpoints | None = None
@@ -143,9 +158,7 @@ def fit_bandit(recommender: Recommender, data: Interactions, split: Split,
         raise ValueError("no training event has more than k candidates: nothing to learn "
                          "weights from (lower --k or use a longer log)")
     rewards = grid_rewards(env.y_hat, env.reward, env.valid, policy.grid, config.eval.k)
-    users = data.user[np.flatnonzero(pool)[rows.numpy()]]
-    stop = (holdout_users(users, config.policy.stop_share, config.seed + 1)
-            if len(np.unique(users)) > 1 else np.zeros(len(users), dtype=bool))
+    stop = _stopping_events(data, split, pool, rows.numpy(), config)
     with torch.random.fork_rng():  # the same start whatever ran before (resume)
         torch.manual_seed(config.seed)
         for module in policy.modules():
