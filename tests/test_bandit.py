@@ -164,3 +164,12 @@ def test_bad_bandit_settings_are_clear_errors() -> None:
         PolicyConfig(weight_decay=-1.0)
     with pytest.raises(ValueError, match=r"policy\.patience"):
         PolicyConfig(patience=0)
+
+
+def test_a_single_user_log_trains_unchecked_and_serves_static(tmp_path: Path) -> None:
+    config = RunConfig(dataset={"name": "simulator", "n_users": 1, "n_items": 30,
+                                "events_per_user": 30}, train=TrainConfig(epochs=1),
+                       policy=PolicyConfig(static_trials=3, steps=100), eval=EvalConfig(k=3))
+    metrics = train_run(config, tmp_path / "run")
+    assert metrics["policy_check"]["checked"] is False
+    assert metrics["served"] == "static"  # no evidence of a gain is not evidence of one

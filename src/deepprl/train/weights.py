@@ -68,6 +68,8 @@ def _learning_pool(data: Interactions, split: Split, config: RunConfig, world: W
     from (its users' share of `learn` under torchrun, with its share of the event cap),
     with the config it learns under."""
     learn, check = stage2_users(data, split, config)
+    if not learn.any():  # a single user: nobody to hold out, nothing to check on
+        learn, check = check, np.zeros_like(check)
     pool, policy_config = learn, config.policy
     if world.distributed:  # this rank's users' trajectories, and its share of the cap
         pool = pool & user_shard(data.user, world)
@@ -93,7 +95,8 @@ def check_and_serve(recommender: Recommender, data: Interactions, learn: np.ndar
     if not world.main:
         return None
     result = policy_check(recommender, data, learn, check, config,
-                          learn_env=None if world.distributed else env)
+                          learn_env=None if world.distributed else env) if check.any() \
+        else {"checked": False, "reason": "one user in the stage-2 pool: no held-out users"}
     if "static_weights" not in result:  # unchecked: the fallback still needs an alpha
         result["static_weights"] = best_static(env, config).tolist()
     result["verdict"] = serves(result, "static")
