@@ -37,11 +37,16 @@ def test_learner_builds_trains_and_acts_on_the_simplex(name: str) -> None:
     policy = build_policy(config, model, data)
     recommender = Recommender(model, policy, data)
     before = {k: v.clone() for k, v in recommender.policy.state_dict().items()}
-    log, weights = weight_learner(name).fit()(recommender, data, split, config,
-                                              progress=None, world=SINGLE)
+    log, weights, check = weight_learner(name).fit()(recommender, data, split, config,
+                                                     progress=None, world=SINGLE)
     assert log, "a learner returns its log"
-    after = recommender.policy.state_dict()
+    after = policy.state_dict()  # the learned policy, whatever the run serves
     assert any(not torch.equal(before[k], after[k]) for k in before) or weights is not None
+    if name == "static":
+        assert check is None
+    else:  # checked against the best static alpha on held-out users, and served accordingly
+        assert check is not None and check["served"] in ("learned", "static")
+        assert (recommender.policy is policy) == (check["served"] == "learned")
     events = np.flatnonzero(split.test)[:50]
     alpha = recommender.weights(recommender.states(events), data.context[events])
     assert alpha.shape == (len(events), data.n_objectives)
@@ -58,7 +63,8 @@ def test_unknown_learner_is_a_clear_error() -> None:
 
 
 def test_registry_says_where_each_learner_runs() -> None:
-    assert {n for n, entry in LEARNERS.items() if entry.distributed} == {"ddpg", "static"}
+    assert {n for n, entry in LEARNERS.items() if entry.distributed} == {"bandit", "ddpg",
+                                                                          "static"}
     assert not any(entry.interactive for entry in LEARNERS.values())  # all learn from logs
     for entry in LEARNERS.values():
         assert callable(entry.fit())

@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 from deepprl.artifacts import (
     TABLES_FILE,
     RunError,
-    build_actor,
     build_item_policy,
     build_model,
+    build_policy,
     load_run,
     load_serving_run,
     load_weighted_run,
@@ -75,7 +75,7 @@ def _perturbed(module: torch.nn.Module, seed: int) -> None:
 def _save_weighted(out: Path, config: RunConfig) -> None:
     data = load_dataset(config.dataset)
     model = build_model(config, data)
-    actor = build_actor(config, model, data)
+    actor = build_policy(config, model, data)
     _perturbed(model, 1)
     _perturbed(actor, 2)
     save_run(out, config, model, actor, data)

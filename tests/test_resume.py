@@ -28,7 +28,10 @@ EPOCHS, STEPS = 8, 300
 OPTIONS = ["--dataset", "simulator", "--dataset-option", "n_users=25",
            "--dataset-option", "n_items=30", "--dataset-option", "events_per_user=20",
            "--epochs", str(EPOCHS), "--policy-steps", str(STEPS), "--k", "5", "--seed", "3",
-           "--set", "policy.batch_size=32", "--set", "policy.hidden=16"]
+           "--set", "policy.batch_size=32", "--set", "policy.hidden=16",
+           # a step-wise learner with stage-2 checkpoints (the default bandit learns in
+           # seconds and is relearnt, identically, on resume)
+           "--set", "policy.algorithm=ddpg"]
 TRAIN = [sys.executable, "-m", "deepprl", "train", *OPTIONS]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 

@@ -34,7 +34,8 @@ from deepprl.train.run import train_run
 
 TINY = RunConfig(dataset={"name": "simulator", "n_users": 20, "n_items": 25,
                           "events_per_user": 20},
-                 train=TrainConfig(epochs=1), policy=PolicyConfig(steps=30),
+                 train=TrainConfig(epochs=1),
+                 policy=PolicyConfig(steps=30, algorithm="ddpg"),  # stage-2 checkpoints
                  eval=EvalConfig(k=5))
 SEED7 = RunConfig.from_dict({**TINY.to_dict(), "seed": 7})
 

@@ -88,7 +88,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     out = tmp_path_factory.mktemp("serve-run")
     train_run(RunConfig(dataset={"name": "simulator", "n_users": 30, "n_items": 40,
                                  "events_per_user": 20},
-                        train=TrainConfig(epochs=1), policy=PolicyConfig(steps=50),
+                        train=TrainConfig(epochs=1),
+                        # a continuous actor whose alpha moves with the state, kept as learned
+                        policy=PolicyConfig(steps=50, algorithm="ddpg", fallback="none"),
                         eval=EvalConfig(k=5)), out)
     yield out
     torch.set_num_threads(threads)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from deepprl.artifacts import RunError, build_actor, build_model, load_run, save_run
+from deepprl.artifacts import RunError, build_model, build_policy, load_run, save_run
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
 from deepprl.data.interactions import UnknownIdError
 from deepprl.data.registry import load_dataset
@@ -29,7 +29,8 @@ RUN_FILES = ("config.json", "schema.json", "model.safetensors", "actor.safetenso
 
 def small_config(seed: int = 0) -> RunConfig:
     return RunConfig(dataset=dict(DATASET), train=TrainConfig(epochs=2),
-                     policy=PolicyConfig(steps=200), eval=EvalConfig(k=5), seed=seed)
+                     policy=PolicyConfig(steps=200, fallback="none"), eval=EvalConfig(k=5),
+                     seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +127,7 @@ def test_save_load_predict_identical(tmp_path: Path) -> None:
     model = build_model(config, data)
     fit_predictor(model, data, np.flatnonzero(temporal_holdout(data).train),
                   TrainConfig(epochs=1), seed=3)
-    actor = build_actor(config, model, data)
+    actor = build_policy(config, model, data)
     with torch.no_grad():
         for p in actor.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -150,7 +151,7 @@ def test_save_load_predict_identical(tmp_path: Path) -> None:
 
     # and the loaded weights are not a fresh initialisation with the run's seed
     torch.manual_seed(config.seed)
-    fresh = Recommender(build_model(config, data), build_actor(config, build_model(config, data),
+    fresh = Recommender(build_model(config, data), build_policy(config, build_model(config, data),
                                                                data), data)
     assert not np.array_equal(fresh.score_events(events, items).y_hat, b.y_hat)
 

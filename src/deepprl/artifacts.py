@@ -35,7 +35,7 @@ from deepprl.io import save_numpy_safetensors, save_safetensors
 from deepprl.io import write_json as write_json
 from deepprl.learners import weight_learner
 from deepprl.models.network import DataShape, PredictorModel
-from deepprl.policy.weights import Actor
+from deepprl.policy.weights import Actor, FixedWeights
 from deepprl.recommender import ItemRanker, Recommender
 from deepprl.rundir import RunError as RunError
 from deepprl.rundir import check_complete
@@ -48,6 +48,9 @@ _SCHEMA_KEYS = {"deepprl_version", "shape", "objectives", "user_ids", "item_ids"
 MODEL_FILE, ACTOR_FILE, CONFIG_FILE, SCHEMA_FILE = (
     "model.safetensors", "actor.safetensors", "config.json", "schema.json")
 TABLES_FILE, TABLES_META_FILE = "inference.safetensors", "inference.json"
+SERVED_FILE = "served.json"
+"""Weighted runs checked by deepprl.train.pessimism: which policy the run serves
+("learned" or "static", the static alpha then in ACTOR_FILE) and the check's figures."""
 
 
 def run_split(data: Interactions, config: RunConfig) -> Split:
@@ -81,9 +84,15 @@ def build_actor(config: RunConfig, model: PredictorModel, data: Interactions) ->
                  layers=config.policy.layers, use_context=config.policy.use_context)
 
 
-def build_policy(config: RunConfig, model: PredictorModel, data: Interactions) -> nn.Module:
+def build_policy(config: RunConfig, model: PredictorModel, data: Interactions, *,
+                 served: str = "learned") -> nn.Module:
     """The acting weight policy a run's learner (deepprl.learners) learns (its weights
-    come from training or from the run's policy file)."""
+    come from training or from the run's policy file); with served = "static" (a run
+    that fell back, see SERVED_FILE) the static alpha it serves instead."""
+    if served == "static":
+        return FixedWeights.equal(data.n_objectives)  # the run's static alpha replaces it
+    if served != "learned":
+        raise ValueError(f"served must be 'learned' or 'static', got {served!r}")
     build = weight_learner(config.policy.algorithm).build
     return build(config.policy, model.state_dim, data.context.shape[1], data.n_objectives)
 
@@ -124,12 +133,15 @@ def item_ranker(config: RunConfig, data: Interactions, module: nn.Module, *,
 
 
 def save_run(out: Path, config: RunConfig, model: PredictorModel, actor: nn.Module,
-             data: Interactions) -> None:
-    """A weighted model: predictor weights, policy weights, config and schema."""
+             data: Interactions, *, check: dict[str, Any] | None = None) -> None:
+    """A weighted model: predictor weights, policy weights, config and schema; with the
+    pessimism `check` of its learner, SERVED_FILE (the policy it serves and the check)."""
     out.mkdir(parents=True, exist_ok=True)
     _save_module(model, out / MODEL_FILE)
     _save_module(actor, out / ACTOR_FILE)
     _save_meta(out, config, data)
+    if check is not None:
+        write_json(out / SERVED_FILE, {"served": check["served"], "policy_check": check})
     frozen = None if config.policy.dynamic else _frozen_weights(config, model, actor, data)
     save_tables(out, tables_from_log(data, config.model.history_length, frozen))
 
@@ -288,14 +300,27 @@ def _item_module(run: Path, config: RunConfig, data: Interactions) -> nn.Module:
     return module
 
 
+def served_record(run: str | Path) -> dict[str, Any]:
+    """SERVED_FILE of a run: {"served": "learned" | "static", "policy_check": {...}};
+    {"served": "learned"} for a run without a check (static weights, item-level models)."""
+    path = Path(run) / SERVED_FILE
+    if not path.is_file():
+        return {"served": "learned"}
+    record = read_json(path)
+    if not isinstance(record, dict) or record.get("served") not in ("learned", "static"):
+        raise RunError(f"{path}: expected {{\"served\": \"learned\" | \"static\", ...}}")
+    return record
+
+
 def _weighted_modules(run: Path, config: RunConfig, data: Interactions
                       ) -> tuple[PredictorModel, nn.Module]:
     if not (run / ACTOR_FILE).is_file():
         raise RunError(f"{run}: missing {ACTOR_FILE}; is this a directory written by "
                        f"'deepprl train'?")
+    served = served_record(run)["served"]
     try:
         model = build_model(config, data)
-        actor = build_policy(config, model, data)
+        actor = build_policy(config, model, data, served=served)
     except ValueError as err:
         raise RunError(f"{run}: cannot build this run's model: {err}") from err
     _load_module(model, run / MODEL_FILE, run)

@@ -146,9 +146,11 @@ class TrainConfig:
 class PolicyConfig:
     """Stage 2: the contextual actor-critic that sets the objective weights (paper §4.3)."""
 
-    algorithm: str = "ddpg"
-    """How the weights are learned: ddpg (the paper's contextual policy gradient), dqn
-    (grid over the simplex), reinforce (Dirichlet policy) or static (Optuna on validation)."""
+    algorithm: str = "bandit"
+    """How the weights are learned: bandit (full-information contextual bandit over a grid
+    on the simplex: the default on logged data, where alpha does not change the next
+    state), ddpg (the paper's contextual policy gradient), dqn (grid over the simplex),
+    reinforce (Dirichlet policy) or static (Optuna on validation)."""
     dynamic: bool = True
     """Recompute alpha at every event (off: each user keeps the alpha of their last event
     before the test period: the w/o-dynamic-updating variant)."""
@@ -177,13 +179,25 @@ class PolicyConfig:
     max_events: int = 30000
     """Cap on training transitions (seeded subsample of users' trajectories)."""
     grid_steps: int = 10
-    """dqn: the simplex grid has coordinates in {0, 1/steps, ..., 1}."""
+    """bandit, dqn and the pessimism check: the simplex grid has coordinates in
+    {0, 1/steps, ..., 1} (vertices included)."""
     epsilon: float = 0.1
     """dqn: probability of a uniformly random grid point while learning."""
     concentration: float = 20.0
     """reinforce: Dirichlet concentration around the actor's mean."""
     samples: int = 4
     """reinforce: actions sampled per state (leave-one-out baseline)."""
+    bandit_lr: float = 1e-3
+    """bandit: AdamW learning rate of the grid-reward regression."""
+    weight_decay: float = 1e-4
+    """bandit: AdamW weight decay (against overfitting the learning users)."""
+    stop_share: float = 0.15
+    """bandit: where the split has no validation events (which otherwise choose the
+    number of steps), the share of the learning users that does."""
+    patience: int = 10
+    """bandit: early-stopping checks (every 100 steps) without a better greedy reward on
+    the stopping users before the search for the number of steps stops (the policy is then
+    refitted on every learning user for the best number found)."""
     static_trials: int = 60
     """static: Optuna (TPE) trials over the simplex, scored on validation events."""
     holdout_share: float = 0.2
@@ -195,7 +209,8 @@ class PolicyConfig:
     alpha instead; none: keep the learned policy (the check is still recorded)."""
 
     def __post_init__(self) -> None:
-        _one_of(self, "policy", "algorithm", ("ddpg", "dqn", "reinforce", "static"))
+        _one_of(self, "policy", "algorithm", ("bandit", "ddpg", "dqn", "reinforce", "static"))
+        _require("policy.stop_share", 0 < self.stop_share < 1, "in (0, 1)", self.stop_share)
         _one_of(self, "policy", "critic", ("td", "decomposed"))
         _one_of(self, "policy", "fallback", ("static", "none"))
         _require("policy.holdout_share", 0 < self.holdout_share < 1, "in (0, 1)",
@@ -204,9 +219,12 @@ class PolicyConfig:
                   "static_trials")
         _at_least(self, "policy", 0, "max_events")
         _at_least(self, "policy", 2, "samples")
+        _at_least(self, "policy", 1, "patience")
         _share(self, "policy", "gamma", "exploration", "epsilon")
         _require("policy.tau", 0 < self.tau <= 1, "in (0, 1]", self.tau)
-        _positive(self, "policy", "actor_lr", "critic_lr", "concentration")
+        _positive(self, "policy", "actor_lr", "critic_lr", "concentration", "bandit_lr")
+        _require("policy.weight_decay", math.isfinite(self.weight_decay)
+                 and self.weight_decay >= 0, "a number >= 0", self.weight_decay)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from deepprl.config import PolicyConfig
-from deepprl.policy.weights import Actor, FixedWeights, GridQPolicy
+from deepprl.policy.weights import Actor, FixedWeights, GridBandit, GridQPolicy
 
 Build = Callable[[PolicyConfig, int, int, int], nn.Module]
 """(policy config, state dim S, context dim Fc, objectives K) -> the acting policy."""
@@ -33,17 +33,18 @@ class WeightLearner:
     train: str
     """module:function of its training, imported when a run trains (deepprl.train sits
     above the layers that build policies): fit(recommender, data, split, config, *,
-    progress, world, checkpoints) -> (stage-2 log, static weights [K] or None); it sets the
-    recommender's policy."""
+    progress, world, checkpoints) -> (stage-2 log, static weights [K] or None, pessimism
+    check or None: see deepprl.train.weights); it sets the recommender's policy (the
+    static alpha where the check falls back to it)."""
     distributed: bool = False
     """Runs data-parallel under torchrun (deepprl.distributed)."""
     interactive: bool = False
     """Learns by acting in an interactive world (deepprl.envs) rather than from the
     logged trajectories; train_run, which trains on a log, refuses it."""
 
-    def fit(self) -> Callable[..., tuple[list[dict[str, float]], Any]]:
+    def fit(self) -> Callable[..., tuple[list[dict[str, float]], Any, Any]]:
         module, _, name = self.train.partition(":")
-        fn: Callable[..., tuple[list[dict[str, float]], Any]] = getattr(
+        fn: Callable[..., tuple[list[dict[str, float]], Any, Any]] = getattr(
             importlib.import_module(module), name)
         return fn
 
@@ -60,12 +61,22 @@ def _grid_q(p: PolicyConfig, state_dim: int, context_dim: int, n_objectives: int
                        steps=p.grid_steps, use_context=p.use_context)
 
 
+def _bandit(p: PolicyConfig, state_dim: int, context_dim: int, n_objectives: int
+            ) -> GridBandit:
+    return GridBandit(state_dim=state_dim, context_dim=context_dim,
+                      n_objectives=n_objectives, hidden=p.hidden, layers=p.layers,
+                      steps=p.grid_steps, use_context=p.use_context)
+
+
 def _static(p: PolicyConfig, state_dim: int, context_dim: int, n_objectives: int
             ) -> FixedWeights:
     return FixedWeights.equal(n_objectives)  # the tuned weights replace it
 
 
 LEARNERS: dict[str, WeightLearner] = {
+    "bandit": WeightLearner("full-information contextual bandit over a grid on the simplex "
+                            "(the default on logs)", _bandit,
+                            "deepprl.train.weights:fit_bandit", distributed=True),
     "ddpg": WeightLearner("the paper's contextual policy gradient (DDPG)", _actor,
                           "deepprl.train.weights:fit_ddpg", distributed=True),
     "dqn": WeightLearner("DQN over a grid on the simplex (ablation variant 6)", _grid_q,

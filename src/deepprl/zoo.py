@@ -38,12 +38,14 @@ def _set(model: dict[str, object] | None = None, policy: dict[str, object] | Non
 _STATIC: dict[str, object] = {"algorithm": "static"}
 
 WEIGHTED: dict[str, ModelEntry] = {
-    "deepprl": ModelEntry("DeepPRL: SA-Time-LSTM + Mixture of HyperNetwork + contextual "
-                          "policy gradient (DDPG) weights", _set()),
-    "deepprl-no-dynamic": ModelEntry("Table 6: per-user weights from the contextual policy "
-                                     "gradient, frozen before the test period",
+    "deepprl": ModelEntry("DeepPRL: SA-Time-LSTM + Mixture of HyperNetwork + per-event "
+                          "weights from the default learner (full-information contextual "
+                          "bandit on logs), checked against static alpha on held-out users",
+                          _set()),
+    "deepprl-no-dynamic": ModelEntry("Table 6: per-user weights from the default learner, "
+                                     "frozen before the test period",
                                      _set(policy={"dynamic": False})),
-    "deepprl-no-context": ModelEntry("Table 6: policy gradient without context input",
+    "deepprl-no-context": ModelEntry("Table 6: the default learner without context input",
                                      _set(policy={"use_context": False})),
     "deepprl-no-dynamic-no-context": ModelEntry(
         "Table 6: frozen per-user weights, no context", _set(policy={"dynamic": False,

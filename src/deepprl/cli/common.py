@@ -161,5 +161,11 @@ def print_table(metrics: dict[str, Any], *, title: str) -> None:
         line += f"; prediction MAE on test events {json.dumps(mae)}"
     if "validation" in metrics:
         line += f"\n{metrics['validation']}"
+    check = metrics.get("policy_check")
+    if check is not None and check.get("checked"):
+        bound = check["gain_lower_bound"]
+        line += (f"\npolicy check on held-out users: gain {check['gain']:+.4f} over static "
+                 f"α {[round(a, 2) for a in check['static_weights']]}, lower bound "
+                 f"{'n/a' if bound is None else f'{bound:+.4f}'}; serving {check['served']}")
     Console().print(line, highlight=False, markup=False)
 

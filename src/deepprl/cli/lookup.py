@@ -44,6 +44,23 @@ def evaluate(
     table.add_row(*[f"{v:.4f}" for v in result["objectives"].values()],
                   f"{result['reward']:.4f}")
     Console().print(table)
+    if "served" in result:
+        Console().print(_served_line(result), highlight=False, markup=False)
+
+
+def _served_line(result: dict[str, object]) -> str:
+    """What the run serves after its pessimism check (deepprl.train.pessimism)."""
+    check: dict[str, object] = result["policy_check"]  # type: ignore[assignment]
+
+    def figure(key: str) -> str:
+        value = check.get(key)
+        return f"{value:+.4f}" if isinstance(value, float) else "n/a"
+    figures = f"held-out gain {figure('gain')}, lower bound {figure('gain_lower_bound')}"
+    if result["served"] == "static":
+        alpha = ", ".join(f"{a:.2f}" for a in check.get("static_weights") or [])  # type: ignore[attr-defined]
+        return f"learned policy fell back to static α ({alpha}) ({figures})"
+    kept = " (kept: policy.fallback = none)" if check.get("verdict") == "static" else ""
+    return f"learned policy served{kept} ({figures})"
 
 
 @app.command()

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from deepprl.artifacts import load_run, run_split
+from deepprl.artifacts import load_run, run_split, served_record
 from deepprl.baselines.registry import ITEM_POLICIES
 from deepprl.config import RunConfig
 from deepprl.data.splits import Split
@@ -118,5 +118,16 @@ def evaluate_run(run: str | Path, weights: str = "learned") -> dict[str, Any]:
                          f"predictor and validation events to tune on ({config.name!r}, "
                          f"train.valid_fraction = {config.train.valid_fraction})")
     label = "static" if own_static and method == "learned" else method
-    return {**result[method], "k": config.eval.k, "weights": label, "model": config.name,
-            "protocol": result["protocol"]}
+    out = {**result[method], "k": config.eval.k, "weights": label, "model": config.name,
+           "protocol": result["protocol"]}
+    record = served_record(run)
+    if "policy_check" in record:  # a learner checked against static alpha on held-out users
+        check = record["policy_check"]
+        out.update({"served": record["served"], "policy_check": {
+            key: check.get(key) for key in CHECK_KEYS}})
+    return out
+
+
+CHECK_KEYS = ("checked", "learned", "static", "gain", "gain_lower_bound", "p_value", "users",
+              "static_weights", "verdict")
+"""The pessimism check's figures `deepprl evaluate` shows (deepprl.train.pessimism)."""

@@ -163,6 +163,13 @@ def references_table(res: Results, ours: str = "deepprl") -> tuple[str, dict[str
               "popularity": "popularity", "oracle": "upper bound: rank by true reward"}
     columns = [*res.objectives, "reward"]
     rows, data = [], {}
+    verdicts = [m["policy_check"] for m in res.metrics[ours] if m.get("policy_check")]
+    if verdicts:  # the pessimism check (deepprl.train.pessimism): what "learned" serves
+        fell = sum(v["served"] == "static" for v in verdicts)
+        labels["learned"] += f"; fell back to static α in {fell} of {len(verdicts)} runs"
+        data["policy_check"] = {"runs": len(verdicts), "served_static": fell,
+                                "verdict_static": sum(v["verdict"] == "static"
+                                                      for v in verdicts)}
     for key, label in labels.items():
         found = [m[key] for m in res.metrics[ours] if key in m]
         if not found:

@@ -85,3 +85,44 @@ class GridQPolicy(nn.Module):
     def forward(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         now, _ = self.q_values(state, context)
         return self.grid[now.argmax(-1)]  # [B, K]
+
+
+class GridBandit(nn.Module):
+    """Full-information contextual bandit weights (the default on logged data): a ReLU MLP
+    predicts the reward of every alpha of simplex_grid(K, steps) (vertices included) from
+    the standardised state and context; acts with the grid point predicted best, so alpha
+    lands exactly on a vertex where that is best. Learning: deepprl.rl.bandit."""
+
+    def __init__(self, *, state_dim: int, context_dim: int, n_objectives: int,
+                 hidden: int = 64, layers: int = 3, steps: int = 10,
+                 use_context: bool = True) -> None:
+        super().__init__()
+        self.use_context = use_context
+        in_dim = state_dim + (context_dim if use_context else 0)
+        self.grid: torch.Tensor
+        self.mean: torch.Tensor
+        self.scale: torch.Tensor
+        self.register_buffer("grid", simplex_grid(n_objectives, steps))  # [G, K]
+        # input standardisation, set from the learning events (set_standardisation)
+        self.register_buffer("mean", torch.zeros(in_dim))  # [S (+ Fc)]
+        self.register_buffer("scale", torch.ones(in_dim))  # [S (+ Fc)]
+        self.net = mlp([in_dim, *([hidden] * layers), len(self.grid)], "relu")
+
+    def inputs(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The raw network input [B, S (+ Fc)], before standardisation."""
+        return torch.cat([state, context], dim=-1) if self.use_context else state
+
+    @torch.no_grad()
+    def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Inputs are fed as (x - mean) / std; constant inputs (std ~ 0) are only centred."""
+        self.mean.copy_(mean)
+        self.scale.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def scores(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Predicted reward of each grid point relative to the event's grid mean [B, G]."""
+        x = (self.inputs(state, context) - self.mean) / self.scale
+        out: torch.Tensor = self.net(x)
+        return out
+
+    def forward(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.grid[self.scores(state, context).argmax(-1)]  # [B, K]

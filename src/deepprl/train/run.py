@@ -198,19 +198,21 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
         p.requires_grad_(False)
     recommender = Recommender(model, build_policy(config, model, data), data)
     fit = weight_learner(config.policy.algorithm).fit()
-    stage2, weights = fit(recommender, data, split, config, progress=progress, world=world,
-                          checkpoints=checkpoints)
+    stage2, weights, check = fit(recommender, data, split, config, progress=progress,
+                                 world=world, checkpoints=checkpoints)
     if not world.main:
         return {}
     if not config.policy.dynamic:
         recommender.fix_weights_at(split)
-    save_run(out, config, model, recommender.policy, data)
+    save_run(out, config, model, recommender.policy, data, check=check)
     tuned = weights is None and bool(split.valid.any())  # the static reference is tuned
     phase(progress, "evaluation", 0, trials=config.policy.static_trials if tuned else 0)
     metrics = evaluate_ranker(recommender, config, split, static_weights=weights)
     phase(progress, "evaluation", 1)
     metrics.update({"test_mae": mae, "stage1": stage1, "best_epoch": best_epoch(stage1),
                     "stage1_checks": checks, "stage2_last": stage2[-1]})
+    if check is not None:  # what "learned" reports: the learned policy or its fallback
+        metrics.update({"served": check["served"], "policy_check": check})
     return metrics
 
 

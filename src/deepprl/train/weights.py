@@ -1,9 +1,12 @@
 """Stage 2 per weight learner: the training functions deepprl.learners names.
 
 Each is fit(recommender, data, split, config, *, progress, world, checkpoints) -> (log,
-weights): it
-learns the recommender's weight policy in place and returns its log and, for static
-weights, the weights it chose.
+weights, check): it learns the recommender's weight policy in place and returns its log,
+for static weights the weights it chose, and for the learners of the logged trajectories
+the pessimism check (deepprl.train.pessimism): they learn on the stage-2 pool's learning
+users only, are compared with the best static alpha on the held-out users, and with
+policy.fallback = "static" the recommender serves that static alpha where the learned
+policy does not beat it (check["served"] says which).
 """
 
 from __future__ import annotations
@@ -15,19 +18,24 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from deepprl.config import RunConfig
 from deepprl.data.interactions import Interactions
 from deepprl.data.splits import Split
 from deepprl.distributed import World, user_shard
+from deepprl.eval.headroom import grid_rewards, holdout_users
 from deepprl.eval.static_weights import tune_static_weights
-from deepprl.policy.weights import FixedWeights
+from deepprl.policy.weights import FixedWeights, GridBandit
 from deepprl.recommender import Recommender
+from deepprl.rl.bandit import BanditData, learn_grid_bandit
 from deepprl.train.checkpoint import Checkpoints
+from deepprl.train.pessimism import best_static, policy_check, serves, stage2_users
 from deepprl.train.progress import phase
 from deepprl.train.stage1 import Progress
 from deepprl.train.stage2 import (
     Learner,
+    Trajectories,
     build_trajectories,
     learn_ddpg,
     learn_dqn,
@@ -35,13 +43,13 @@ from deepprl.train.stage2 import (
 )
 
 log = logging.getLogger("deepprl.train")
-Fit = Callable[..., tuple[list[dict[str, float]], np.ndarray | None]]
+Fit = Callable[..., tuple[list[dict[str, float]], np.ndarray | None, dict[str, Any] | None]]
 
 
 def fit_static(recommender: Recommender, data: Interactions, split: Split,
                config: RunConfig, *, progress: Progress | None, world: World,
                checkpoints: Checkpoints | None = None
-               ) -> tuple[list[dict[str, float]], np.ndarray]:
+               ) -> tuple[list[dict[str, float]], np.ndarray, None]:
     """Static weights tuned on validation; cheap and deterministic: every rank alike (and
     redone on resume, so it keeps no checkpoint)."""
     phase(progress, "static weights", 0, trials=config.policy.static_trials)
@@ -51,27 +59,141 @@ def fit_static(recommender: Recommender, data: Interactions, split: Split,
     phase(progress, "static weights", 1)
     recommender.policy = FixedWeights(torch.from_numpy(weights.astype(np.float32)))
     log.info("static weights tuned on validation: %s", weights.tolist())
-    return stage2, weights
+    return stage2, weights, None
+
+
+def _learning_pool(data: Interactions, split: Split, config: RunConfig, world: World
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, RunConfig]:
+    """(learn, check, pool): the stage-2 users' masks [N] and the events this rank learns
+    from (its users' share of `learn` under torchrun, with its share of the event cap),
+    with the config it learns under."""
+    learn, check = stage2_users(data, split, config)
+    if not learn.any():  # a single user: nobody to hold out, nothing to check on
+        learn, check = check, np.zeros_like(check)
+    pool, policy_config = learn, config.policy
+    if world.distributed:  # this rank's users' trajectories, and its share of the cap
+        pool = pool & user_shard(data.user, world)
+        policy_config = dataclasses.replace(
+            policy_config, max_events=-(-policy_config.max_events // world.size))
+    return learn, check, pool, dataclasses.replace(config, policy=policy_config)
+
+
+def _trajectories(recommender: Recommender, data: Interactions, pool: np.ndarray,
+                  config: RunConfig) -> Trajectories:
+    return build_trajectories(recommender, data, pool, config.policy, k=config.eval.k,
+                              max_candidates=config.train.max_candidates, seed=config.seed)
+
+
+def check_and_serve(recommender: Recommender, data: Interactions, learn: np.ndarray,
+                    check: np.ndarray, config: RunConfig, world: World,
+                    env: Trajectories) -> dict[str, Any] | None:
+    """The pessimism check of the learned policy (rank 0 only: the other ranks save
+    nothing; under torchrun the static reference is re-derived from every learning user,
+    `env` holding only this rank's); with policy.fallback = "static" and no evidence of a
+    gain, the recommender's policy becomes the static alpha. Returns the check with
+    "served" (what the run serves) and "verdict" (what the static fallback decides)."""
+    if not world.main:
+        return None
+    result = policy_check(recommender, data, learn, check, config,
+                          learn_env=None if world.distributed else env) if check.any() \
+        else {"checked": False, "reason": "one user in the stage-2 pool: no held-out users"}
+    if "static_weights" not in result:  # unchecked: the fallback still needs an alpha
+        result["static_weights"] = best_static(env, config).tolist()
+    result["verdict"] = serves(result, "static")
+    result["served"] = serves(result, config.policy.fallback)
+    _log_check(result, config.policy.fallback)
+    if result["served"] == "static":
+        recommender.policy = FixedWeights(torch.tensor(result["static_weights"]))
+    # NaN (too few users to bound the gain) as null: metrics.json stays strict JSON
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v
+            for k, v in result.items()}
+
+
+def _log_check(result: dict[str, Any], fallback: str) -> None:
+    alpha = [round(a, 3) for a in result["static_weights"]]
+    if result["checked"]:
+        log.info("policy check on %d held-out users (%d events): learned %.4f, static %.4f "
+                 "(alpha %s), gain %+.4f, lower bound %+.4f, p %.3g; serving %s",
+                 result["users"], result["events"], result["learned"], result["static"],
+                 alpha, result["gain"], result["gain_lower_bound"], result["p_value"],
+                 result["served"])
+    else:
+        log.info("policy check skipped: %s; serving %s", result["reason"], result["served"])
+    if result["served"] == "static":
+        log.warning("the learned policy shows no gain over the best static alpha on users "
+                    "it never saw: the run serves the static alpha %s (policy.fallback = "
+                    "\"none\" keeps the learned policy)", alpha)
+    elif result["verdict"] == "static":
+        log.warning("the learned policy shows no gain over the best static alpha on "
+                    "held-out users; kept because policy.fallback = %r", fallback)
+
+
+def _stopping_events(data: Interactions, split: Split, pool: np.ndarray,
+                     rows: np.ndarray, config: RunConfig) -> np.ndarray:
+    """[E] bool over the learning events `rows` (positions in the pool): those that choose
+    the bandit's number of steps. The learning users' validation events (their latest
+    ones before the test period), as the test judges the same users' later events; where
+    the split has none, a seeded policy.stop_share of the learning users."""
+    events = np.flatnonzero(pool)[rows]
+    later = split.valid[events]
+    if later.any() and not later.all():
+        return later
+    users = data.user[events]
+    return (holdout_users(users, config.policy.stop_share, config.seed + 1)
+            if len(np.unique(users)) > 1 else np.zeros(len(users), dtype=bool))
+
+
+def fit_bandit(recommender: Recommender, data: Interactions, split: Split,
+               config: RunConfig, *, progress: Progress | None, world: World,
+               checkpoints: Checkpoints | None = None
+               ) -> tuple[list[dict[str, float]], None, dict[str, Any] | None]:
+    """The full-information grid bandit (deepprl.rl.bandit) on the learning users. The
+    grid rewards are computed once (stage 1 is frozen); learning takes seconds, so it
+    keeps no checkpoint: a resumed run learns it again, identically (seeded)."""
+    policy = recommender.policy
+    if not isinstance(policy, GridBandit):
+        raise ValueError(f"policy.algorithm 'bandit' learns a GridBandit, got "
+                         f"{type(policy).__name__}")
+    learn, check, pool, rank_config = _learning_pool(data, split, config, world)
+    env = _trajectories(recommender, data, pool, rank_config)
+    rows = env.sampled
+    if len(rows) == 0 and not world.distributed:
+        raise ValueError("no training event has more than k candidates: nothing to learn "
+                         "weights from (lower --k or use a longer log)")
+    rewards = grid_rewards(env.y_hat, env.reward, env.valid, policy.grid, config.eval.k)
+    stop = _stopping_events(data, split, pool, rows.numpy(), config)
+    with torch.random.fork_rng():  # the same start whatever ran before (resume)
+        torch.manual_seed(config.seed)
+        for module in policy.modules():
+            if isinstance(module, nn.Linear):
+                module.reset_parameters()
+    p = config.policy
+    log = learn_grid_bandit(
+        policy, BanditData(state=env.state[rows], context=env.context[rows],
+                           rewards=rewards, stop=torch.from_numpy(stop)),
+        steps=p.steps, batch_size=p.batch_size, lr=p.bandit_lr, weight_decay=p.weight_decay,
+        patience=p.patience, seed=config.seed, world=world,
+        progress=None if progress is None else
+        lambda step, record: progress("policy", step, p.steps, record))
+    return log, None, check_and_serve(recommender, data, learn, check, config, world, env)
 
 
 def _on_trajectories(learn: Learner) -> Fit:
-    """A learner of the logged trajectories (build_trajectories), as a Fit."""
+    """A learner of the logged trajectories (build_trajectories) of the learning users,
+    checked against the best static alpha on the held-out users, as a Fit."""
 
     def fit(recommender: Recommender, data: Interactions, split: Split, config: RunConfig,
             *, progress: Progress | None, world: World,
-            checkpoints: Checkpoints | None = None) -> tuple[list[dict[str, float]], None]:
-        policy_config, pool = config.policy, split.train | split.valid
-        if world.distributed:  # this rank's users' trajectories, and its share of the cap
-            pool = pool & user_shard(data.user, world)
-            policy_config = dataclasses.replace(
-                policy_config, max_events=-(-policy_config.max_events // world.size))
-        env = build_trajectories(recommender, data, pool, policy_config, k=config.eval.k,
-                                 max_candidates=config.train.max_candidates,
-                                 seed=config.seed)
+            checkpoints: Checkpoints | None = None
+            ) -> tuple[list[dict[str, float]], None, dict[str, Any] | None]:
+        learn_mask, check, pool, rank_config = _learning_pool(data, split, config, world)
+        env = _trajectories(recommender, data, pool, rank_config)
         extra: dict[str, Any] = ({"world": world} if world.distributed
                                  else {"checkpoints": checkpoints})
-        return learn(recommender.policy, env, config.policy, k=config.eval.k,
-                     seed=config.seed, progress=progress, **extra), None
+        stage2 = learn(recommender.policy, env, config.policy, k=config.eval.k,
+                       seed=config.seed, progress=progress, **extra)
+        return stage2, None, check_and_serve(recommender, data, learn_mask, check, config,
+                                             world, env)
     return fit
 
 
