@@ -157,7 +157,8 @@ class PolicyConfig:
     hidden: int = 64
     """Hidden units of actor and critic (paper: 64)."""
     layers: int = 3
-    """Hidden layers of actor and critic (paper: 3, sigmoid)."""
+    """Hidden layers of actor and critic (paper: 3, sigmoid; the actor's are LayerNorm +
+    ReLU here, see docs/model.md)."""
     steps: int = 3000
     """Gradient steps of the actor-critic."""
     batch_size: int = 256
@@ -184,6 +185,12 @@ class PolicyConfig:
     """reinforce: actions sampled per state (leave-one-out baseline)."""
     static_trials: int = 60
     """static: Optuna (TPE) trials over the simplex, scored on validation events."""
+    logit_penalty: float = 1e-3
+    """ddpg: lambda of the actor's penalty lambda * mean((logit - mean logit)^2), which
+    keeps a vertex of the simplex from absorbing the softmax actor (0: off)."""
+    vertex_exploration: float = 0.1
+    """ddpg: share of exploration actions that are an exact vertex of the simplex, drawn
+    uniformly (the rest mix Dirichlet(1) noise into the actor's alpha)."""
 
     def __post_init__(self) -> None:
         _one_of(self, "policy", "algorithm", ("ddpg", "dqn", "reinforce", "static"))
@@ -192,7 +199,9 @@ class PolicyConfig:
                   "static_trials")
         _at_least(self, "policy", 0, "max_events")
         _at_least(self, "policy", 2, "samples")
-        _share(self, "policy", "gamma", "exploration", "epsilon")
+        _share(self, "policy", "gamma", "exploration", "epsilon", "vertex_exploration")
+        _require("policy.logit_penalty", math.isfinite(self.logit_penalty)
+                 and self.logit_penalty >= 0, "a number >= 0", self.logit_penalty)
         _require("policy.tau", 0 < self.tau <= 1, "in (0, 1]", self.tau)
         _positive(self, "policy", "actor_lr", "critic_lr", "concentration")
 
