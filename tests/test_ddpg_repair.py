@@ -4,6 +4,7 @@ static searches that include the vertices, and DDPG pinned in the interactive wo
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +121,7 @@ def test_an_actor_saved_before_standardisation_is_refused_clearly(tmp_path: Path
     old = mlp([30, 64, 64, 64, 2], "sigmoid")  # the paper's actor as runs stored it
     old_state = {f"net.{k}": v.contiguous() for k, v in old.state_dict().items()}
     _save(tmp_path, RunConfig(dataset=dict(SIM)), actor_state=old_state)
-    with pytest.raises(RunError, match="older deepprl.*retrain"):
+    with pytest.raises(RunError, match=r"older deepprl.*retrain"):
         load_run(tmp_path)
 
 
@@ -140,7 +141,7 @@ def test_actor_layers_keep_the_spread_across_events_at_init(seed: int) -> None:
         spreads = _spreads(actor.layer_outputs(state, context))
     assert len(spreads) == 5  # input, 3 hidden layers, logits
     assert spreads[0] == pytest.approx(1.0, abs=0.01)
-    for before, after in zip(spreads[:3], spreads[1:4], strict=True):
+    for before, after in itertools.pairwise(spreads[:4]):
         assert after >= 0.4 * before, spreads
     assert spreads[4] >= 0.05 * spreads[0], spreads
     sigmoid = mlp([S + FC, 64, 64, 64, K], "sigmoid")
