@@ -44,7 +44,7 @@ class Standardise(nn.Module):
 def hidden_stack(sizes: list[int]) -> nn.Sequential:
     """Linear -> LayerNorm -> ReLU per hidden layer, a plain Linear last: each hidden layer
     restores the scale of its output per event, so the state's variation across events
-    reaches the output (3 sigmoid layers shrank it 270-fold at init; docs/model.md)."""
+    reaches the output (3 sigmoid layers shrank it 200-fold at init; docs/model.md)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
