@@ -161,7 +161,8 @@ class PolicyConfig:
     hidden: int = 64
     """Hidden units of actor and critic (paper: 64)."""
     layers: int = 3
-    """Hidden layers of actor and critic (paper: 3, sigmoid)."""
+    """Hidden layers of actor and critic (paper: 3, sigmoid; the actor's are LayerNorm +
+    ReLU here, see docs/model.md)."""
     steps: int = 3000
     """Gradient steps of the actor-critic."""
     batch_size: int = 256
@@ -207,6 +208,12 @@ class PolicyConfig:
     """static: a run whose learned policy does not beat the best static alpha on the
     held-out users (one-sided 95% lower bound of the per-user gain <= 0) serves that static
     alpha instead; none: keep the learned policy (the check is still recorded)."""
+    logit_penalty: float = 1e-3
+    """ddpg: lambda of the actor's penalty lambda * mean((logit - mean logit)^2), which
+    keeps a vertex of the simplex from absorbing the softmax actor (0: off)."""
+    vertex_exploration: float = 0.1
+    """ddpg: share of exploration actions that are an exact vertex of the simplex, drawn
+    uniformly (the rest mix Dirichlet(1) noise into the actor's alpha)."""
 
     def __post_init__(self) -> None:
         _one_of(self, "policy", "algorithm", ("bandit", "ddpg", "dqn", "reinforce", "static"))
@@ -220,7 +227,9 @@ class PolicyConfig:
         _at_least(self, "policy", 0, "max_events")
         _at_least(self, "policy", 2, "samples")
         _at_least(self, "policy", 1, "patience")
-        _share(self, "policy", "gamma", "exploration", "epsilon")
+        _share(self, "policy", "gamma", "exploration", "epsilon", "vertex_exploration")
+        _require("policy.logit_penalty", math.isfinite(self.logit_penalty)
+                 and self.logit_penalty >= 0, "a number >= 0", self.logit_penalty)
         _require("policy.tau", 0 < self.tau <= 1, "in (0, 1]", self.tau)
         _positive(self, "policy", "actor_lr", "critic_lr", "concentration", "bandit_lr")
         _require("policy.weight_decay", math.isfinite(self.weight_decay)

@@ -206,7 +206,10 @@ def arm_config(name: str, config: ExperimentConfig, log_path: Path) -> RunConfig
     base = RunConfig(
         dataset={"data": str(log_path.resolve()), "mapping": training_mapping()},
         train=TrainConfig(epochs=config.epochs, max_candidates=50, valid_fraction=0.2),
-        policy=PolicyConfig(steps=config.policy_steps, static_trials=config.static_trials,
+        # DDPG whatever the library's default learner: the arms serve a platform where
+        # alpha changes what the user does next (a static arm's own learner replaces it)
+        policy=PolicyConfig(algorithm="ddpg", steps=config.policy_steps,
+                            static_trials=config.static_trials,
                             max_events=config.max_train_events),
         eval=EvalConfig(k=config.train_k, max_events=min(config.max_train_events, 2000)),
         seed=config.platform.seed)

@@ -53,8 +53,10 @@ def validation_set(data: Interactions, split: Split, *, k: int, seed: int,
 def tune_weights(mean_reward: Callable[[np.ndarray], float], n_objectives: int, *,
                  trials: int, seed: int, parallel: int = 1, executor: str = "sequential",
                  address: str | None = None) -> tuple[np.ndarray, list[dict[str, float]]]:
-    """Maximise mean_reward(alpha) over the simplex with Optuna's TPE (seeded; the first
-    trial is equal weights). Returns (best alpha [K], one record per trial).
+    """Maximise mean_reward(alpha) over the simplex with Optuna's TPE (seeded). The first
+    trials are equal weights and the K exact vertices, which TPE's continuous draws never
+    hit and which are often best (one objective alone; a saturated predictor's reward can
+    jump there: docs/model.md). Returns (best alpha [K], one record per trial).
 
     parallel > 1 asks TPE for that many trials at once and scores them with
     deepprl.parallel.map_tasks on `executor` (e.g. "ray", at `address`); each round's
@@ -67,6 +69,8 @@ def tune_weights(mean_reward: Callable[[np.ndarray], float], n_objectives: int, 
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=seed))
     study.enqueue_trial({f"w{j}": 1.0 for j in range(n_objectives)})
+    for vertex in range(n_objectives):
+        study.enqueue_trial({f"w{j}": float(j == vertex) for j in range(n_objectives)})
     names = [f"w{j}" for j in range(n_objectives)]
     if parallel == 1 and executor == "sequential":
         study.optimize(lambda t: mean_reward(_to_simplex([t.suggest_float(n, 0.0, 1.0)

@@ -130,8 +130,8 @@ def longterm(ctx: Context) -> Report:
 def _offline_runs(ctx: Context, protocol: Protocol) -> list[dict[str, str] | None]:
     """Train (or reuse) the experiments' runs of every method and seed on the context's
     executor; per seed, {method: run directory}."""
-    jobs = {(name, seed): run_config(ctx, name, seed) for seed in range(protocol.runs)
-            for name in protocol.methods}
+    jobs = {(name, seed): learned_by_ddpg(run_config(ctx, name, seed))
+            for seed in range(protocol.runs) for name in protocol.methods}
     paths = {key: run_dir(ctx, config) for key, config in jobs.items()}
     train_all(ctx, [(config, paths[key]) for key, config in jobs.items()])
     return [{name: str(paths[name, seed]) for name in protocol.methods}
@@ -310,13 +310,29 @@ def _scorer(ranker: Ranker, sweep: np.ndarray | None) -> Scorer:
 def _trained(name: str, spec: dict[str, Any], protocol: Protocol, seed: int, out: Path
              ) -> Path:
     """Train (or reuse, when the saved config matches) model `name` on the log; its run."""
+    train_or_reuse(arm_config(name, spec, protocol, seed).to_dict(), str(out))
+    return out
+
+
+def arm_config(name: str, spec: dict[str, Any], protocol: Protocol, seed: int) -> RunConfig:
+    """Model `name`'s training config in this study. DeepPRL's weights are learned by DDPG
+    whatever the library's default learner: here alpha changes what the user does next,
+    which a learner of logged rewards cannot see."""
     base = RunConfig(dataset=spec, seed=seed,
                      train=TrainConfig(epochs=protocol.epochs),
-                     policy=PolicyConfig(steps=protocol.policy_steps,
+                     policy=PolicyConfig(algorithm="ddpg", steps=protocol.policy_steps,
                                          static_trials=protocol.static_trials),
                      eval=EvalConfig(max_events=1000))
-    train_or_reuse(configure(name, base).to_dict(), str(out))
-    return out
+    return configure(name, base)  # a model's own learner (static, dqn) replaces ddpg
+
+
+def learned_by_ddpg(config: RunConfig) -> RunConfig:
+    """`config` with DDPG as its weight learner where its recipe left the library's
+    default learner (DeepPRL's), as arm_config does; a recipe's own learner stays."""
+    if config.policy.algorithm != PolicyConfig().algorithm:
+        return config
+    return dataclasses.replace(config, policy=dataclasses.replace(config.policy,
+                                                                  algorithm="ddpg"))
 
 
 # -- summary ---------------------------------------------------------------------------------

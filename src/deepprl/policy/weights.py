@@ -14,19 +14,96 @@ from torch import nn
 from deepprl.models.layers import mlp
 
 
+class Standardise(nn.Module):
+    """x -> (x - mean) / std per feature, the statistics held as buffers (saved with the
+    policy, so a loaded run standardises as it was trained). Identity until fit."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        """Statistics of x [N, D] (e.g. every training event); a constant feature keeps
+        std 1 (only centred), so it cannot blow up a later event's value."""
+        if x.ndim != 2 or x.shape[1] != len(self.mean) or len(x) == 0:
+            raise ValueError(f"standardisation needs [N > 0, {len(self.mean)}] inputs, got "
+                             f"{list(x.shape)}")
+        std = x.double().std(0, correction=0).float() if len(x) > 1 else torch.ones_like(
+            self.std)
+        self.mean.copy_(x.double().mean(0).float())
+        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def hidden_stack(sizes: list[int]) -> nn.Sequential:
+    """Linear -> LayerNorm -> ReLU per hidden layer, a plain Linear last: each hidden layer
+    restores the scale of its output per event, so the state's variation across events
+    reaches the output (3 sigmoid layers shrank it 200-fold at init; docs/model.md)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers += [nn.LayerNorm(b), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
 class Actor(nn.Module):
-    """mu(s, C) -> alpha: fully connected (paper: 3 hidden layers, sigmoid), softmax output."""
+    """mu(s, C) -> alpha: standardised inputs, `layers` hidden layers (Linear, LayerNorm,
+    ReLU), a softmax output. The paper's sigmoid layers saturate (docs/model.md)."""
 
     def __init__(self, *, state_dim: int, context_dim: int, n_objectives: int,
                  hidden: int = 64, layers: int = 3, use_context: bool = True) -> None:
         super().__init__()
         self.use_context = use_context
         in_dim = state_dim + (context_dim if use_context else 0)
-        self.net = mlp([in_dim, *([hidden] * layers), n_objectives], "sigmoid")
+        self.inputs = Standardise(in_dim)
+        self.net = hidden_stack([in_dim, *([hidden] * layers), n_objectives])
+        self._register_load_state_dict_pre_hook(_refuse_unstandardised)
+
+    def joined(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """[B, S (+ Fc)] the raw input: state, and context where used."""
+        return torch.cat([state, context], dim=-1) if self.use_context else state
+
+    def fit_inputs(self, state: torch.Tensor, context: torch.Tensor) -> None:
+        """Standardise with the statistics of the training events' states [N, S] and
+        contexts [N, Fc]."""
+        self.inputs.fit(self.joined(state, context))
+
+    def standardise(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.inputs(self.joined(state, context))  # [B, S (+ Fc)]
+
+    def logits(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.net(self.standardise(state, context))  # [B, K]
 
     def forward(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([state, context], dim=-1) if self.use_context else state
-        return torch.softmax(self.net(x), dim=-1)  # [B, K] on the simplex
+        return torch.softmax(self.logits(state, context), dim=-1)  # [B, K] on the simplex
+
+    def layer_outputs(self, state: torch.Tensor, context: torch.Tensor
+                      ) -> list[torch.Tensor]:
+        """The standardised input, each hidden layer's output and the logits, for
+        diagnosis (how much of the state's variation each layer keeps)."""
+        x = self.standardise(state, context)
+        out = [x]
+        for module in self.net:
+            x = module(x)
+            if isinstance(module, nn.ReLU):
+                out.append(x)
+        return [*out, x]
+
+
+def _refuse_unstandardised(state_dict: dict[str, torch.Tensor], prefix: str,
+                           *args: object) -> None:
+    """An actor saved before inputs were standardised (sigmoid layers, no statistics)
+    cannot act as it did with today's layers: say so instead of listing missing keys."""
+    if prefix + "inputs.mean" not in state_dict and prefix + "net.0.weight" in state_dict:
+        raise ValueError("this weight actor was saved by an older deepprl (sigmoid layers, "
+                         "no input standardisation); retrain the run")
 
 
 class FixedWeights(nn.Module):

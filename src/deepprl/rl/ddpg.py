@@ -15,7 +15,7 @@ from torch import nn
 
 from deepprl.distributed import SINGLE, World, average_gradients, broadcast_module
 from deepprl.models.layers import mlp
-from deepprl.policy.weights import Actor
+from deepprl.policy.weights import Actor, Standardise
 
 
 class Critic(nn.Module):
@@ -32,13 +32,14 @@ class Critic(nn.Module):
         super().__init__()
         self.use_context = use_context
         in_dim = state_dim + (context_dim if use_context else 0)
+        self.inputs = Standardise(in_dim)  # the actor's statistics (learn_ddpg copies them)
         self.future = mlp([in_dim, *([hidden] * layers), 1], "relu")
         self.immediate = mlp([in_dim + n_objectives, *([hidden] * layers), 1], "relu")
 
     def parts(self, state: torch.Tensor, context: torch.Tensor, action: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
         """(R(s, C, alpha) [B], F(s, C) [B])."""
-        x = torch.cat([state, context], dim=-1) if self.use_context else state
+        x = self.inputs(torch.cat([state, context], dim=-1) if self.use_context else state)
         return (self.immediate(torch.cat([x, action], dim=-1)).squeeze(-1),
                 self.future(x).squeeze(-1))
 
@@ -59,15 +60,28 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     torch._foreach_add_(targets, sources, alpha=tau)
 
 
-def explore(alpha: torch.Tensor, share: float, generator: torch.Generator) -> torch.Tensor:
-    """Mix Dirichlet(1) noise into alpha [B, K]; a convex mix stays on the simplex."""
+def explore(alpha: torch.Tensor, share: float, generator: torch.Generator, *,
+            vertex_share: float = 0.0) -> torch.Tensor:
+    """Mix Dirichlet(1) noise into alpha [B, K] (a convex mix stays on the simplex); a
+    `vertex_share` of the rows instead takes a uniformly drawn exact vertex. A mix alone
+    reaches a vertex only from it, and a softmax actor never sits exactly on one, so
+    without vertex draws the critic would never see the reward there (on a saturated
+    predictor it jumps at the vertex: docs/model.md)."""
     if not 0 <= share <= 1:
         raise ValueError(f"exploration share must lie in [0, 1], got {share}")
-    if share == 0:
-        return alpha
-    gamma = torch.empty_like(alpha).exponential_(generator=generator)  # Dirichlet(1) draw
-    noise = gamma / gamma.sum(-1, keepdim=True)
-    return (1.0 - share) * alpha + share * noise
+    if not 0 <= vertex_share <= 1:
+        raise ValueError(f"vertex exploration share must lie in [0, 1], got {vertex_share}")
+    out = alpha
+    if share > 0:
+        gamma = torch.empty_like(alpha).exponential_(generator=generator)  # Dirichlet(1)
+        out = (1.0 - share) * alpha + share * gamma / gamma.sum(-1, keepdim=True)
+    if vertex_share > 0:
+        B, K = alpha.shape
+        at_vertex = torch.rand(B, generator=generator) < vertex_share  # [B]
+        corner = torch.randint(K, (B,), generator=generator)  # [B]
+        vertex = torch.nn.functional.one_hot(corner, K).to(alpha.dtype)  # [B, K]
+        out = torch.where(at_vertex[:, None], vertex, out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -91,14 +105,24 @@ class DDPG:
     action; it keeps the action's small effect on r from being drowned by the error of a
     long-horizon value (measured: see docs/model.md).
 
+    logit_penalty: lambda of lambda * mean((logit - mean logit)^2) added to the actor's
+    loss. A softmax reaches a vertex only as the logit gap grows without bound, and there
+    dalpha/dlogit vanishes (1.7e-5 at a gap of 11: the vertex absorbs the actor); the
+    penalty keeps the gap finite without the hard bound that kept alpha from the
+    near-vertex optima many users have. The logits' common shift is left free (softmax
+    ignores it).
+
     world: under torchrun, gradients are averaged over ranks before each step, so all
     replicas (and their soft-updated targets) stay identical."""
 
     def __init__(self, actor: Actor, critic: Critic, *, gamma: float, tau: float,
                  actor_lr: float, critic_lr: float, decomposed: bool = False,
-                 world: World = SINGLE) -> None:
+                 logit_penalty: float = 0.0, world: World = SINGLE) -> None:
         if not 0 <= gamma < 1 or not 0 < tau <= 1:
             raise ValueError(f"need 0 <= gamma < 1 and 0 < tau <= 1, got {gamma}, {tau}")
+        if not logit_penalty >= 0:
+            raise ValueError(f"need logit_penalty >= 0, got {logit_penalty}")
+        self.logit_penalty = logit_penalty
         self.actor, self.critic, self.world = actor, critic, world
         broadcast_module(actor, world)  # identical replicas on every rank (torchrun)
         broadcast_module(critic, world)
@@ -130,12 +154,15 @@ class DDPG:
         return float(td_loss.detach())
 
     def actor_step(self, state: torch.Tensor, context: torch.Tensor) -> float:
-        """One ascent step on Q(s, C, mu(s, C)) (eq. 4); returns -Q before it."""
+        """One ascent step on Q(s, C, mu(s, C)) (eq. 4) minus the logit penalty; returns -Q
+        before it."""
         self.critic.requires_grad_(False)  # only the actor learns here: skip Q's own gradients
         try:
-            loss = -self.critic(state, context, self.actor(state, context)).mean()
+            logits = self.actor.logits(state, context)  # [B, K]
+            loss = -self.critic(state, context, torch.softmax(logits, dim=-1)).mean()
+            centred = logits - logits.mean(-1, keepdim=True)
             self.actor_opt.zero_grad()
-            loss.backward()
+            (loss + self.logit_penalty * centred.pow(2).mean()).backward()
         finally:
             self.critic.requires_grad_(True)
         average_gradients(self.actor.parameters(), len(state), self.world)

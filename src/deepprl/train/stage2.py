@@ -131,9 +131,12 @@ def learn_ddpg(actor: Actor, env: Trajectories, config: PolicyConfig, *, k: int,
     critic = Critic(state_dim=env.state.shape[1], context_dim=env.context.shape[1],
                     n_objectives=env.y_hat.shape[2], hidden=config.hidden,
                     layers=config.layers, use_context=config.use_context)
+    actor.fit_inputs(env.state, env.context)  # under torchrun: rank 0's, broadcast by DDPG
+    critic.inputs.load_state_dict(actor.inputs.state_dict())
     algo = DDPG(actor, critic, gamma=config.gamma, tau=config.tau,
                 actor_lr=config.actor_lr, critic_lr=config.critic_lr,
-                decomposed=config.critic == "decomposed", world=world)
+                decomposed=config.critic == "decomposed",
+                logit_penalty=config.logit_penalty, world=world)
     gen = torch.Generator().manual_seed(seed if not world.distributed
                                         else seed * 1009 + world.rank)
     per_step = -(-config.batch_size // world.size)
@@ -148,7 +151,8 @@ def learn_ddpg(actor: Actor, env: Trajectories, config: PolicyConfig, *, k: int,
         j = _sample(env, per_step, gen)
         row = env.sampled[j]
         with torch.no_grad():
-            action = explore(actor(env.state[row], env.context[row]), config.exploration, gen)
+            action = explore(actor(env.state[row], env.context[row]), config.exploration, gen,
+                             vertex_share=config.vertex_exploration)
             r = top_k_reward(env.y_hat[j], env.reward[j], env.valid[j], action, k)
         t = _transitions(env, j, action, r)
         td = algo.critic_step(t)
@@ -193,6 +197,7 @@ def learn_reinforce(actor: Actor, env: Trajectories, config: PolicyConfig, *, k:
                     seed: int, progress: Progress | None = None,
                     checkpoints: Checkpoints | None = None) -> list[dict[str, float]]:
     """Ablation variant 7: REINFORCE with a Dirichlet policy on the simplex."""
+    actor.fit_inputs(env.state, env.context)
     algo = DirichletReinforce(actor, lr=config.actor_lr, concentration=config.concentration,
                               samples=config.samples)
     gen = torch.Generator().manual_seed(seed)
