@@ -105,10 +105,11 @@ def _save(out: Path, config: RunConfig, actor_state: dict[str, torch.Tensor] | N
 
 
 SIM = {"name": "simulator", "n_users": 10, "n_items": 12, "events_per_user": 8}
+DDPG_POLICY = PolicyConfig(algorithm="ddpg")  # the default learner on logs is the bandit
 
 
 def test_standardisation_round_trips_through_a_saved_run(tmp_path: Path) -> None:
-    actor = _save(tmp_path, RunConfig(dataset=dict(SIM)))
+    actor = _save(tmp_path, RunConfig(dataset=dict(SIM), policy=DDPG_POLICY))
     _, loaded = load_run(tmp_path)
     policy = loaded.policy
     assert isinstance(policy, Actor)
@@ -120,7 +121,7 @@ def test_standardisation_round_trips_through_a_saved_run(tmp_path: Path) -> None
 def test_an_actor_saved_before_standardisation_is_refused_clearly(tmp_path: Path) -> None:
     old = mlp([30, 64, 64, 64, 2], "sigmoid")  # the paper's actor as runs stored it
     old_state = {f"net.{k}": v.contiguous() for k, v in old.state_dict().items()}
-    _save(tmp_path, RunConfig(dataset=dict(SIM)), actor_state=old_state)
+    _save(tmp_path, RunConfig(dataset=dict(SIM), policy=DDPG_POLICY), actor_state=old_state)
     with pytest.raises(RunError, match=r"older deepprl.*retrain"):
         load_run(tmp_path)
 

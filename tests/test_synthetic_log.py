@@ -20,8 +20,6 @@ from deepprl.data.synthetic_log import (
     write_preference_log,
 )
 
-SMALL = PreferenceLog(n_users=40, events_per_user=60)
-"""The CI size: 60 events per user leave 12 test items (> k = 10) per user."""
 CLOSED = 0.5
 """Issue 15: learned closes >= 50% of the static-to-upper-bound gap."""
 
@@ -87,15 +85,16 @@ def closed_share(metrics: dict[str, Any]) -> float:
     return float((metrics["learned"]["reward"] - static) / (oracle - static))
 
 
-def test_defaults_close_half_the_static_to_upper_bound_gap_ci_size(tmp_path: Path) -> None:
-    """The smallest log the default k = 10 allows; default settings mean 8 epochs and 3000
-    policy steps, so this takes about a minute (the full-size seeds below are slow)."""
-    share = closed_share(train_defaults(tmp_path, SMALL))
+def test_defaults_close_half_the_static_to_upper_bound_gap(tmp_path: Path) -> None:
+    """Full size (200 users), seed 0: about 30 s with the bandit learner. The 40-user log
+    closes nothing with defaults: its 8 held-out users give the pessimism check too little
+    power to confirm a gain, so the run serves the static alpha (see docs/diagnose.md)."""
+    share = closed_share(train_defaults(tmp_path, PreferenceLog(seed=0), seed=0))
     assert share >= CLOSED, f"learned closed {share:.0%} of the gap"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_defaults_close_half_the_gap_full_size(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize("seed", [1, 2])
+def test_defaults_close_half_the_gap_other_seeds(tmp_path: Path, seed: int) -> None:
     share = closed_share(train_defaults(tmp_path, PreferenceLog(seed=seed), seed=seed))
     assert share >= CLOSED, f"seed {seed}: learned closed {share:.0%} of the gap"
