@@ -35,7 +35,7 @@ def test_grid_contains_the_vertices_and_the_policy_acts_on_it() -> None:
 
 def test_standardisation_feeds_centred_unit_inputs() -> None:
     policy = GridBandit(state_dim=2, context_dim=1, n_objectives=2, hidden=4, layers=1)
-    policy.set_standardisation(torch.tensor([1.0, -2.0, 5.0]), torch.tensor([2.0, 0.0, 4.0]))
+    policy.inputs.set(torch.tensor([1.0, -2.0, 5.0]), torch.tensor([2.0, 0.0, 4.0]))
     seen: list[torch.Tensor] = []
     policy.net.register_forward_hook(lambda m, args, out: seen.append(args[0]))
     policy.scores(torch.tensor([[3.0, 7.0]]), torch.tensor([[1.0]]))

@@ -19,7 +19,7 @@ matplotlib.use("Agg")  # reports are written to files, never shown
 
 from matplotlib.figure import Figure
 
-from deepprl.io import json_safe as _finite
+from deepprl.io import json_safe
 from deepprl.provenance import code_version
 
 
@@ -54,7 +54,7 @@ class Report:
         payload = {"experiment": self.experiment, "dataset": self.dataset,
                    "command": self.command, "code": code_version(), **self.data}
         (folder / f"{self.dataset}.json").write_text(
-            json.dumps(_finite(payload), indent=1, sort_keys=False) + "\n", encoding="utf-8")
+            json.dumps(json_safe(payload), indent=1, sort_keys=False) + "\n", encoding="utf-8")
         for name, fig in self.figures.items():
             fig.savefig(folder / f"{self.dataset}-{name}.png", dpi=110, bbox_inches="tight")
         return md

@@ -27,14 +27,20 @@ class Standardise(nn.Module):
 
     @torch.no_grad()
     def fit(self, x: torch.Tensor) -> None:
-        """Statistics of x [N, D] (e.g. every training event); a constant feature keeps
-        std 1 (only centred), so it cannot blow up a later event's value."""
+        """Statistics of x [N, D] (e.g. every training event)."""
         if x.ndim != 2 or x.shape[1] != len(self.mean) or len(x) == 0:
             raise ValueError(f"standardisation needs [N > 0, {len(self.mean)}] inputs, got "
                              f"{list(x.shape)}")
         std = x.double().std(0, correction=0).float() if len(x) > 1 else torch.ones_like(
             self.std)
-        self.mean.copy_(x.double().mean(0).float())
+        self.set(x.double().mean(0).float(), std)
+
+    @torch.no_grad()
+    def set(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Statistics computed elsewhere (e.g. pooled over ranks), [D] each; a constant
+        feature (std ~ 0) keeps std 1 (only centred), so it cannot blow up a later event's
+        value."""
+        self.mean.copy_(mean)
         self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -177,28 +183,17 @@ class GridBandit(nn.Module):
         self.use_context = use_context
         in_dim = state_dim + (context_dim if use_context else 0)
         self.grid: torch.Tensor
-        self.mean: torch.Tensor
-        self.scale: torch.Tensor
         self.register_buffer("grid", simplex_grid(n_objectives, steps))  # [G, K]
-        # input standardisation, set from the learning events (set_standardisation)
-        self.register_buffer("mean", torch.zeros(in_dim))  # [S (+ Fc)]
-        self.register_buffer("scale", torch.ones(in_dim))  # [S (+ Fc)]
+        self.inputs = Standardise(in_dim)  # set from the learning events (rl.bandit)
         self.net = mlp([in_dim, *([hidden] * layers), len(self.grid)], "relu")
 
-    def inputs(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def joined(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """The raw network input [B, S (+ Fc)], before standardisation."""
         return torch.cat([state, context], dim=-1) if self.use_context else state
 
-    @torch.no_grad()
-    def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Inputs are fed as (x - mean) / std; constant inputs (std ~ 0) are only centred."""
-        self.mean.copy_(mean)
-        self.scale.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
-
     def scores(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Predicted reward of each grid point relative to the event's grid mean [B, G]."""
-        x = (self.inputs(state, context) - self.mean) / self.scale
-        out: torch.Tensor = self.net(x)
+        out: torch.Tensor = self.net(self.inputs(self.joined(state, context)))
         return out
 
     def forward(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:

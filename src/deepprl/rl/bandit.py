@@ -73,8 +73,8 @@ def _fit(policy: GridBandit, data: BanditData, rows: torch.Tensor, *, steps: int
          check: Check) -> None:
     """AdamW on the squared error of policy.scores against the centred grid rewards of
     `rows` (standardised on them), from the policy's current weights."""
-    policy.set_standardisation(*standardisation(
-        policy.inputs(data.state[rows], data.context[rows]), world))
+    policy.inputs.set(*standardisation(policy.joined(data.state[rows], data.context[rows]),
+                                       world))
     broadcast_module(policy, world)
     target = centred(data.rewards)  # [E, G]
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay)

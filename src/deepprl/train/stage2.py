@@ -75,11 +75,16 @@ def build_trajectories(recommender: Recommender, data: Interactions, train: np.n
     )
 
 
-def _sample(env: Trajectories, batch_size: int, gen: torch.Generator) -> torch.Tensor:
-    n = len(env.sampled)
-    if n == 0:
+def require_events(env: Trajectories) -> None:
+    """ValueError where no training event is a decision point: nothing to learn from."""
+    if len(env.sampled) == 0:
         raise ValueError("no training event has more than k candidates: nothing to learn "
                          "weights from (lower --k or use a longer log)")
+
+
+def _sample(env: Trajectories, batch_size: int, gen: torch.Generator) -> torch.Tensor:
+    require_events(env)
+    n = len(env.sampled)
     return torch.randint(n, (min(batch_size, n),), generator=gen)
 
 

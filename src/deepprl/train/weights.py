@@ -26,6 +26,7 @@ from deepprl.data.splits import Split
 from deepprl.distributed import World, user_shard
 from deepprl.eval.headroom import grid_rewards, holdout_users
 from deepprl.eval.static_weights import tune_static_weights
+from deepprl.io import json_safe
 from deepprl.policy.weights import FixedWeights, GridBandit
 from deepprl.recommender import Recommender
 from deepprl.rl.bandit import BanditData, learn_grid_bandit
@@ -40,6 +41,7 @@ from deepprl.train.stage2 import (
     learn_ddpg,
     learn_dqn,
     learn_reinforce,
+    require_events,
 )
 
 log = logging.getLogger("deepprl.train")
@@ -105,8 +107,8 @@ def check_and_serve(recommender: Recommender, data: Interactions, learn: np.ndar
     if result["served"] == "static":
         recommender.policy = FixedWeights(torch.tensor(result["static_weights"]))
     # NaN (too few users to bound the gain) as null: metrics.json stays strict JSON
-    return {k: None if isinstance(v, float) and not np.isfinite(v) else v
-            for k, v in result.items()}
+    checked: dict[str, Any] = json_safe(result)
+    return checked
 
 
 def _log_check(result: dict[str, Any], fallback: str) -> None:
@@ -156,10 +158,9 @@ def fit_bandit(recommender: Recommender, data: Interactions, split: Split,
                          f"{type(policy).__name__}")
     learn, check, pool, rank_config = _learning_pool(data, split, config, world)
     env = _trajectories(recommender, data, pool, rank_config)
+    if not world.distributed:  # under torchrun a rank may hold no decision point
+        require_events(env)
     rows = env.sampled
-    if len(rows) == 0 and not world.distributed:
-        raise ValueError("no training event has more than k candidates: nothing to learn "
-                         "weights from (lower --k or use a longer log)")
     rewards = grid_rewards(env.y_hat, env.reward, env.valid, policy.grid, config.eval.k)
     stop = _stopping_events(data, split, pool, rows.numpy(), config)
     with torch.random.fork_rng():  # the same start whatever ran before (resume)
