@@ -36,7 +36,8 @@ from deepprl.recommender import Recommender
 from deepprl.rl.ddpg import DDPG, Critic, Transitions, explore
 from deepprl.train.pessimism import best_static, check_environment, policy_check, stage2_users
 from deepprl.train.stage1 import prediction_error
-from deepprl.train.stage2 import Trajectories
+from deepprl.train.stage1_checks import within_event_spread
+from deepprl.train.stage2 import Trajectories, sample_batch, transitions
 
 PATH_T = (0.0, 1e-4, 1e-3, 1e-2, 0.1, 0.3, 1.0)
 """The steps t of vertex_path: alpha = (1 - t) e_k + t * equal."""
@@ -75,7 +76,7 @@ def diagnose_run(run: str | Path, *, critic_steps: int = CRITIC_STEPS) -> dict[s
     result: dict[str, Any] = {
         "run": str(run), "model": config.name, "algorithm": config.policy.algorithm,
         "k": config.eval.k, "objectives": names,
-        "held_out": _held_out(ranker, learn, check, config, learn_env, metrics),
+        "held_out": _held_out(ranker, learn, check, config, learn_env, held, metrics),
         "critic": _critic(ranker, learn_env, held, config, critic_steps, names),
         "vertex_path": _vertex_path(held, config, names),
         "ceiling": _ceiling(events),
@@ -110,10 +111,12 @@ def _event_rewards(ranker: Recommender, held: Trajectories, static: torch.Tensor
 
 
 def _held_out(ranker: Recommender, learn: np.ndarray, check: np.ndarray, config: RunConfig,
-              learn_env: Trajectories, metrics: dict[str, Any]) -> dict[str, Any]:
+              learn_env: Trajectories, held: Trajectories, metrics: dict[str, Any]
+              ) -> dict[str, Any]:
     """Section 1: policy_check on the held-out users, and the run's own record."""
     learned = config.policy.algorithm != "static"
-    result = policy_check(ranker, ranker.data, learn, check, config, learn_env=learn_env)
+    result = policy_check(ranker, ranker.data, learn, check, config, learn_env=learn_env,
+                          check_env=held)
     recorded = metrics.get("policy_check")
     out = {"learned_policy": learned, **result,
            "recorded": recorded if recorded is not None else NOT_RECORDED,
@@ -196,15 +199,13 @@ def _exploration_batch(actor: Actor, env: Trajectories, config: RunConfig,
                        gen: torch.Generator) -> Transitions:
     """policy.batch_size events, the actor's alpha with stage 2's exploration noise, and the
     reward of that alpha's top-K."""
-    p = config.policy
-    j = torch.randint(len(env.sampled), (min(p.batch_size, len(env.sampled)),), generator=gen)
-    row, nxt = env.sampled[j], env.next_row[j]
+    j = sample_batch(env, config.policy.batch_size, gen)
+    row = env.sampled[j]
     with torch.no_grad():
-        action = explore(actor(env.state[row], env.context[row]), p.exploration, gen)
+        action = explore(actor(env.state[row], env.context[row]), config.policy.exploration,
+                         gen)
         r = top_k_reward(env.y_hat[j], env.reward[j], env.valid[j], action, config.eval.k)
-    return Transitions(state=env.state[row], context=env.context[row], action=action,
-                       reward=r, next_state=env.state[nxt], next_context=env.context[nxt],
-                       done=env.done[j])
+    return transitions(env, j, action, r)
 
 
 def _vertex_path(held: Trajectories, config: RunConfig, names: list[str]) -> dict[str, Any]:
@@ -254,11 +255,7 @@ def _predictions(ranker: Recommender, test: np.ndarray, held: Trajectories,
     recorded = metrics.get("test_mae")
     mae = recorded if isinstance(recorded, dict) else prediction_error(
         ranker.model, ranker.data, np.flatnonzero(test))
-    valid = held.valid[..., None].float()  # [E, C, 1]
-    count = valid.sum(1).clamp(min=1.0)  # [E, 1]
-    mean = (held.y_hat * valid).sum(1) / count  # [E, K]
-    var = (((held.y_hat - mean[:, None]) ** 2) * valid).sum(1) / count  # [E, K]
-    spread = var.sqrt().mean(0)  # [K]
+    spread = within_event_spread(held.y_hat.numpy(), held.valid.numpy())  # [K]
     return {"test_mae": mae, "mae_source": "metrics.json" if recorded is not None
             else "recomputed on the test events",
             "collapse_flags": metrics.get("stage1_checks", NOT_RECORDED),

@@ -59,12 +59,15 @@ def best_static(env: Trajectories, config: RunConfig) -> torch.Tensor:
 
 def policy_check(recommender: Recommender, data: Interactions, learn: np.ndarray,
                  check: np.ndarray, config: RunConfig, *,
-                 learn_env: Trajectories | None = None) -> dict[str, Any]:
+                 learn_env: Trajectories | None = None,
+                 check_env: Trajectories | None = None) -> dict[str, Any]:
     """The recommender's policy vs the best static alpha of the `learn` users, on the
     events of the `check` users (masks [N]); see deepprl.eval.headroom.paired_by_user for
-    the figures. `learn_env`, when the learner has built it, is reused."""
+    the figures. `learn_env` and `check_env` (check_environment of `check`), when the
+    caller has built them, are reused."""
     k = config.eval.k
-    held = check_environment(recommender, data, check, config)
+    held = check_env if check_env is not None else check_environment(recommender, data,
+                                                                      check, config)
     if len(held.sampled) == 0:
         return {"checked": False, "reason": f"no held-out event has more than k={k} "
                                             "candidates"}

@@ -82,13 +82,14 @@ def require_events(env: Trajectories) -> None:
                          "weights from (lower --k or use a longer log)")
 
 
-def _sample(env: Trajectories, batch_size: int, gen: torch.Generator) -> torch.Tensor:
+def sample_batch(env: Trajectories, batch_size: int, gen: torch.Generator) -> torch.Tensor:
+    """Rows [min(batch_size, E)] of env's decision points, drawn with replacement."""
     require_events(env)
     n = len(env.sampled)
     return torch.randint(n, (min(batch_size, n),), generator=gen)
 
 
-def _transitions(env: Trajectories, j: torch.Tensor, action: torch.Tensor,
+def transitions(env: Trajectories, j: torch.Tensor, action: torch.Tensor,
                  reward: torch.Tensor) -> Transitions:
     row, nxt = env.sampled[j], env.next_row[j]
     return Transitions(state=env.state[row], context=env.context[row], action=action,
@@ -153,13 +154,13 @@ def learn_ddpg(actor: Actor, env: Trajectories, config: PolicyConfig, *, k: int,
     first, log = _resume(checkpoints, snapshot, config.steps, progress)
     actor.train()
     for step in range(first, config.steps):
-        j = _sample(env, per_step, gen)
+        j = sample_batch(env, per_step, gen)
         row = env.sampled[j]
         with torch.no_grad():
             action = explore(actor(env.state[row], env.context[row]), config.exploration, gen,
                              vertex_share=config.vertex_exploration)
             r = top_k_reward(env.y_hat[j], env.reward[j], env.valid[j], action, k)
-        t = _transitions(env, j, action, r)
+        t = transitions(env, j, action, r)
         td = algo.critic_step(t)
         q = -algo.actor_step(t.state, t.context)
         algo.update_targets()
@@ -184,12 +185,12 @@ def learn_dqn(policy: GridQPolicy, env: Trajectories, config: PolicyConfig, *, k
     first, log = _resume(checkpoints, snapshot, config.steps, progress)
     policy.train()
     for step in range(first, config.steps):
-        j = _sample(env, config.batch_size, gen)
+        j = sample_batch(env, config.batch_size, gen)
         row = env.sampled[j]
         index = algo.act(env.state[row], env.context[row], config.epsilon, gen)
         action = policy.grid[index]
         r = top_k_reward(env.y_hat[j], env.reward[j], env.valid[j], action, k)
-        td = algo.step(_transitions(env, j, action, r), index)
+        td = algo.step(transitions(env, j, action, r), index)
         if (step + 1) % 100 == 0 or step + 1 == config.steps:
             log.append({"step": step + 1, "td_loss": td, "explore_reward": float(r.mean()),
                         "greedy_reward": _greedy_reward(policy, env, j, k)})
@@ -213,7 +214,7 @@ def learn_reinforce(actor: Actor, env: Trajectories, config: PolicyConfig, *, k:
     first, log = _resume(checkpoints, snapshot, config.steps, progress)
     actor.train()
     for step in range(first, config.steps):
-        j = _sample(env, config.batch_size, gen)
+        j = sample_batch(env, config.batch_size, gen)
         row = env.sampled[j]
         s, c = env.state[row], env.context[row]
         actions = algo.sample(s, c)  # [M, B, K]
