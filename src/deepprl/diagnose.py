@@ -203,7 +203,7 @@ def _exploration_batch(actor: Actor, env: Trajectories, config: RunConfig,
     row = env.sampled[j]
     with torch.no_grad():
         action = explore(actor(env.state[row], env.context[row]), config.policy.exploration,
-                         gen)
+                         gen, vertex_share=config.policy.vertex_exploration)
         r = top_k_reward(env.y_hat[j], env.reward[j], env.valid[j], action, config.eval.k)
     return transitions(env, j, action, r)
 
