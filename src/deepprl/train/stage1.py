@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -135,21 +135,31 @@ def best_epoch(log: list[dict[str, float]]) -> int:
 
 
 @torch.no_grad()
+def logged_predictions(model: PredictorModel, data: Interactions, history: np.ndarray,
+                       events: np.ndarray, batch_size: int = 1024
+                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(y_hat [B, K], logged objectives y [B, K]) of the logged items at `events`, batch by
+    batch, the model in eval mode."""
+    model.eval()
+    y_all = torch.from_numpy(data.objectives)
+    for lo in range(0, len(events), batch_size):
+        chunk = events[lo : lo + batch_size]
+        y_hat = model(make_batch(data, history[chunk], chunk),
+                      torch.from_numpy(data.item[chunk])[:, None])[:, 0]  # [B, K]
+        yield y_hat, y_all[chunk]
+
+
+@torch.no_grad()
 def validation_error(model: PredictorModel, data: Interactions, history: np.ndarray,
                      events: np.ndarray, world: World = SINGLE, batch_size: int = 1024
                      ) -> dict[str, float]:
     """valid_loss (the training loss) and valid_mae (mean over objectives) of the logged
     items at `events`, this rank's share; summed over ranks, so every rank gets the same
     figures and keeps the same best epoch."""
-    model.eval()
-    y_all = torch.from_numpy(data.objectives)
     loss, error = 0.0, 0.0
-    for lo in range(0, len(events), batch_size):
-        chunk = events[lo : lo + batch_size]
-        y_hat = model(make_batch(data, history[chunk], chunk),
-                      torch.from_numpy(data.item[chunk])[:, None])[:, 0]  # [B, K]
-        loss += float(prediction_loss(y_hat, y_all[chunk], model.config.loss)) * len(chunk)
-        error += float((y_hat - y_all[chunk]).abs().mean(-1).sum())
+    for y_hat, y in logged_predictions(model, data, history, events, batch_size):
+        loss += float(prediction_loss(y_hat, y, model.config.loss)) * len(y)
+        error += float((y_hat - y).abs().mean(-1).sum())
     loss, error, count = all_sum([loss, error, float(len(events))], world)
     return {"valid_loss": loss / max(count, 1.0), "valid_mae": error / max(count, 1.0)}
 
@@ -210,13 +220,8 @@ def fit_predictor_stream(model: PredictorModel, log: ParquetLog, config: TrainCo
 def prediction_error(model: PredictorModel, data: Interactions, events: np.ndarray,
                      batch_size: int = 1024) -> dict[str, float]:
     """Mean absolute error per objective of the logged items at `events`."""
-    model.eval()
     history = history_index(data, model.config.history_length)
-    errors = []
-    for lo in range(0, len(events), batch_size):
-        chunk = events[lo : lo + batch_size]
-        batch = make_batch(data, history[chunk], chunk)
-        y_hat = model(batch, torch.from_numpy(data.item[chunk])[:, None])[:, 0]
-        errors.append((y_hat - torch.from_numpy(data.objectives[chunk])).abs())
+    errors = [(y_hat - y).abs() for y_hat, y in
+              logged_predictions(model, data, history, events, batch_size)]
     mae = torch.cat(errors).mean(0) if errors else torch.zeros(data.n_objectives)
     return {name: float(v) for name, v in zip(data.objective_names, mae, strict=True)}
