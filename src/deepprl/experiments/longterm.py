@@ -320,15 +320,16 @@ def arm_config(name: str, spec: dict[str, Any], protocol: Protocol, seed: int) -
     which a learner of logged rewards cannot see."""
     base = RunConfig(dataset=spec, seed=seed,
                      train=TrainConfig(epochs=protocol.epochs),
-                     policy=PolicyConfig(algorithm="ddpg", steps=protocol.policy_steps,
+                     policy=PolicyConfig(steps=protocol.policy_steps,
                                          static_trials=protocol.static_trials),
                      eval=EvalConfig(max_events=1000))
-    return configure(name, base)  # a model's own learner (static, dqn) replaces ddpg
+    return learned_by_ddpg(configure(name, base))  # a model's own learner (static, dqn) stays
 
 
 def learned_by_ddpg(config: RunConfig) -> RunConfig:
     """`config` with DDPG as its weight learner where its recipe left the library's
-    default learner (DeepPRL's), as arm_config does; a recipe's own learner stays."""
+    default learner (DeepPRL's); a recipe's own learner stays. Both paths of the study
+    (arm_config and the experiments' runs) pin DDPG through it."""
     if config.policy.algorithm != PolicyConfig().algorithm:
         return config
     return dataclasses.replace(config, policy=dataclasses.replace(config.policy,
