@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from deepprl.data import locate
@@ -16,7 +17,7 @@ from deepprl.data.schema import DataError
 
 @pytest.mark.parametrize(("name", "options", "message"), [
     ("yelp-hin", {"subset": 1}, "yelp-hin: unknown option 'subset'; expected one of "
-                                "['path', 'seed', 'users']"),
+                                "['objectives', 'path', 'seed', 'users']"),
     ("yelp-hin", {"users": 0}, "option 'users' must be >= 1, got 0"),
     ("yelp-hin", {"users": "many"}, "option 'users' must be int"),
     ("yelp-hin", {"seed": 1.5}, "option 'seed' must be int"),
@@ -25,7 +26,12 @@ from deepprl.data.schema import DataError
                                               "got 4"),
     ("movielens-latest-small", {"users": 5}, "unknown option 'users'"),
     ("movielens-100k", {"seed": 1}, "movielens-100k: unknown option 'seed'; expected one of "
-                                    "['path']"),
+                                    "['objectives', 'path']"),
+    ("movielens-100k", {"objectives": "relevance"}, "movielens-100k: option 'objectives' "
+                                                    "needs at least two objectives"),
+    ("movielens-sim", {"objectives": "relevance,rating"}, "unknown objective 'rating'"),
+    ("yelp-hin", {"objectives": "relevance,relevance"}, "names an objective twice"),
+    ("movielens-latest-small", {"objectives": 3}, "unknown objective '3'"),
     ("simulator", {"n_userz": 3}, "simulator: unknown option 'n_userz'"),
 ])
 def test_bad_options_are_named(name: str, options: dict[str, Any], message: str) -> None:
@@ -88,3 +94,40 @@ def test_not_found_names_every_place_tried(tmp_path: Path,
     message = str(caught.value)
     assert all(str(p) in message for p in places)
     assert "path=DIR" in message and ENV_VAR in message
+
+
+def test_objectives_option_picks_a_subset_in_the_order_given() -> None:
+    from deepprl.data.registry import load_dataset
+
+    spec = dataset_spec("movielens-100k", options={"objectives": "relevance, consistency,recency"})
+    assert spec["objectives"] == "relevance,consistency,recency"  # saved normalised
+    three, paper = load_dataset(spec), load_dataset(dataset_spec("movielens-100k"))
+    assert paper.objective_names == ("consistency", "recency")
+    assert three.objective_names == ("relevance", "consistency", "recency")
+    np.testing.assert_allclose(three.objectives[:, 0], three.reward)  # relevance = rating / 5
+    np.testing.assert_array_equal(three.objectives[:, 1:], paper.objectives)
+    # the valuer answers candidates in the same order, NaN for a movie the user never rated
+    events = np.arange(0, 400, 40)
+    items = np.stack([three.item[events], np.roll(three.item[events], 1),
+                      np.zeros_like(events)], axis=1)
+    got, reward = three.candidate_values(events, items)
+    want, _ = paper.candidate_values(events, items)
+    assert got.shape == (len(events), 3, 3)
+    np.testing.assert_allclose(got[..., 0], reward)
+    np.testing.assert_allclose(got[..., 0, 0], three.reward[events])
+    np.testing.assert_array_equal(got[..., :2, 1:], want[..., :2, :])
+    assert np.isnan(got[:, 2]).all()  # padding
+
+
+def test_movielens_sim_relevance_is_the_calibrated_rating_of_any_item() -> None:
+    from deepprl.data.registry import load_dataset
+
+    data = load_dataset(dataset_spec("movielens-sim",
+                                     options={"objectives": "recency,relevance"}))
+    assert data.objective_names == ("recency", "relevance")
+    np.testing.assert_allclose(data.objectives[:, 1], data.reward)
+    events = np.arange(0, 1000, 100)
+    items = np.tile(np.arange(1, 21), (len(events), 1))  # movies mostly never rated
+    got, reward = data.candidate_values(events, items)
+    assert not np.isnan(got).any()
+    np.testing.assert_allclose(got[..., 1], reward)

@@ -83,6 +83,10 @@ def test_tiny_log_objectives_by_hand(tmp_path: Path) -> None:
     np.testing.assert_allclose(data.objectives[:, 1], [math.exp(-a / DAY / 365) for a in ages],
                                rtol=1e-5)
     np.testing.assert_allclose(data.reward, [0.8, 0.7, 0.1, 1.0, 0.4, 0.6], atol=1e-6)
+    three = load_movielens_latest(tmp_path / "ml", objectives=("recency", "relevance",
+                                                               "consistency"))
+    np.testing.assert_allclose(three.objectives, np.c_[data.objectives[:, 1], data.reward,
+                                                       data.objectives[:, 0]], atol=1e-6)
     assert data.item_feature_names == ("genre=Action", "genre=Comedy", "genre=Drama",
                                        "release_year")
     genres = data.item_features[:, :3]

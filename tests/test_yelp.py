@@ -89,6 +89,19 @@ def test_objectives_match_the_set_reference(tiny: Path) -> None:
     np.testing.assert_allclose(data.reward, got, atol=1e-6)
 
 
+def test_rating_objective_is_the_stars_and_keeps_the_paper_pair(tiny: Path) -> None:
+    paper = load_yelp(tiny, seed=0)
+    three = load_yelp(tiny, seed=0, objectives="rating,relevance,novelty")
+    assert three.objective_names == ("rating", "relevance", "novelty")
+    np.testing.assert_allclose(three.objectives[:, 0], three.reward)  # stars / 5
+    np.testing.assert_array_equal(three.objectives[:, 1:], paper.objectives)
+    items = np.arange(1, three.n_items + 1)[None, :]
+    got, reward = three.candidate_values(np.array([3]), items)
+    want, _ = paper.candidate_values(np.array([3]), items)
+    np.testing.assert_array_equal(got[..., 1:], want)
+    np.testing.assert_array_equal(got[..., 0], reward)  # NaN where never rated, as the reward
+
+
 def test_order_is_a_seeded_permutation_within_users(tiny: Path) -> None:
     first, again, other = (sequences(load_yelp(tiny, seed=s)) for s in (0, 0, 1))
     assert first == again

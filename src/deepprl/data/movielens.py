@@ -1,10 +1,13 @@
 """MovieLens-100K with Kuaishou-style objectives (paper §5.1), bundled in the package.
 
-Objectives, both in [0, 1] and maximised:
+Objectives, all in [0, 1] and maximised:
 - consistency: Jaccard similarity between the genres of the item and those of the user's
   previous item (0 for a user's first event, which has no previous item);
 - recency: exp(-age / tau) with age = interaction time - release date, in days
-  (tau = 365; an item without a release date uses its first rating time).
+  (tau = 365; an item without a release date uses its first rating time);
+- relevance: rating / 5 (the reward itself, as a predicted objective: issue 16).
+The paper's pair, consistency and recency, is the default; the dataset option `objectives`
+(deepprl.data.objectives) picks any two or more, in the order given.
 Reward: rating / 5. Context: hour, weekday, time since the previous interaction; the
 user's age, gender and occupation are static user features.
 Ties in time (51% of consecutive events) keep the file's order.
@@ -12,6 +15,7 @@ Ties in time (51% of consecutive events) keep the file's order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -21,12 +25,16 @@ import polars as pl
 
 from deepprl.data.encode import encode_log
 from deepprl.data.interactions import Interactions, LoggedValuer
+from deepprl.data.objectives import select_objectives
 from deepprl.data.schema import Mapping, ObjectiveSpec
 
 GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
           "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
           "Romance", "Sci-Fi", "Thriller", "War", "Western")
 RECENCY_TAU_DAYS = 365.0
+PAPER_OBJECTIVES = ("consistency", "recency")
+OBJECTIVES = (*PAPER_OBJECTIVES, "relevance")
+"""Every objective the MovieLens loaders compute, in the order their valuers answer."""
 
 MAPPING = Mapping(
     user="user_id", item="movie_id", timestamp="timestamp", reward="rating",
@@ -42,8 +50,10 @@ def bundled_dir() -> Path:
     return Path(str(resources.files("deepprl.data") / "bundled" / "movielens-100k"))
 
 
-def load_movielens_100k(path: str | Path | None = None) -> Interactions:
-    """Load the bundled copy (or the three Parquet files under `path`)."""
+def load_movielens_100k(path: str | Path | None = None, *,
+                        objectives: str | Sequence[str] = PAPER_OBJECTIVES) -> Interactions:
+    """Load the bundled copy (or the three Parquet files under `path`), with the
+    `objectives` asked for (names of OBJECTIVES, in that order)."""
     root = Path(path) if path is not None else bundled_dir()
     ratings = pl.read_parquet(root / "data.parquet")
     items = pl.read_parquet(root / "items.parquet")
@@ -51,14 +61,16 @@ def load_movielens_100k(path: str | Path | None = None) -> Interactions:
     release = items["release_date"].str.strptime(pl.Date, "%d-%b-%Y", strict=False)
     items = items.with_columns(
         (release.cast(pl.Datetime("us")).dt.epoch("s").cast(pl.Float64)).alias("release_ts"))
-    return genre_time_log(ratings, items, users=users, mapping=MAPPING, genres=GENRES,
-                          source=str(root), name="movielens-100k")
+    return select_objectives(genre_time_log(ratings, items, users=users, mapping=MAPPING,
+                                            genres=GENRES, source=str(root),
+                                            name="movielens-100k"), objectives)
 
 
 def genre_time_log(ratings: pl.DataFrame, items: pl.DataFrame, *, mapping: Mapping,
                    genres: tuple[str, ...], source: str, name: str,
                    users: pl.DataFrame | None = None) -> Interactions:
-    """A MovieLens-style log with the consistency and recency objectives.
+    """A MovieLens-style log with the OBJECTIVES: consistency, recency and relevance
+    (the rating scaled by the mapping's reward range; the mapping names the first two).
 
     ratings: one row per rating, columns mapping.user, mapping.item, mapping.timestamp and
     mapping.reward; items: mapping.item, `release_ts` (unix seconds, null when unknown) and
@@ -84,8 +96,12 @@ def genre_time_log(ratings: pl.DataFrame, items: pl.DataFrame, *, mapping: Mappi
     frame = frame.with_columns(
         pl.Series("consistency", consistency),
         pl.Series("recency", np.exp(-age_days / 86400.0 / RECENCY_TAU_DAYS)),
+        pl.col(str(mapping.reward)).alias("relevance"),  # a column of its own: not the reward's
     ).drop("__order__")
-    data = encode_log(frame, mapping, source=source, name=name)
+    relevance = ObjectiveSpec("relevance", "relevance", normalise="range",
+                              min=mapping.reward_min, max=mapping.reward_max)
+    data = encode_log(frame, replace(mapping, objectives=(*mapping.objectives, relevance)),
+                      source=source, name=name)
     keep = items.with_columns(pl.col(item).cast(pl.String)).filter(
         pl.col(item).is_in(list(data.item_ids)))
     order = data.item_indices(keep[item].to_list())
@@ -107,8 +123,8 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 class TimedGenreValuer:
     """Values candidates at the event's time: consistency with the user's previous item at
-    that event, recency at that event's clock; the reward is the user's logged rating of the
-    candidate (NaN for an item the user never rated)."""
+    that event, recency at that event's clock; relevance and the reward are the user's
+    logged rating of the candidate / 5 (NaN for an item the user never rated)."""
 
     def __init__(self, *, genres: np.ndarray, release_ts: np.ndarray, tau_days: float) -> None:
         self.genres = genres  # [I + 1, G]
@@ -124,7 +140,7 @@ class TimedGenreValuer:
         consistency = np.where(has_prev[:, None], consistency, 0.0)
         age = np.maximum(data.time[events][:, None] - self.release_ts[items], 0.0)
         recency = np.exp(-age / 86400.0 / self.tau_days)
-        objectives = np.stack([consistency, recency], axis=-1).astype(np.float32)
         _, reward = self.logged.values(data, events, items)
+        objectives = np.stack([consistency, recency, reward], axis=-1).astype(np.float32)
         objectives[items == 0] = np.nan
         return objectives, reward

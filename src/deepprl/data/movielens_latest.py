@@ -5,13 +5,15 @@ timestamp in unix seconds) and `movies.csv` (movieId, title ending in "(year)", 
 separated by `|`, "(no genres listed)" for none). See `deepprl.data.locate` for where the
 folder `movielens-latest-small` is looked for.
 
-Objectives, as for MovieLens-100K (`deepprl.data.movielens`), both in [0, 1] and maximised:
+Objectives, as for MovieLens-100K (`deepprl.data.movielens`), all in [0, 1] and maximised
+(the paper's consistency and recency by default; option `objectives` adds relevance):
 - consistency: Jaccard similarity of the item's genres with those of the user's previous
   item (0 at a user's first event);
 - recency: exp(-age / 365 days), age = interaction time - release date, floored at 0. The
   file gives only a release *year* (the last "(YYYY)" or "(YYYY-YYYY)" of the title), so the
   release date is taken as 1 July of that year, 00:00 UTC (mid-year: the error is at most
-  half a year either way); a title without a year uses the movie's first rating time.
+  half a year either way); a title without a year uses the movie's first rating time;
+- relevance: rating / 5.
 Reward: rating / 5. Context: hour, weekday, time since the previous interaction. Item
 features: genre one-hot (the genres found in movies.csv) and release year. No user features.
 Ties in time keep the file's order.
@@ -35,6 +37,7 @@ subset 1 to subset 3, as in Table 9.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +45,8 @@ import polars as pl
 
 from deepprl.data.interactions import Interactions
 from deepprl.data.locate import find_data_dir
-from deepprl.data.movielens import genre_time_log
+from deepprl.data.movielens import PAPER_OBJECTIVES, genre_time_log
+from deepprl.data.objectives import select_objectives
 from deepprl.data.schema import DataError, Mapping, ObjectiveSpec
 
 FOLDER = "movielens-latest-small"
@@ -53,8 +57,10 @@ YEAR_PATTERN = r"\((\d{4})(?:\s*[-\u2013]\s*\d{4})?\)\s*$"
 
 
 def load_movielens_latest(path: str | Path | None = None, *, subset: int | None = None,
-                          seed: int = 0) -> Interactions:
-    """The whole log, or sparsity subset 1, 2 or 3 drawn with `seed` (module docstring)."""
+                          seed: int = 0, objectives: str | Sequence[str] = PAPER_OBJECTIVES
+                          ) -> Interactions:
+    """The whole log, or sparsity subset 1, 2 or 3 drawn with `seed` (module docstring),
+    with the `objectives` asked for (names of deepprl.data.movielens.OBJECTIVES)."""
     root = find_data_dir(FOLDER, FILES, path)
     ratings, movies = read_files(root)
     if subset is not None:
@@ -75,8 +81,8 @@ def load_movielens_latest(path: str | Path | None = None, *, subset: int | None 
         item_features=(*columns, "release_year"), source=FOLDER,
     )
     name = FOLDER if subset is None else f"{FOLDER}-{subset}"
-    return genre_time_log(ratings, items, mapping=mapping, genres=columns, source=str(root),
-                          name=name)
+    return select_objectives(genre_time_log(ratings, items, mapping=mapping, genres=columns,
+                                            source=str(root), name=name), objectives)
 
 
 def read_files(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:

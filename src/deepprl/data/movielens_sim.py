@@ -6,12 +6,14 @@ dataset `movielens-sim`:
   (r_ui = mu + b_u + b_i + p_u . q_i by alternating least squares, clipped to [1, 5]); its
   error on held-out ratings (calibrate_rating_model) is the price of filling the matrix;
 - consistency and recency: movielens-100k's objectives, computable for any item at any
-  event (genres, release dates).
+  event (genres, release dates);
+- relevance (dataset option `objectives`): the calibrated rating / 5, for any item.
 The reward (the user's utility) is the calibrated rating / 5.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
 
@@ -19,7 +21,13 @@ import numpy as np
 from scipy import sparse
 
 from deepprl.data.interactions import Interactions
-from deepprl.data.movielens import TimedGenreValuer, load_movielens_100k
+from deepprl.data.movielens import (
+    OBJECTIVES,
+    PAPER_OBJECTIVES,
+    TimedGenreValuer,
+    load_movielens_100k,
+)
+from deepprl.data.objectives import select_objectives
 
 RANK, ITERS, L2 = 16, 10, 0.1
 """MF rank, ALS sweeps, weighted-lambda ridge (chosen among 0.05, 0.1, 0.2 by the held-out
@@ -111,22 +119,26 @@ class MovieLensSimValuer:
 
     def values(self, data: Interactions, events: np.ndarray, items: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:
-        objectives, _ = self.genre_valuer.values(data, events, items)
+        objectives, _ = self.genre_valuer.values(data, events, items)  # [E, C, OBJECTIVES]
         reward = (self.ratings[data.user[events][:, None], items] / 5.0).astype(np.float32)
         reward[items == 0] = np.nan
+        objectives[..., OBJECTIVES.index("relevance")] = reward  # every item is rated here
         return objectives, reward
 
 
-def load_movielens_sim() -> Interactions:
-    """MovieLens-100K's events, rewards replaced by the calibrated ratings / 5, with a
-    fully observed valuer (every item of every user at every event)."""
-    data = load_movielens_100k()
+def load_movielens_sim(objectives: str | Sequence[str] = PAPER_OBJECTIVES) -> Interactions:
+    """MovieLens-100K's events, rewards (and relevance) replaced by the calibrated ratings
+    / 5, with a fully observed valuer (every item of every user at every event)."""
+    data = load_movielens_100k(objectives=OBJECTIVES)
     ratings = fit_rating_model()
     genre_valuer = data.valuer
     if not isinstance(genre_valuer, TimedGenreValuer):
         raise TypeError("movielens-100k lost its TimedGenreValuer")
     reward = (ratings[data.user, data.item] / 5.0).astype(np.float32)
-    return replace(data, name="movielens-sim", reward=reward,
-                   valuer=MovieLensSimValuer(genre_valuer, ratings))
+    logged = data.objectives.copy()
+    logged[:, OBJECTIVES.index("relevance")] = reward
+    world = replace(data, name="movielens-sim", reward=reward, objectives=logged,
+                    valuer=MovieLensSimValuer(genre_valuer, ratings))
+    return select_objectives(world, objectives)
 
 

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from deepprl.config import build
+from deepprl.data import yelp
 from deepprl.data.generic import load_log
 from deepprl.data.interactions import Interactions
-from deepprl.data.movielens import load_movielens_100k
+from deepprl.data.movielens import OBJECTIVES, PAPER_OBJECTIVES, load_movielens_100k
 from deepprl.data.movielens_latest import SUBSET_USER_FRACTIONS, load_movielens_latest
+from deepprl.data.objectives import parse_objectives
 from deepprl.data.schema import mapping_from_dict
 from deepprl.data.simulator import SimulatorConfig, load_simulator
-from deepprl.data.yelp import load_yelp
 
 
 def _simulator_config(options: dict[str, Any]) -> SimulatorConfig:
@@ -34,14 +35,15 @@ def _simulator(**options: Any) -> Interactions:
     return load_simulator(_simulator_config(options))
 
 
-def _movielens(path: str | None = None) -> Interactions:
-    return load_movielens_100k(path)
+def _movielens(path: str | None = None, objectives: str = ",".join(PAPER_OBJECTIVES)
+               ) -> Interactions:
+    return load_movielens_100k(path, objectives=objectives)
 
 
-def _movielens_sim() -> Interactions:
+def _movielens_sim(objectives: str = ",".join(PAPER_OBJECTIVES)) -> Interactions:
     from deepprl.data.movielens_sim import load_movielens_sim  # fits its model on first use
 
-    return load_movielens_sim()
+    return load_movielens_sim(objectives)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class Option:
     """Smallest allowed value of an int option."""
     is_path: bool = False
     """A folder: saved in the run's config as an absolute path."""
+    names_of: tuple[str, ...] = ()
+    """A comma-separated list of two or more distinct names of these (the `objectives`
+    option), saved normalised ("a,b,c"); empty: not a list."""
 
     def check(self, dataset: str, name: str, value: Any) -> Any:
         """The value, normalised (a path made absolute); ValueError naming the option."""
@@ -69,6 +74,8 @@ class Option:
         if self.choices and value not in self.choices:
             raise ValueError(f"{dataset}: option {name!r} must be one of "
                              f"{list(self.choices)}, got {value!r}")
+        if self.names_of:  # kind str, checked above
+            return ",".join(parse_objectives(str(value), self.names_of, dataset=dataset))
         if self.minimum is not None and isinstance(value, int) and value < self.minimum:
             raise ValueError(f"{dataset}: option {name!r} must be >= {self.minimum}, "
                              f"got {value!r}")
@@ -108,26 +115,41 @@ class Dataset:
 PATH = Option(str, "folder holding the dataset's files", is_path=True)
 SEED = Option(int, "seed of the dataset's random draws")
 
+
+def objectives_option(available: tuple[str, ...], default: tuple[str, ...]) -> Option:
+    """The `objectives` option: which of `available` a run predicts, in order."""
+    return Option(str, f"objectives predicted, two or more of {','.join(available)} in the "
+                       f"order wanted (default {','.join(default)})", names_of=available)
+
+
+MOVIELENS_OBJECTIVES = objectives_option(OBJECTIVES, PAPER_OBJECTIVES)
+
 DATASETS: dict[str, Dataset] = {
     "simulator": Dataset(_simulator, "the paper's discrete-choice simulator (fully observed, "
                                      "oracle)", check_all=_simulator_config,
                          world="deepprl/Simulator-v0"),
-    "movielens-100k": Dataset(_movielens, "bundled MovieLens-100K: consistency, recency; "
-                                          "rating/5", {"path": PATH}),
+    "movielens-100k": Dataset(_movielens, "bundled MovieLens-100K: consistency, recency "
+                                          "(+ relevance); rating/5",
+                              {"path": PATH, "objectives": MOVIELENS_OBJECTIVES}),
     "movielens-latest-small": Dataset(
         load_movielens_latest, "MovieLens latest-small (read from disk): consistency, "
-                               "recency; rating/5; subset=1|2|3 for the sparsity study",
-        {"path": PATH, "seed": SEED,
+                               "recency (+ relevance); rating/5; subset=1|2|3 for the "
+                               "sparsity study",
+        {"path": PATH, "seed": SEED, "objectives": MOVIELENS_OBJECTIVES,
          "subset": Option(int, "sparsity subset", choices=tuple(SUBSET_USER_FRACTIONS))}),
     "yelp-hin": Dataset(
-        load_yelp, "Yelp HIN (read from disk, no timestamps): relevance, novelty; stars/5",
+        yelp.load_yelp, "Yelp HIN (read from disk, no timestamps): relevance, novelty "
+                        "(+ rating); stars/5",
         {"path": PATH, "seed": Option(int, "seed of the event order and the user sample"),
+         "objectives": objectives_option(yelp.OBJECTIVES, yelp.PAPER_OBJECTIVES),
          "users": Option(int, "number of users sampled", minimum=1)},
         note="Yelp-HIN has no timestamps: each user's events are in a seeded random order, "
              "so 'latest' means last in that order, and there is no clock context."),
     "movielens-sim": Dataset(_movielens_sim, "MovieLens-100K made fully observed: "
                              "calibrated ratings for every user x movie (the "
-                             "MovieLensSim-v0 world)", world="deepprl/MovieLensSim-v0"),
+                             "MovieLensSim-v0 world); consistency, recency (+ relevance)",
+                             {"objectives": MOVIELENS_OBJECTIVES},
+                             world="deepprl/MovieLensSim-v0"),
 }
 
 

@@ -22,6 +22,10 @@ words them, not a Jaccard similarity):
   among the categories of any earlier business of the user (so 1 at a first event).
 A business without any category (104 of the release's businesses) scores 0 on both: it
 can be shown to match nothing, nor to be new. Novelty 1 implies relevance 0.
+A third objective, `rating` = stars / 5 (the reward, predicted as an objective), is chosen
+with the dataset option `objectives` (e.g. objectives=rating,relevance,novelty); it is
+named `rating` here, not `relevance` as on MovieLens, because the paper's Yelp objective
+already bears that name. The default is the paper's pair, relevance and novelty.
 Reward: stars / 5. Item features: multi-hot of the TOP_CATEGORIES most frequent categories
 (over the log's businesses), a `category=other` flag for any other category, and the city
 (one-hot of the 32 most frequent cities, all-zero for the rest). No user features.
@@ -34,6 +38,7 @@ train on repeatedly; e.g. users=2000 keeps about an eighth of it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,16 +48,21 @@ import polars as pl
 from deepprl.data.encode import encode_log
 from deepprl.data.interactions import Interactions, LoggedValuer
 from deepprl.data.locate import find_data_dir
+from deepprl.data.objectives import select_objectives
 from deepprl.data.schema import DataError, Mapping, ObjectiveSpec
 
 FOLDER = "yelp-hin"
 FILES = ("user_business.dat", "business_category.dat", "business_city.dat")
 TOP_CATEGORIES = 32
+PAPER_OBJECTIVES = ("relevance", "novelty")
+OBJECTIVES = (*PAPER_OBJECTIVES, "rating")
+"""Every objective the loader computes, in the order its valuer answers."""
 
 
-def load_yelp(path: str | Path | None = None, *, seed: int = 0, users: int | None = None
-              ) -> Interactions:
-    """The log in a seeded random order within each user (module docstring)."""
+def load_yelp(path: str | Path | None = None, *, seed: int = 0, users: int | None = None,
+              objectives: str | Sequence[str] = PAPER_OBJECTIVES) -> Interactions:
+    """The log in a seeded random order within each user (module docstring), with the
+    `objectives` asked for (names of OBJECTIVES, in that order)."""
     root = find_data_dir(FOLDER, FILES, path)
     log, categories, cities = read_files(root)
     log = ordered_log(log, seed=seed, users=users)
@@ -63,24 +73,27 @@ def load_yelp(path: str | Path | None = None, *, seed: int = 0, users: int | Non
     valuer = CategoryValuer(categories=category_table(categories, item_ids), user=user,
                             item=item)
     events = np.arange(len(item))
-    objectives = valuer.objectives(user, item, events, item[:, None])[:, 0]  # [N, 2]
+    logged = valuer.objectives(user, item, events, item[:, None])[:, 0]  # [N, 2]
     features = category_features(categories, TOP_CATEGORIES)
     feature_names = tuple(c for c in features.columns if c != "business")
-    frame = (log.with_columns(pl.Series("relevance", objectives[:, 0]),
-                              pl.Series("novelty", objectives[:, 1]))
+    frame = (log.with_columns(pl.Series("relevance", logged[:, 0]),
+                              pl.Series("novelty", logged[:, 1]),
+                              pl.col("stars").alias("rating"))
              .join(features, on="business", how="left")
              .with_columns(pl.col(feature_names).fill_null(0.0))
              .join(cities, on="business", how="left"))
     mapping = Mapping(
         user="user", item="business", reward="stars", reward_min=0.0, reward_max=5.0,
-        objectives=(ObjectiveSpec("relevance", "relevance"), ObjectiveSpec("novelty", "novelty")),
+        objectives=(ObjectiveSpec("relevance", "relevance"), ObjectiveSpec("novelty", "novelty"),
+                    ObjectiveSpec("rating", "rating", normalise="range", min=0.0, max=5.0)),
         item_features=(*feature_names, "city"), source=FOLDER,
     )
     name = FOLDER if users is None and seed == 0 else f"{FOLDER}-users{users or 'all'}-seed{seed}"
     data = encode_log(frame, mapping, source=str(root), name=name)
     if not (np.array_equal(data.user, user) and np.array_equal(data.item, item)):
         raise RuntimeError("yelp: the encoded order differs from the drawn order")
-    return replace(data, time=log["position"].to_numpy().astype(np.float64), valuer=valuer)
+    data = replace(data, time=log["position"].to_numpy().astype(np.float64), valuer=valuer)
+    return select_objectives(data, objectives)
 
 
 def read_files(root: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -160,7 +173,8 @@ def category_features(categories: pl.DataFrame, top: int) -> pl.DataFrame:
 
 class CategoryValuer:
     """Relevance and novelty of any business at any event (module docstring), and the
-    user's logged rating as reward (NaN for a business the user never rated).
+    user's logged rating / 5 as the objective `rating` and as reward (NaN for a business
+    the user never rated).
 
     Built from the log's user [N] and item [N] indices, sorted by (user, position); the
     categories a user met before an event are looked up in a table of the first event at
@@ -202,7 +216,8 @@ class CategoryValuer:
 
     def values(self, data: Interactions, events: np.ndarray, items: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:
-        objectives = self.objectives(data.user, data.item, events, items)
+        _, reward = self.logged.values(data, events, items)  # [E, C]
+        objectives = np.concatenate([self.objectives(data.user, data.item, events, items),
+                                     reward[..., None]], axis=-1)  # [E, C, OBJECTIVES]
         objectives[items == 0] = np.nan
-        _, reward = self.logged.values(data, events, items)
         return objectives, reward

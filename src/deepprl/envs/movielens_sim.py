@@ -22,6 +22,7 @@ from deepprl.data.movielens import (
     load_movielens_100k,
 )
 from deepprl.data.movielens_sim import fit_rating_model
+from deepprl.data.objectives import SelectedValuer
 from deepprl.envs.core import ResponseConfig
 from deepprl.envs.gym_env import HOUR, RecommenderEnv
 
@@ -50,7 +51,7 @@ class MovieLensTruth:
 def movielens_truth(data: Interactions | None = None) -> MovieLensTruth:
     """The calibrated world's truth; `data` is movielens-100k (loaded when not given)."""
     data = data if data is not None else load_movielens_100k()
-    genre_valuer = data.valuer
+    genre_valuer = data.valuer.base if isinstance(data.valuer, SelectedValuer) else data.valuer
     if not isinstance(genre_valuer, TimedGenreValuer):
         raise TypeError("movielens-100k lost its TimedGenreValuer")
     return MovieLensTruth(fit_rating_model(), genre_valuer.genres, genre_valuer.release_ts)
