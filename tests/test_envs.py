@@ -193,3 +193,22 @@ def test_registration_survives_reimport() -> None:
     assert {"deepprl/Simulator-v0", "deepprl/MovieLensSim-v0"} <= set(gym.registry)
     env = gym.make("deepprl/Simulator-v0")
     assert env.action_space.shape == (100,) and env.unwrapped.response.k == 10
+
+
+def test_movielens_sim_env_reward_vector_follows_the_objectives_option() -> None:
+    paper = gym.make("deepprl/MovieLensSim-v0", horizon=2).unwrapped
+    three = gym.make("deepprl/MovieLensSim-v0", horizon=2,
+                     objectives=("recency", "relevance", "consistency")).unwrapped
+    assert three.reward_space.shape == (3,)
+    action = np.zeros(three.data.n_items, dtype=np.float32)
+    for env in (paper, three):
+        env.reset(seed=4, options={"user": 7})
+    _, two, *_, info2 = paper.step(action)
+    _, vec, *_, info3 = three.step(action)
+    np.testing.assert_array_equal(info2["recommended"], info3["recommended"])
+    np.testing.assert_allclose(vec[[2, 0]], two, rtol=1e-6)  # consistency, recency
+    # relevance: the mean calibrated rating / 5 of the list, i.e. the list's true utility
+    assert three.truth.objective_names[1] == "relevance"
+    np.testing.assert_allclose(vec[1], info3["utility"], rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown objective 'rating'"):
+        gym.make("deepprl/MovieLensSim-v0", objectives=("rating", "recency"))
