@@ -95,7 +95,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("experiments")
 
 
-SIMULATOR_EXPERIMENTS = ["table4", "table5", "table6", "table8", "figure1", "figure2",
+SIMULATOR_EXPERIMENTS = ["table4", "table5", "table6", "table8", "table13", "figure1", "figure2",
                          "sensitivity", "scalability"]
 
 
@@ -280,3 +280,24 @@ def test_run_evaluations_are_cached_and_identical(workdir: Path) -> None:
         assert np.array_equal(getattr(cached, name), getattr(first, name)), name
         assert np.array_equal(getattr(fresh, name), getattr(first, name)), name
     assert cached.protocol == first.protocol and cached.model == "mmoe"
+
+
+def test_table13_correlations_match_numpy_over_the_top_k_items() -> None:
+    from deepprl.eval.evaluator import EvalSet
+    from deepprl.experiments.correlation import pair_correlations, top_k_items
+
+    rng = np.random.default_rng(3)
+    values = rng.random((40, 3))
+    got = pair_correlations(values, ("a", "b", "c"))
+    assert list(got) == ["a–b", "a–c", "b–c"]
+    assert got["a–c"] == pytest.approx(np.corrcoef(values[:, 0], values[:, 2])[0, 1])
+    assert np.isnan(pair_correlations(np.c_[values[:, 0], np.ones(40)], ("a", "b"))["a–b"])
+    # two events of four candidates, one padded: top-2 by score, padding never chosen
+    objectives = rng.random((2, 4, 2))
+    valid = np.array([[True, True, True, False], [True, True, True, True]])
+    eval_set = EvalSet(events=np.arange(2), items=np.ones((2, 4), dtype=np.int64),
+                       valid=valid, objectives=objectives, reward=rng.random((2, 4)),
+                       excluded=0, total=2)
+    scores = np.array([[0.1, 0.9, 0.5, 9.0], [4.0, 3.0, 2.0, 1.0]])
+    np.testing.assert_array_equal(top_k_items(eval_set, scores, 2),
+                                  objectives[[0, 0, 1, 1], [1, 2, 0, 1]])

@@ -45,6 +45,9 @@ EXPERIMENTS: dict[str, Experiment] = {
                          "deepprl.experiments.offline:table6", OFFLINE, "see README"),
     "table8": Experiment("Table 8: the seven ablation variants (paper Table 7)",
                          "deepprl.experiments.offline:table8", OFFLINE, "see README"),
+    "table13": Experiment("Table 13's offline rows: correlation between objectives among "
+                          "the logged test events and among DeepPRL's top-K",
+                          "deepprl.experiments.correlation:table13", OFFLINE, "see README"),
     "sparsity": Experiment("Tables 9-10: three nested subsets of rising sparsity",
                            "deepprl.experiments.offline:sparsity",
                            ("movielens-latest-small",), "see README"),
