@@ -301,3 +301,25 @@ def test_table13_correlations_match_numpy_over_the_top_k_items() -> None:
     scores = np.array([[0.1, 0.9, 0.5, 9.0], [4.0, 3.0, 2.0, 1.0]])
     np.testing.assert_array_equal(top_k_items(eval_set, scores, 2),
                                   objectives[[0, 0, 1, 1], [1, 2, 0, 1]])
+
+
+def test_three_objective_report_is_named_after_its_options(workdir: Path) -> None:
+    out, runs = workdir / "reports3", workdir / "runs3"
+    args = ["experiment", "table5", "--dataset", "simulator", "--quick", "--out", str(out),
+            "--runs", str(runs), "--dataset-option", "n_objectives=3"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    md = out / "table5" / "simulator-n_objectives-3.md"
+    text = md.read_text()
+    assert "--dataset-option n_objectives=3" in text
+    payload = json.loads(md.with_suffix(".json").read_text())
+    assert payload["objectives"] == ["o1", "o2", "o3"]
+    assert len(payload["reference_point"]) == 3
+    assert "| oracle | 66 |" in text  # the step-0.1 simplex grid of three objectives
+    assert (out / "table5" / "simulator-n_objectives-3-figure7.png").stat().st_size > 1000
+    refused = runner.invoke(app, ["experiment", "longterm", "--dataset", "simulator",
+                                  "--quick", "--dataset-option", "n_objectives=3"])
+    assert refused.exit_code != 0 and "takes no --dataset-option" in refused.output
+    bad = runner.invoke(app, ["experiment", "table4", "--dataset", "movielens-100k",
+                              "--dataset-option", "objectives=relevance"])
+    assert bad.exit_code != 0 and "at least two objectives" in bad.output

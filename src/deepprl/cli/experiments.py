@@ -11,6 +11,7 @@ from deepprl.cli.common import (
     abtest_app,
     app,
     fail,
+    parse_options,
 )
 
 
@@ -30,6 +31,9 @@ def experiment(
                                             "experiments.")] = Path("runs/experiments"),
     executor: Annotated[str, typer.Option(help="sequential | ray")] = "sequential",
     address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
+    dataset_option: Annotated[list[str] | None, typer.Option(
+        help="KEY=VALUE passed to the dataset loader, e.g. objectives=relevance,consistency,"
+             "recency (docs/datasets.md); repeatable. The report is named after them.")] = None,
 ) -> None:
     """Run one of the paper's experiments; writes OUT/NAME/DATASET.md, .json and PNGs.
     `deepprl experiment list` lists them."""
@@ -48,9 +52,16 @@ def experiment(
         command = " ".join(["deepprl", "experiment", name, "--dataset", chosen,
                             *(["--quick"] if quick else []),
                             *(["--seeds", str(seeds)] if seeds is not None else []),
-                            *(["--folds", str(folds)] if folds else [])])
+                            *(["--folds", str(folds)] if folds else []),
+                            *[f"--dataset-option {pair}" for pair in dataset_option or []]])
+        options = parse_options(dataset_option or [])
+        if options:  # refuse a bad option now, not after the first training
+            from deepprl.data.registry import dataset_spec
+
+            options = {k: v for k, v in dataset_spec(chosen, options=options).items()
+                       if k != "name"}
         ctx = Context(dataset=chosen, quick=quick, seeds=seeds, folds=folds, out=out, runs=runs,
-                      executor=executor, address=address, command=command)
+                      executor=executor, address=address, command=command, options=options)
         path = run_experiment(name, ctx)
     except ValueError as error:
         fail(str(error))

@@ -24,6 +24,9 @@ class Experiment:
     """Datasets it applies to; the first is the default."""
     full_minutes: str
     """How long the full mode took on our 2-core machine (README, per dataset)."""
+    dataset_options: bool = True
+    """Takes --dataset-option (its runs load the data through the dataset's spec); False
+    for the interactive studies, whose worlds are built otherwise."""
 
     def function(self) -> Callable[[Context], Report]:
         module, _, name = self.target.partition(":")
@@ -66,12 +69,12 @@ EXPERIMENTS: dict[str, Experiment] = {
     "abtest": Experiment("Paper §7: simulated online A/B test (MMoE static weights vs "
                          "DeepPRL, hash-randomised consumers), Tables 11-15, Figures 12-14",
                          "deepprl.experiments.online:abtest", ("abtest-sim",),
-                         "10 (579 s)"),
+                         "10 (579 s)", dataset_options=False),
     "longterm": Experiment("Figure 11: long-term frontiers in an interactive world "
                            "(iterations 1, 10, 25, 50), convex-hull volume",
                            "deepprl.experiments.longterm:longterm",
                            ("simulator", "movielens-sim"),
-                           "see README"),
+                           "see README", dataset_options=False),
 }
 
 
@@ -83,6 +86,9 @@ def run_experiment(name: str, ctx: Context) -> Path:
     if ctx.dataset not in experiment.datasets:
         raise ValueError(f"experiment {name!r} applies to {list(experiment.datasets)}, "
                          f"not {ctx.dataset!r}")
+    if ctx.options and not experiment.dataset_options:
+        raise ValueError(f"experiment {name!r} builds its own world: it takes no "
+                         f"--dataset-option (got {sorted(ctx.options)})")
     report = experiment.function()(ctx)
     return report.write(ctx.out)
 

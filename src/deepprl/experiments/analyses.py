@@ -47,7 +47,7 @@ def figure1(ctx: Context) -> Report:
     x, y = data.objective_names[0], data.objective_names[1]
     corr = per_user_correlation(data.user, data.objectives[:, 0], data.objectives[:, 1])
     has_clock = data.context_names[: len(CLOCK_CONTEXT)] == CLOCK_CONTEXT
-    report = Report("figure1", ctx.dataset, f"Figure 1 on {ctx.dataset}: how the relation "
+    report = Report("figure1", ctx.label, f"Figure 1 on {ctx.label}: how the relation "
                     f"between {x} and {y} varies by user"
                     + (" and by hour" if has_clock else ""), ctx.command)
     fig = Figure(figsize=(10, 4))
@@ -130,7 +130,7 @@ def figure2(ctx: Context) -> Report:
     ax.set_ylabel("o2")
     ax.grid(alpha=0.3)
     ax.legend()
-    report = Report("figure2", ctx.dataset, "Figure 2: knowing the personal trade-off c_ui "
+    report = Report("figure2", ctx.label, "Figure 2: knowing the personal trade-off c_ui "
                     "moves the front toward the oracle's", ctx.command)
     report.add(
         f"Data: `{ctx.dataset}` {({k: v for k, v in config.dataset.items() if k != 'name'})}"
@@ -178,7 +178,7 @@ def sensitivity(ctx: Context) -> Report:
     for (name, value), m in zip(keys, metrics, strict=True):
         table[name].setdefault(value, []).append(
             [*m["learned"]["objectives"].values(), m["learned"]["reward"]])
-    report = Report("sensitivity", ctx.dataset, f"Figure 9 on {ctx.dataset}: sensitivity "
+    report = Report("sensitivity", ctx.label, f"Figure 9 on {ctx.label}: sensitivity "
                     "to γ, τ and hidden units", ctx.command)
     fig = Figure(figsize=(12, 3.8))
     data: dict[str, Any] = {}
@@ -265,7 +265,7 @@ def scalability(ctx: Context) -> Report:
     ax.set_ylabel("seconds")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    report = Report("scalability", ctx.dataset, "Figure 10: training time against the "
+    report = Report("scalability", ctx.label, "Figure 10: training time against the "
                     "number of records", ctx.command)
     report.add(
         "DeepPRL (`deepprl train`, defaults but one stage-1 epoch; stage 2 has a fixed number "

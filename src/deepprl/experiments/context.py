@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,16 @@ class Context:
     """Address of an existing cluster for a distributed executor."""
     command: str = ""
     """The command line that made the report (written at its top)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Dataset options (--dataset-option), e.g. {"objectives": "relevance,consistency,
+    recency"}; checked by deepprl.data.registry.dataset_spec."""
+
+    @property
+    def label(self) -> str:
+        """The report's name: the dataset, then its options, e.g.
+        movielens-100k-objectives-relevance-consistency-recency."""
+        parts = [self.dataset, *(f"{k}-{v}" for k, v in sorted(self.options.items()))]
+        return "-".join(parts).replace(",", "-").replace("/", "-").replace(" ", "")
 
     def n_seeds(self, full: int, quick: int = 1) -> int:
         return self.seeds if self.seeds is not None else (quick if self.quick else full)

@@ -87,7 +87,7 @@ def table13(ctx: Context) -> Report:
     train_all(ctx, jobs)
     per_run = [run_correlations(path) for _, path in jobs]
     pairs = list(per_run[0]["before"])
-    report = Report("table13", ctx.dataset, f"Table 13 (offline rows) on {ctx.dataset}: "
+    report = Report("table13", ctx.label, f"Table 13 (offline rows) on {ctx.label}: "
                     "correlation between objectives before and after DeepPRL", ctx.command)
     columns = ["before: logged test events", "after: DeepPRL top-K",
                "after: same predictor, equal α", "after: popularity top-K"]

@@ -3,9 +3,11 @@ against each front (paper §5.4, DESIGN §3)."""
 
 from __future__ import annotations
 
+from itertools import combinations
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from deepprl.config import RunConfig
@@ -101,23 +103,46 @@ def beyond_table(res: Results, ours: str = "deepprl") -> str:
 
 
 def plot_fronts(res: Results, fronts: dict[str, np.ndarray], dataset: str) -> Figure:
-    fig = Figure(figsize=(7.5, 5.5))
-    ax = fig.add_subplot()
-    x, y = res.objectives[0], res.objectives[1]
+    """The fronts in the plane of two objectives; with K >= 3, one panel per pair of
+    objectives (projections of the K-dimensional points: a point dominated in K dimensions
+    may look undominated in a projection, so the hypervolume tables are the verdict)."""
+    pairs = list(combinations(range(len(res.objectives)), 2))
+    fig = Figure(figsize=(7.5 * min(len(pairs), 3), 5.5 * -(-len(pairs) // 3)))
+    for n, (i, j) in enumerate(pairs):
+        ax = fig.add_subplot(-(-len(pairs) // 3), min(len(pairs), 3), n + 1)
+        _plot_pair(ax, res, fronts, i, j, projected=len(pairs) > 1)
+        ax.set_title(f"{dataset}: top-K means of the objectives"
+                     + (f" ({res.objectives[i]}, {res.objectives[j]})" if len(pairs) > 1
+                        else ""))
+        if n == 0:
+            ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def _plot_pair(ax: Axes, res: Results, fronts: dict[str, np.ndarray], i: int, j: int, *,
+               projected: bool) -> None:
+    """Every method's points on objectives i (x) and j (y). A projected sweep (K >= 3) is
+    a cloud, not a curve: its points are drawn unjoined, and the oracle as the front of its
+    projection."""
+    x, y = res.objectives[i], res.objectives[j]
     for m, points in fronts.items():
-        order = np.argsort(points[:, 0])
+        order = np.argsort(points[:, i])
         if m == "oracle":
-            ax.plot(points[order, 0], points[order, 1], "k--", lw=1.2, label="oracle front")
+            if projected:
+                front = points[pareto_mask(points[:, [i, j]])]
+                order = np.argsort(front[:, i])
+                points = front
+            ax.plot(points[order, i], points[order, j], "k--", lw=1.2, label="oracle front")
         elif m == "deepprl":
-            ax.scatter(points[:, 0], points[:, 1], marker="*", s=160, c="crimson",
+            ax.scatter(points[:, i], points[:, j], marker="*", s=160, c="crimson",
                        zorder=5, label="DeepPRL (per seed)")
         elif len(points) > res.seeds:
-            ax.plot(points[order, 0], points[order, 1], marker="o", ms=3, lw=1, label=m,
-                    ls=":" if "predictor" in m else "-")
+            ax.plot(points[order, i], points[order, j], marker="o", ms=3,
+                    lw=0 if projected else 1, label=m, ls=":" if "predictor" in m else "-")
         else:
-            ax.scatter(points[:, 0], points[:, 1], marker="^", s=40, label=m)
+            ax.scatter(points[:, i], points[:, j], marker="^", s=40, label=m)
     best = oracle_reward_point(res)
-    ax.scatter([best[0]], [best[1]], marker="P", s=90, c="black", zorder=5,
+    ax.scatter([best[i]], [best[j]], marker="P", s=90, c="black", zorder=5,
                label="oracle: rank by each user's true reward")
     static = [m["static"]["objectives"] for m in res.metrics.get("deepprl", []) if "static" in m]
     if static:
@@ -125,13 +150,10 @@ def plot_fronts(res: Results, fronts: dict[str, np.ndarray], dataset: str) -> Fi
         ax.scatter([point[0]], [point[1]], marker="D", s=60, facecolors="none",
                    edgecolors="crimson", zorder=5,
                    label="DeepPRL's predictor, best static α (validation)")
-    ax.scatter([res.ref[0]], [res.ref[1]], marker="x", c="grey", label="reference point")
+    ax.scatter([res.ref[i]], [res.ref[j]], marker="x", c="grey", label="reference point")
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    ax.set_title(f"{dataset}: top-K means of the objectives")
-    ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
-    return fig
 
 
 def oracle_reward_point(res: Results) -> np.ndarray:

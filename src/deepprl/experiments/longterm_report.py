@@ -26,7 +26,7 @@ def build_report(ctx: Context, protocol: Protocol, summary: dict[str, Any]) -> R
     simulator = protocol.dataset == "simulator"
     world = ("the interactive simulator" if simulator else
              "movielens-sim (MovieLens-100K made fully observed)")
-    report = Report("longterm", ctx.dataset, f"Figure 11: long-term performance in {world}",
+    report = Report("longterm", ctx.label, f"Figure 11: long-term performance in {world}",
                     ctx.command, data=summary)
     mode = "quick (code path only, tiny world)" if ctx.quick else "full"
     if simulator:

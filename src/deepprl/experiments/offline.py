@@ -48,7 +48,7 @@ SUBSETS = (1, 2, 3)
 
 def table4(ctx: Context) -> Report:
     res = run_models(ctx, TABLE4_MODELS)
-    report = Report("table4", ctx.dataset, f"Table 4 on {ctx.dataset}: DeepPRL and the "
+    report = Report("table4", ctx.label, f"Table 4 on {ctx.label}: DeepPRL and the "
                     "eight baselines", ctx.command)
     table, data = method_table(res, TABLE4_MODELS)
     refs, ref_data = references_table(res)
@@ -63,7 +63,7 @@ def table4(ctx: Context) -> Report:
 
 def table5(ctx: Context) -> Report:
     res = run_models(ctx, TABLE4_MODELS)
-    report = Report("table5", ctx.dataset, f"Table 5 and Figure 7 on {ctx.dataset}: Pareto "
+    report = Report("table5", ctx.label, f"Table 5 and Figure 7 on {ctx.label}: Pareto "
                     "frontiers", ctx.command)
     fronts = method_fronts(res, TABLE4_MODELS)
     volumes, text = volume_table(res, fronts)
@@ -74,7 +74,7 @@ def table5(ctx: Context) -> Report:
                "## The reward beside the objectives (each user's own trade-off; mean over "
                "seeds)", refs)
     report.figure("figure7", plot_fronts(res, fronts, ctx.dataset),
-                  f"Figure 7 analogue on {ctx.dataset}: static-weight fronts (lines), "
+                  f"Figure 7 analogue on {ctx.label}: static-weight fronts (lines), "
                   "DeepPRL over initialisations (stars), oracle front (dashed)")
     stand_in = paper.STAND_IN.get(ctx.dataset)
     if stand_in:
@@ -90,7 +90,7 @@ def table5(ctx: Context) -> Report:
 
 def table6(ctx: Context) -> Report:
     res = run_models(ctx, TABLE6_MODELS)
-    report = Report("table6", ctx.dataset, f"Table 6 on {ctx.dataset}: the dynamic / "
+    report = Report("table6", ctx.label, f"Table 6 on {ctx.label}: the dynamic / "
                     "contextual variants", ctx.command)
     table, data = method_table(res, TABLE6_MODELS)
     k = len(res.objectives)
@@ -134,7 +134,7 @@ def _learned_weights(res: Results, models: tuple[str, ...]) -> tuple[str, dict[s
 
 def table8(ctx: Context) -> Report:
     res = run_models(ctx, TABLE8_MODELS)
-    report = Report("table8", ctx.dataset, f"Table 8 on {ctx.dataset}: the seven ablation "
+    report = Report("table8", ctx.label, f"Table 8 on {ctx.label}: the seven ablation "
                     "variants (paper Table 7)", ctx.command)
     table, data = method_table(res, TABLE8_MODELS)
     report.add(data_line(ctx, res), "Variants (paper Table 7): 1 Time-LSTM without "
@@ -148,7 +148,7 @@ def table8(ctx: Context) -> Report:
 
 
 def sparsity(ctx: Context) -> Report:
-    report = Report("sparsity", ctx.dataset, f"Tables 9-10 on {ctx.dataset}: three nested "
+    report = Report("sparsity", ctx.label, f"Tables 9-10 on {ctx.label}: three nested "
                     "subsets of rising sparsity", ctx.command)
     stats_rows, per_subset = [], {}
     for subset in SUBSETS[2:] if ctx.quick else SUBSETS:  # quick: the smallest only

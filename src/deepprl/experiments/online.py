@@ -40,7 +40,7 @@ def abtest(ctx: Context) -> Report:
     """The simulated online experiment and its analyses."""
     started = time.perf_counter()
     config = QUICK if ctx.quick else FULL
-    report = Report("abtest", ctx.dataset, "Online A/B experiment, simulated (paper §7, "
+    report = Report("abtest", ctx.label, "Online A/B experiment, simulated (paper §7, "
                     "Tables 11-15, Figures 12-14)", ctx.command)
     workdir = ctx.runs / "abtest" / ("quick" if ctx.quick else "full")
     log, facts = run_experiment(config, workdir, log=lambda _: None)

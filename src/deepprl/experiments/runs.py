@@ -41,7 +41,7 @@ QUICK_BASELINE: dict[str, Any] = {"epochs": 0.2}
 
 def dataset_spec(ctx: Context, **options: Any) -> dict[str, Any]:
     base = QUICK_DATA if ctx.quick else FULL_DATA
-    return {"name": ctx.dataset, **base.get(ctx.dataset, {}), **options}
+    return {"name": ctx.dataset, **base.get(ctx.dataset, {}), **ctx.options, **options}
 
 
 def run_config(ctx: Context, model: str, seed: int, *, spec: dict[str, Any] | None = None,
