@@ -276,3 +276,24 @@ def test_longterm_and_abtest_arms_learn_with_ddpg(tmp_path: Path,
     assert learned_by_ddpg(RunConfig(name="deepprl")).policy.algorithm == "ddpg"
     static = RunConfig(name="mmoe", policy=PolicyConfig(algorithm="static"))
     assert learned_by_ddpg(static).policy.algorithm == "static"
+
+
+def test_interactive_studies_serve_the_learned_policy(tmp_path: Path) -> None:
+    """The long-term study and the A/B arms serve what DDPG learned (fallback none): the
+    held-out check on logged rewards cannot see alpha's effect on the next state. The
+    A/B report states the check's verdict beside it."""
+    from deepprl.abtest.simulate import ExperimentConfig
+    from deepprl.abtest.simulate import arm_config as ab_arm
+    from deepprl.experiments.longterm import QUICK
+    from deepprl.experiments.longterm import arm_config as longterm_arm
+    from deepprl.experiments.online import _check_line
+
+    assert PolicyConfig().fallback == "static"  # the library's default stays pessimistic
+    spec = {"name": "simulator", "n_users": 10}
+    assert longterm_arm("deepprl", spec, QUICK, 0).policy.fallback == "none"
+    assert ab_arm("deepprl", ExperimentConfig(), tmp_path / "log.csv").policy.fallback == "none"
+    line = _check_line({"checked": True, "users": 40.0, "gain": -0.0087,
+                        "gain_lower_bound": -0.0135, "static_weights": [0.1, 0.1, 0.8],
+                        "verdict": "static"})
+    assert "gain -0.0087" in line and "learned does not beat static" in line
+    assert "serves the learned policy" in line

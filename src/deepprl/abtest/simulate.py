@@ -207,10 +207,13 @@ def arm_config(name: str, config: ExperimentConfig, log_path: Path) -> RunConfig
         dataset={"data": str(log_path.resolve()), "mapping": training_mapping()},
         train=TrainConfig(epochs=config.epochs, max_candidates=50, valid_fraction=0.2),
         # DDPG whatever the library's default learner: the arms serve a platform where
-        # alpha changes what the user does next (a static arm's own learner replaces it)
+        # alpha changes what the user does next (a static arm's own learner replaces it).
+        # The arm serves what DDPG learned (fallback "none"): the study tests the learned
+        # policy; the held-out check on the pre-period log, which cannot see alpha's effect
+        # on what users do next, is recorded and reported beside it
         policy=PolicyConfig(algorithm="ddpg", steps=config.policy_steps,
                             static_trials=config.static_trials,
-                            max_events=config.max_train_events),
+                            max_events=config.max_train_events, fallback="none"),
         eval=EvalConfig(k=config.train_k, max_events=min(config.max_train_events, 2000)),
         seed=config.platform.seed)
     arm = configure(name, base)
@@ -274,7 +277,8 @@ def run_experiment(config: ExperimentConfig, workdir: Path, *,
         facts[f"train_{name}"] = {"seconds": time.perf_counter() - started,
                                   "test_mae": metrics.get("test_mae"),
                                   "static_weights": None if fixed is None
-                                  else [float(w) for w in fixed]}
+                                  else [float(w) for w in fixed],
+                                  "policy_check": metrics.get("policy_check")}
         log(f"trained {name} in {facts[f'train_{name}']['seconds']:.0f}s")
         if arm == "treatment" and "deepprl-static" in dict(config.arms):
             weights = _static_alpha(recommender, run_config)

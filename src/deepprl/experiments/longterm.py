@@ -329,11 +329,14 @@ def arm_config(name: str, spec: dict[str, Any], protocol: Protocol, seed: int) -
 def learned_by_ddpg(config: RunConfig) -> RunConfig:
     """`config` with DDPG as its weight learner where its recipe left the library's
     default learner (DeepPRL's); a recipe's own learner stays. Both paths of the study
-    (arm_config and the experiments' runs) pin DDPG through it."""
+    (arm_config and the experiments' runs) pin DDPG through it, serving what DDPG learned
+    (fallback "none"): the study measures the learned policy in a world where alpha changes
+    what the user does next, which the held-out check on logged rewards cannot see (its
+    verdict stays in each run's metrics.json)."""
     if config.policy.algorithm != PolicyConfig().algorithm:
         return config
-    return dataclasses.replace(config, policy=dataclasses.replace(config.policy,
-                                                                  algorithm="ddpg"))
+    return dataclasses.replace(config, policy=dataclasses.replace(
+        config.policy, algorithm="ddpg", fallback="none"))
 
 
 # -- summary ---------------------------------------------------------------------------------
