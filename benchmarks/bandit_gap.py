@@ -35,6 +35,7 @@ from deepprl.distributed import SINGLE
 from deepprl.eval.evaluator import build_eval_set
 from deepprl.eval.headroom import grid_rewards
 from deepprl.eval.metrics import top_k_reward
+from deepprl.eval.preference import grid_headroom, nearest_grid_point, preference_ceiling
 from deepprl.learners import weight_learner
 from deepprl.policy.weights import GridBandit, simplex_grid
 from deepprl.recommender import Recommender
@@ -42,9 +43,11 @@ from deepprl.train.pessimism import stage2_users
 from deepprl.train.stage2 import build_trajectories
 
 
-def snapped(truth: np.ndarray, grid: torch.Tensor) -> torch.Tensor:
-    """[E] index of the grid point nearest to each true preference [E, K]."""
-    return torch.cdist(torch.from_numpy(truth).float(), grid).argmin(1)
+def _valuer(data: Interactions) -> SimulatorValuer:
+    if not isinstance(data.valuer, SimulatorValuer):
+        raise ValueError(f"bandit_gap needs a simulator run (its hidden preference); "
+                         f"{data.name!r} has none")
+    return data.valuer
 
 
 def ceilings(recommender: Recommender, config: RunConfig, metrics: dict) -> dict[str, Any]:
@@ -52,23 +55,13 @@ def ceilings(recommender: Recommender, config: RunConfig, metrics: dict) -> dict
     split = run_split(data, config)
     es = build_eval_set(data, split, k=k, max_events=config.eval.max_events, seed=config.seed)
     y_hat = torch.from_numpy(recommender.scored(es.events, es.items).y_hat)
-    reward = torch.from_numpy(np.nan_to_num(es.reward))
-    valid = torch.from_numpy(es.valid)
-    grid = simplex_grid(data.n_objectives, config.policy.grid_steps)
-    rewards = grid_rewards(y_hat, reward, valid, grid, k)  # [E, G]
-    assert isinstance(data.valuer, SimulatorValuer)
-    truth = data.valuer.oracle_weights(data, es.events)  # [E, K]
     alpha = torch.from_numpy(recommender.learned_weights(es.events, es.items)).float()
-    out = {
-        "oracle": metrics["oracle"]["reward"],
-        "true_w_on_predicted": float(top_k_reward(y_hat, reward, valid,
-                                                  torch.from_numpy(truth).float(), k).mean()),
-        "snapped_true_w": float(rewards.gather(1, snapped(truth, grid)[:, None]).mean()),
-        "grid_per_event_hindsight": float(rewards.max(1).values.mean()),
-        "learned": float(top_k_reward(y_hat, reward, valid, alpha, k).mean()),
-        "static_optuna": metrics["static"]["reward"],
-        "grid_static_hindsight": float(rewards.mean(0).max()),
-    }
+    learned = top_k_reward(y_hat, torch.from_numpy(np.nan_to_num(es.reward)),
+                           torch.from_numpy(es.valid), alpha, k)
+    out = {"oracle": metrics["oracle"]["reward"],
+           **preference_ceiling(recommender, config, split),
+           **grid_headroom(recommender, config, split),
+           "learned": float(learned.mean()), "static_optuna": metrics["static"]["reward"]}
     base, top = out["static_optuna"], out["oracle"]
     out["of_gap"] = {key: (v - base) / (top - base) for key, v in out.items()
                      if isinstance(v, float)}
@@ -99,10 +92,9 @@ def fit_and_inputs(recommender: Recommender, config: RunConfig) -> dict[str, Any
     events = np.flatnonzero(learn)[env.sampled.numpy()]
     grid = simplex_grid(data.n_objectives, config.policy.grid_steps)
     rewards = grid_rewards(env.y_hat, env.reward, env.valid, grid, config.eval.k)
-    assert isinstance(data.valuer, SimulatorValuer)
-    truth = data.valuer.oracle_weights(data, events)
+    truth = torch.from_numpy(_valuer(data).oracle_weights(data, events))
     later = torch.from_numpy(split.valid[events])
-    snap = rewards.gather(1, snapped(truth, grid)[:, None]).squeeze(1)
+    snap = rewards.gather(1, nearest_grid_point(truth, grid)[:, None]).squeeze(1)
     out["fit"]["snapped_truth_reward"] = {"fit_events": float(snap[~later].mean()),
                                           "stop_events": float(snap[later].mean())}
     out["fit"]["hindsight_reward"] = {"fit_events": float(rewards.max(1).values[~later].mean()),
@@ -121,7 +113,7 @@ def probes(recommender: Recommender, data: Interactions, learn: np.ndarray,
     """R^2 on the held users of ridge probes of log(w1 / w2) from the inputs."""
     def parts(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows = np.flatnonzero(mask)
-        truth = data.valuer.oracle_weights(data, rows)  # type: ignore[union-attr]
+        truth = _valuer(data).oracle_weights(data, rows)
         return (recommender.states(rows), data.context[rows],
                 np.log(truth[:, 0] / truth[:, 1]))
 

@@ -92,6 +92,11 @@ def grid_headroom(recommender: Recommender, config: RunConfig, split: Split
             "grid_per_event_hindsight": float(rewards.max(1).values.mean())}
 
 
+def nearest_grid_point(alpha: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """[E] index of the point of grid [G, K] nearest to each alpha [E, K]."""
+    return torch.cdist(alpha.float(), grid).argmin(1)
+
+
 def preference_ceiling(recommender: Recommender, config: RunConfig, split: Split
                        ) -> dict[str, float]:
     """What an alpha policy can earn with this run's predictor and no hindsight: the test
@@ -112,6 +117,6 @@ def preference_ceiling(recommender: Recommender, config: RunConfig, split: Split
     truth = torch.from_numpy(valuer.oracle_weights(data, es.events)).float()  # [E, K]
     grid = simplex_grid(data.n_objectives, config.policy.grid_steps)
     rewards = grid_rewards(y_hat, reward, valid, grid, k)  # [E, G]
-    nearest = torch.cdist(truth, grid).argmin(1)  # [E]
+    nearest = nearest_grid_point(truth, grid)  # [E]
     return {"true_w_on_predicted": float(top_k_reward(y_hat, reward, valid, truth, k).mean()),
             "snapped_true_w_on_predicted": float(rewards.gather(1, nearest[:, None]).mean())}
