@@ -4,9 +4,10 @@ Each is fit(recommender, data, split, config, *, progress, world, checkpoints) -
 weights, check): it learns the recommender's weight policy in place and returns its log,
 for static weights the weights it chose, and for the learners of the logged trajectories
 the pessimism check (deepprl.train.pessimism): they learn on the stage-2 pool's learning
-users only, are compared with the best static alpha on the held-out users, and with
-policy.fallback = "static" the recommender serves that static alpha where the learned
-policy does not beat it (check["served"] says which).
+users only and are compared with the best static alpha on the held-out users (the bandit
+instead cross-fits the check over folds of every stage-2 user and learns the served
+policy on all of them), and with policy.fallback = "static" the recommender serves that
+static alpha where the learned policy does not beat it (check["served"] says which).
 """
 
 from __future__ import annotations
