@@ -168,3 +168,18 @@ def test_cross_fitting_one_user_is_unchecked() -> None:
     result = cross_fitted_check(rewards, GRID, user, 5, 0, _feature_learner(rewards, feature))
     assert result["checked"] is False and result["static_weights"] == [0.0, 1.0]  # its best
     assert serves(result, "static") == "static"
+
+
+def test_diagnose_judges_a_cross_fitted_run_by_its_recorded_check() -> None:
+    """Its served policy saw diagnose's held-out users: their gain is optimistic, so the
+    verdict reads the recorded cross-fitted gain (null bound: not shown)."""
+    from deepprl.diagnose import _verdict
+
+    ceiling = {"headroom": 0.05, "learned": 0.8, "static": 0.78}
+    seen = {"learned_policy": True, "gain": 0.03, "gain_lower_bound": 0.02}
+    assert _verdict(seen, ceiling, 0.0)["pays"]
+    crossed = {**seen, "recorded": {"folds": 5, "gain": -0.01, "gain_lower_bound": -0.02}}
+    verdict = _verdict(crossed, ceiling, 0.0)
+    assert not verdict["pays"] and verdict["gain"] == -0.01
+    unbounded = {**seen, "recorded": {"folds": 5, "gain": 0.01, "gain_lower_bound": None}}
+    assert not _verdict(unbounded, ceiling, 0.0)["pays"]
