@@ -109,8 +109,8 @@ def _two_kinds(n_users: int = 30, events: int = 4) -> tuple[torch.Tensor, np.nda
                                                             np.ndarray]:
     """Grid rewards [E, 3] of users of feature f in {0, 1}, 4 in 5 of them "plain": the
     vertex of f earns 1.1, the middle 1.0, the other vertex 0.8; the rest "hidden": both
-    vertices 0.88, the middle 1.0. The best static alpha is the middle (0.98 against
-    0.976 at either vertex); a learner that picks f's vertex gains exactly +0.1 on each
+    vertices 0.88, the middle 1.0. The best static alpha is the middle (1.0 against
+    0.936 at either vertex); a learner that picks f's vertex gains exactly +0.1 on each
     plain user and -0.12 on each hidden one: +0.056 a user on average."""
     user = np.repeat(np.arange(n_users), events)
     feature = user % 2
