@@ -151,6 +151,9 @@ def test_fallback_none_keeps_the_learned_policy(tmp_path: Path,
     check = metrics["policy_check"]
     assert metrics["served"] == check["served"] == "learned"
     assert check["verdict"] in ("learned", "static") and check["checked"]
+    # cross-fitted: every one of the 40 users checked once, by a policy that never saw them
+    assert check["folds"] == 5 and check["users"] == 40
+    assert sorted(f["fold"] for f in check["per_fold"]) == [0, 1, 2, 3, 4]
     _, recommender = load_run(tmp_path / "run")
     assert isinstance(recommender.policy, GridBandit)
     assert evaluate_run(tmp_path / "run")["served"] == "learned"

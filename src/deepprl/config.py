@@ -203,7 +203,13 @@ class PolicyConfig:
     """static: Optuna (TPE) trials over the simplex, scored on validation events."""
     holdout_share: float = 0.2
     """Share of the users kept out of stage 2 to check the learned policy against the best
-    static alpha on users it never saw (see deepprl.train.pessimism)."""
+    static alpha on users it never saw (see deepprl.train.pessimism); the bandit
+    cross-fits instead (check_folds)."""
+    check_folds: int = 5
+    """bandit: the pessimism check is cross-fitted over this many folds of the stage-2
+    users (fit on the others, check on one fold, every user checked once; one pooled
+    paired test) and the policy served is refitted on every user: check_folds + 1 fits.
+    1: a single held-out share (holdout_share), as ddpg, dqn, reinforce and torchrun do."""
     fallback: str = "static"
     """static: a run whose learned policy does not beat the best static alpha on the
     held-out users (one-sided 95% lower bound of the per-user gain <= 0) serves that static
@@ -226,7 +232,7 @@ class PolicyConfig:
                   "static_trials")
         _at_least(self, "policy", 0, "max_events")
         _at_least(self, "policy", 2, "samples")
-        _at_least(self, "policy", 1, "patience")
+        _at_least(self, "policy", 1, "patience", "check_folds")
         _share(self, "policy", "gamma", "exploration", "epsilon", "vertex_exploration")
         _require("policy.logit_penalty", math.isfinite(self.logit_penalty)
                  and self.logit_penalty >= 0, "a number >= 0", self.logit_penalty)

@@ -47,6 +47,19 @@ def holdout_users(user: np.ndarray, share: float, seed: int) -> np.ndarray:
     return np.isin(user, held)
 
 
+def user_folds(user: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """[E] int: the fold (0 .. F - 1) of each event's user, F = min(folds, distinct users).
+    The users are dealt round-robin in a seeded order, so fold sizes differ by at most one
+    user and every user is in exactly one fold (cross-fitting: each checked once)."""
+    if folds < 1:
+        raise ValueError(f"the number of folds of users must be >= 1, got {folds}")
+    users, index = np.unique(user, return_inverse=True)
+    order = np.random.default_rng([seed, 67]).permutation(len(users))
+    fold_of = np.empty(len(users), dtype=np.int64)
+    fold_of[order] = np.arange(len(users)) % max(1, min(folds, len(users)))
+    return fold_of[index]
+
+
 def paired_by_user(learned: np.ndarray, static: np.ndarray, user: np.ndarray, *,
                    level: float = 0.95) -> dict[str, float]:
     """Learned vs static reward on the same events [E], compared through per-user means.

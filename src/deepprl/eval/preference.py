@@ -19,6 +19,7 @@ from deepprl.data.simulator import SimulatorValuer
 from deepprl.data.splits import Split
 from deepprl.eval.evaluator import build_eval_set
 from deepprl.eval.headroom import grid_rewards
+from deepprl.eval.metrics import top_k_reward
 from deepprl.policy.weights import simplex_grid
 from deepprl.recommender import Recommender
 
@@ -89,3 +90,33 @@ def grid_headroom(recommender: Recommender, config: RunConfig, split: Split
                            torch.from_numpy(es.valid), grid, config.eval.k)  # [E, G]
     return {"grid_static_hindsight": float(rewards.mean(0).max()),
             "grid_per_event_hindsight": float(rewards.max(1).values.mean())}
+
+
+def nearest_grid_point(alpha: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """[E] index of the point of grid [G, K] nearest to each alpha [E, K]."""
+    return torch.cdist(alpha.float(), grid).argmin(1)
+
+
+def preference_ceiling(recommender: Recommender, config: RunConfig, split: Split
+                       ) -> dict[str, float]:
+    """What an alpha policy can earn with this run's predictor and no hindsight: the test
+    reward of ranking the PREDICTED objectives with the TRUE preference w (the upper
+    bound ranks the true objectives with w, so the rest of its gap is the predictor's),
+    and with w snapped to the nearest grid point (the grid bandit's reach). Simulated logs
+    only (ValueError otherwise)."""
+    data = recommender.data
+    valuer = data.valuer
+    if not isinstance(valuer, SimulatorValuer):
+        raise ValueError(f"the preference ceiling needs the simulator's hidden preference; "
+                         f"{data.name!r} has none")
+    k = config.eval.k
+    es = build_eval_set(data, split, k=k, max_events=config.eval.max_events, seed=config.seed)
+    y_hat = torch.from_numpy(recommender.scored(es.events, es.items).y_hat)
+    reward = torch.from_numpy(np.nan_to_num(es.reward))
+    valid = torch.from_numpy(es.valid)
+    truth = torch.from_numpy(valuer.oracle_weights(data, es.events)).float()  # [E, K]
+    grid = simplex_grid(data.n_objectives, config.policy.grid_steps)
+    rewards = grid_rewards(y_hat, reward, valid, grid, k)  # [E, G]
+    nearest = nearest_grid_point(truth, grid)  # [E]
+    return {"true_w_on_predicted": float(top_k_reward(y_hat, reward, valid, truth, k).mean()),
+            "snapped_true_w_on_predicted": float(rewards.gather(1, nearest[:, None]).mean())}

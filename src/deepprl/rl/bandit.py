@@ -102,14 +102,16 @@ def _fit(policy: GridBandit, data: BanditData, rows: torch.Tensor, *, steps: int
 def learn_grid_bandit(policy: GridBandit, data: BanditData, *, steps: int, batch_size: int,
                       lr: float, weight_decay: float, patience: int, seed: int,
                       world: World = SINGLE,
-                      progress: Callable[[int, dict[str, float]], None] | None = None
-                      ) -> list[dict[str, float]]:
+                      progress: Callable[[int, dict[str, float]], None] | None = None,
+                      keep_best: bool = False) -> list[dict[str, float]]:
     """Fit policy.scores to the centred grid rewards (MSE, AdamW); returns a log every
     CHECK_EVERY steps. With early-stopping events (data.stop), the number of steps is
     chosen on them (the best greedy reward there; learning stops after `patience` checks
     without a better one), then the policy is refitted from its initial weights on every
-    event for that many steps, so the stopping users still inform the policy. Under
-    torchrun each rank holds its users' events; gradients and checks are averaged."""
+    event for that many steps, so the stopping users still inform the policy; with
+    keep_best the policy keeps its state at the best check instead (half the steps: the
+    folds of the cross-fitted check). Under torchrun each rank holds its users' events;
+    gradients and checks are averaged."""
     every = torch.arange(len(data.stop))
     fit = torch.nonzero(~data.stop).squeeze(1)
     held = torch.nonzero(data.stop).squeeze(1)
@@ -117,6 +119,7 @@ def learn_grid_bandit(policy: GridBandit, data: BanditData, *, steps: int, batch
     stopping = all_sum([float(len(held))], world)[0] > 0
     log: list[dict[str, float]] = []
     best = {"reward": -float("inf"), "step": steps, "since": 0}
+    kept: dict[str, torch.Tensor] = {}  # the best check's state (keep_best)
     if progress is not None:
         progress(0, {})
 
@@ -126,6 +129,8 @@ def learn_grid_bandit(policy: GridBandit, data: BanditData, *, steps: int, batch
                   "stop_reward": greedy_reward(policy, data, held, world)}
         if record["stop_reward"] > best["reward"]:
             best.update(reward=record["stop_reward"], step=step, since=0)
+            if keep_best:
+                kept.update(copy.deepcopy(policy.state_dict()))
         else:
             best["since"] += 1
         log.append(record)
@@ -136,6 +141,10 @@ def learn_grid_bandit(policy: GridBandit, data: BanditData, *, steps: int, batch
     if stopping:
         _fit(policy, data, fit, steps=steps, batch_size=batch_size, lr=lr,
              weight_decay=weight_decay, seed=seed, world=world, check=choose)
+        if keep_best:
+            policy.load_state_dict(kept)
+            log[-1]["chosen_steps"] = float(best["step"])
+            return log
         policy.load_state_dict(start)
 
     def refit(step: int, loss: float) -> bool:

@@ -4,9 +4,10 @@ Each is fit(recommender, data, split, config, *, progress, world, checkpoints) -
 weights, check): it learns the recommender's weight policy in place and returns its log,
 for static weights the weights it chose, and for the learners of the logged trajectories
 the pessimism check (deepprl.train.pessimism): they learn on the stage-2 pool's learning
-users only, are compared with the best static alpha on the held-out users, and with
-policy.fallback = "static" the recommender serves that static alpha where the learned
-policy does not beat it (check["served"] says which).
+users only and are compared with the best static alpha on the held-out users (the bandit
+instead cross-fits the check over folds of every stage-2 user and learns the served
+policy on all of them), and with policy.fallback = "static" the recommender serves that
+static alpha where the learned policy does not beat it (check["served"] says which).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch import nn
 from deepprl.config import RunConfig
 from deepprl.data.interactions import Interactions
 from deepprl.data.splits import Split
-from deepprl.distributed import World, user_shard
+from deepprl.distributed import SINGLE, World, user_shard
 from deepprl.eval.headroom import grid_rewards, holdout_users
 from deepprl.eval.static_weights import tune_static_weights
 from deepprl.io import json_safe
@@ -31,7 +32,13 @@ from deepprl.policy.weights import FixedWeights, GridBandit
 from deepprl.recommender import Recommender
 from deepprl.rl.bandit import BanditData, learn_grid_bandit
 from deepprl.train.checkpoint import Checkpoints
-from deepprl.train.pessimism import best_static, policy_check, serves, stage2_users
+from deepprl.train.pessimism import (
+    best_static,
+    cross_fitted_check,
+    policy_check,
+    serves,
+    stage2_users,
+)
 from deepprl.train.progress import phase
 from deepprl.train.stage1 import Progress
 from deepprl.train.stage2 import (
@@ -89,11 +96,9 @@ def _trajectories(recommender: Recommender, data: Interactions, pool: np.ndarray
 def check_and_serve(recommender: Recommender, data: Interactions, learn: np.ndarray,
                     check: np.ndarray, config: RunConfig, world: World,
                     env: Trajectories) -> dict[str, Any] | None:
-    """The pessimism check of the learned policy (rank 0 only: the other ranks save
-    nothing; under torchrun the static reference is re-derived from every learning user,
-    `env` holding only this rank's); with policy.fallback = "static" and no evidence of a
-    gain, the recommender's policy becomes the static alpha. Returns the check with
-    "served" (what the run serves) and "verdict" (what the static fallback decides)."""
+    """The pessimism check of the learned policy on the held-out users (rank 0 only: the
+    other ranks save nothing; under torchrun the static reference is re-derived from every
+    learning user, `env` holding only this rank's), then decide."""
     if not world.main:
         return None
     result = policy_check(recommender, data, learn, check, config,
@@ -101,6 +106,15 @@ def check_and_serve(recommender: Recommender, data: Interactions, learn: np.ndar
         else {"checked": False, "reason": "one user in the stage-2 pool: no held-out users"}
     if "static_weights" not in result:  # unchecked: the fallback still needs an alpha
         result["static_weights"] = best_static(env, config).tolist()
+    return decide(recommender, result, config)
+
+
+def decide(recommender: Recommender, result: dict[str, Any], config: RunConfig
+           ) -> dict[str, Any]:
+    """With policy.fallback = "static" and no evidence of a gain in `result` (a check with
+    "static_weights"), the recommender's policy becomes the static alpha. Returns the
+    check with "served" (what the run serves) and "verdict" (what the static fallback
+    decides)."""
     result["verdict"] = serves(result, "static")
     result["served"] = serves(result, config.policy.fallback)
     _log_check(result, config.policy.fallback)
@@ -113,8 +127,13 @@ def check_and_serve(recommender: Recommender, data: Interactions, learn: np.ndar
 
 def _log_check(result: dict[str, Any], fallback: str) -> None:
     alpha = [round(a, 3) for a in result["static_weights"]]
+    for fold in result.get("per_fold", []):
+        log.info("policy check, fold %d: %d users, gain %+.4f, %d steps", fold["fold"],
+                 fold["users"], fold["gain"], fold.get("chosen_steps", 0))
     if result["checked"]:
-        log.info("policy check on %d held-out users (%d events): learned %.4f, static %.4f "
+        how = f", cross-fitted over {result['folds']} folds" if "folds" in result else ""
+        log.info("policy check on %d held-out users (%d events" + how + "): learned %.4f, "
+                 "static %.4f "
                  "(alpha %s), gain %+.4f, lower bound %+.4f, p %.3g; serving %s",
                  result["users"], result["events"], result["learned"], result["static"],
                  alpha, result["gain"], result["gain_lower_bound"], result["p_value"],
@@ -149,34 +168,83 @@ def fit_bandit(recommender: Recommender, data: Interactions, split: Split,
                config: RunConfig, *, progress: Progress | None, world: World,
                checkpoints: Checkpoints | None = None
                ) -> tuple[list[dict[str, float]], None, dict[str, Any] | None]:
-    """The full-information grid bandit (deepprl.rl.bandit) on the learning users. The
-    grid rewards are computed once (stage 1 is frozen); learning takes seconds, so it
-    keeps no checkpoint: a resumed run learns it again, identically (seeded)."""
+    """The full-information grid bandit (deepprl.rl.bandit). The grid rewards are computed
+    once (stage 1 is frozen); learning takes seconds, so it keeps no checkpoint: a resumed
+    run learns it again, identically (seeded). With policy.check_folds >= 2 (one process)
+    the check is cross-fitted and the policy learns on every stage-2 user; otherwise it
+    learns on the learning users and is checked on the held-out share."""
     policy = recommender.policy
     if not isinstance(policy, GridBandit):
         raise ValueError(f"policy.algorithm 'bandit' learns a GridBandit, got "
                          f"{type(policy).__name__}")
+    if config.policy.check_folds >= 2 and not world.distributed:
+        return _cross_fitted_bandit(recommender, policy, data, split, config, progress)
     learn, check, pool, rank_config = _learning_pool(data, split, config, world)
     env = _trajectories(recommender, data, pool, rank_config)
     if not world.distributed:  # under torchrun a rank may hold no decision point
         require_events(env)
+    bandit = _bandit_data(policy, data, split, pool, env, config)
+    log = _learn_bandit(policy, bandit, config, world, progress)
+    return log, None, check_and_serve(recommender, data, learn, check, config, world, env)
+
+
+def _bandit_data(policy: GridBandit, data: Interactions, split: Split, pool: np.ndarray,
+                 env: Trajectories, config: RunConfig) -> BanditData:
+    """The bandit's learning events: env's decision points with every grid point's
+    reward and the events that choose the number of steps."""
     rows = env.sampled
     rewards = grid_rewards(env.y_hat, env.reward, env.valid, policy.grid, config.eval.k)
     stop = _stopping_events(data, split, pool, rows.numpy(), config)
-    with torch.random.fork_rng():  # the same start whatever ran before (resume)
+    return BanditData(state=env.state[rows], context=env.context[rows], rewards=rewards,
+                      stop=torch.from_numpy(stop))
+
+
+def _learn_bandit(policy: GridBandit, bandit: BanditData, config: RunConfig, world: World,
+                  progress: Progress | None, *, keep_best: bool = False
+                  ) -> list[dict[str, float]]:
+    """learn_grid_bandit from the seeded initial weights (the same start whatever ran
+    before: resume, or the folds of the check)."""
+    with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         for module in policy.modules():
             if isinstance(module, nn.Linear):
                 module.reset_parameters()
     p = config.policy
-    log = learn_grid_bandit(
-        policy, BanditData(state=env.state[rows], context=env.context[rows],
-                           rewards=rewards, stop=torch.from_numpy(stop)),
-        steps=p.steps, batch_size=p.batch_size, lr=p.bandit_lr, weight_decay=p.weight_decay,
-        patience=p.patience, seed=config.seed, world=world,
+    return learn_grid_bandit(
+        policy, bandit, steps=p.steps, batch_size=p.batch_size, lr=p.bandit_lr,
+        weight_decay=p.weight_decay, patience=p.patience, seed=config.seed, world=world,
         progress=None if progress is None else
-        lambda step, record: progress("policy", step, p.steps, record))
-    return log, None, check_and_serve(recommender, data, learn, check, config, world, env)
+        lambda step, record: progress("policy", step, p.steps, record), keep_best=keep_best)
+
+
+def _cross_fitted_bandit(recommender: Recommender, policy: GridBandit, data: Interactions,
+                         split: Split, config: RunConfig, progress: Progress | None
+                         ) -> tuple[list[dict[str, float]], None, dict[str, Any]]:
+    """Check by cross-fitting over policy.check_folds folds of the stage-2 users
+    (deepprl.train.pessimism.cross_fitted_check), then learn the served policy on every
+    stage-2 user: check_folds + 1 fits of the bandit (a fold keeps its best state of the
+    search for the number of steps, without the refit: about half a fit's steps)."""
+    pool = split.train | split.valid
+    env = _trajectories(recommender, data, pool, config)
+    require_events(env)
+    bandit = _bandit_data(policy, data, split, pool, env, config)
+    users = data.user[np.flatnonzero(pool)[env.sampled.numpy()]]
+
+    def fit_fold(learn: torch.Tensor, held: torch.Tensor
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+        part = BanditData(state=bandit.state[learn], context=bandit.context[learn],
+                          rewards=bandit.rewards[learn], stop=bandit.stop[learn])
+        fold_log = _learn_bandit(policy, part, config, SINGLE, None, keep_best=True)
+        with torch.no_grad():
+            pick = policy.scores(bandit.state[held], bandit.context[held]).argmax(-1)
+        return pick, {"chosen_steps": fold_log[-1]["chosen_steps"]}
+
+    phase(progress, "policy check", 0)
+    result = cross_fitted_check(bandit.rewards, policy.grid, users, config.policy.check_folds,
+                                config.seed, fit_fold)
+    phase(progress, "policy check", 1)
+    log = _learn_bandit(policy, bandit, config, SINGLE, progress)
+    return log, None, decide(recommender, result, config)
 
 
 def _on_trajectories(learn: Learner) -> Fit:
