@@ -15,6 +15,7 @@ from deepprl.cli.common import (
     bench_app,
     err,
     fail,
+    parse_options,
 )
 
 
@@ -85,16 +86,27 @@ def bench_train_cmd(
     dataset: Annotated[str, typer.Option(help="Dataset name.")] = "movielens-100k",
     model: Annotated[str, typer.Option(
         help="predictor | deepprl | any weighted model (mmoe, ple, ...)")] = "deepprl",
-    epochs: Annotated[int, typer.Option(help="Timed epochs after one warm-up.")] = 3,
+    epochs: Annotated[int | None, typer.Option(
+        help="Timed epochs after one warm-up (default 3); for deepprl the stage-1 epochs of "
+             "the timed run (default: the config's).")] = None,
+    policy_steps: Annotated[int | None, typer.Option(
+        help="deepprl: stage-2 steps of the timed run (default: the config's).")] = None,
     batch_size: Annotated[int, typer.Option(help="Events per step.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    dataset_option: Annotated[list[str] | None, typer.Option(
+        help="KEY=VALUE passed to the dataset loader, e.g. n_users=50 for the simulator; "
+             "repeatable.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
 ) -> None:
-    """Training throughput in records/s."""
+    """Training throughput in records/s; for deepprl a whole default run, timed (run_seconds,
+    stage1_seconds, stage2_seconds) beside its floor (floor_seconds: its stage-1 matrix
+    products at this machine's best matmul rate, measured in the same process)."""
     from deepprl.bench import bench_train
 
     try:
-        result = bench_train(dataset, model, epochs=epochs, batch_size=batch_size, seed=seed)
+        result = bench_train(dataset, model, epochs=epochs, batch_size=batch_size, seed=seed,
+                             policy_steps=policy_steps,
+                             options=parse_options(dataset_option or []))
     except ValueError as error:
         fail(str(error))
     sys.stdout.write(json.dumps(result, indent=None if as_json else 2) + "\n")
