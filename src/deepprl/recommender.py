@@ -130,6 +130,28 @@ class Recommender:
         self._memo = ((events.copy(), items.copy(), scored), *self._memo[:1])
         return scored
 
+    def remembered(self) -> dict[str, np.ndarray]:
+        """The sets scored() keeps, as arrays ("{i}.events" [E], "{i}.items" [E, C],
+        "{i}.state" [E, S], "{i}.y_hat" [E, C, K]): a run stores those of its evaluation
+        (deepprl.artifacts.save_scored), so that evaluating it again skips the forward
+        passes of a frozen predictor."""
+        out: dict[str, np.ndarray] = {}
+        for i, (events, items, scored) in enumerate(self._memo):
+            out.update({f"{i}.events": events, f"{i}.items": items,
+                        f"{i}.state": scored.state, f"{i}.y_hat": scored.y_hat})
+        return out
+
+    def remember(self, arrays: dict[str, np.ndarray]) -> None:
+        """Keep the sets of remembered() as if scored() had computed them (they must come
+        from this recommender's predictor: artifacts checks the run's digests)."""
+        memo = []
+        for i in range(len(arrays) // 4):
+            events = arrays[f"{i}.events"]
+            memo.append((events, arrays[f"{i}.items"],
+                         Scored(state=arrays[f"{i}.state"], context=self.data.context[events],
+                                y_hat=arrays[f"{i}.y_hat"])))
+        self._memo = tuple(memo)
+
     def scores(self, events: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Utility sum_k alpha_k y_hat_k [E, C] of candidates at logged events."""
         return self.weighted_scores(events, self.scored(events, items))[0]

@@ -24,6 +24,7 @@ from deepprl.artifacts import (
     rebuild_item_policy,
     save_item_run,
     save_run,
+    save_scored,
     write_json,
 )
 from deepprl.baselines.registry import ITEM_POLICIES
@@ -212,6 +213,7 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
     tuned = weights is None and bool(split.valid.any())  # the static reference is tuned
     phase(progress, "evaluation", 0, trials=config.policy.static_trials if tuned else 0)
     metrics = evaluate_ranker(recommender, config, split, static_weights=weights)
+    save_scored(out, recommender)  # `deepprl evaluate` then skips the forward passes
     phase(progress, "evaluation", 1)
     metrics.update({"test_mae": mae, "stage1": stage1, "best_epoch": best_epoch(stage1),
                     "stage1_checks": checks, "stage2_last": stage2[-1],
