@@ -37,6 +37,9 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 1 << 20,
     inference_threads: Annotated[int, typer.Option(
         help="Forward passes at once (about one per core); the rest queue in order.")] = 2,
+    max_batch: Annotated[int, typer.Option(
+        help="Most /recommend requests scored in one forward pass (those that arrive while "
+             "the inference threads are busy); 1: each on its own.")] = 32,
     max_concurrent_requests: Annotated[int, typer.Option(
         help="Requests in progress at once; one more gets 503 with Retry-After.")] = 100,
     body_timeout: Annotated[float, typer.Option(
@@ -64,7 +67,7 @@ def serve(
     try:
         settings = ServeSettings(max_k=max_k, max_candidates=max_candidates,
                                  max_body_bytes=max_body_bytes, api_key=api_key or None,
-                                 inference_threads=inference_threads,
+                                 inference_threads=inference_threads, max_batch=max_batch,
                                  max_concurrent_requests=max_concurrent_requests,
                                  body_timeout_s=body_timeout, header_timeout_s=header_timeout,
                                  keep_alive_s=keep_alive,
