@@ -14,6 +14,7 @@ import pytest
 from deepprl.artifacts import SCORED_FILE, load_run, run_split
 from deepprl.cli.common import run_config
 from deepprl.data.interactions import LoggedValuer
+from deepprl.data.movielens import TimedGenreValuer, jaccard
 from deepprl.data.sequences import candidate_items
 from deepprl.eval.offline import METHODS, evaluate_ranker, evaluate_run
 from deepprl.recommender import Recommender
@@ -77,3 +78,17 @@ def test_padded_candidates_are_valued_pair_by_pair(run: Path) -> None:
     assert np.array_equal(objectives, whole_objectives, equal_nan=True)
     assert np.array_equal(reward, whole_reward, equal_nan=True)
     assert np.isnan(reward[items == 0]).all() and np.isfinite(reward[items > 0]).any()
+
+
+def test_genre_consistency_by_bits_equals_jaccard() -> None:
+    """TimedGenreValuer's popcount Jaccard is jaccard() to the bit, item 0 (no genre) too."""
+    rng = np.random.default_rng(0)
+    genres = (rng.random((50, 19)) < 0.2).astype(np.float32)
+    genres[0] = 0.0
+    valuer = TimedGenreValuer(genres=genres, release_ts=np.zeros(50), tau_days=30.0)
+    assert valuer.genre_bits is not None
+    items, prev = rng.integers(0, 50, size=(200, 30)), rng.integers(0, 50, size=200)
+    expected = jaccard(genres[items], genres[prev][:, None, :])
+    got = valuer.consistency(items, prev)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    assert (got > 0).any() and (got == 0).any()
