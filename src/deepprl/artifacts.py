@@ -216,7 +216,10 @@ def load_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRanker]:
     if not config.policy.dynamic:
         recommender.fix_weights_at(run_split(data, config))
     if SCORED_FILE in (read_marker(run) or {}).get("files", {}):  # digest checked above
-        recommender.remember(read_tensors(run / SCORED_FILE))
+        try:
+            recommender.remember(read_tensors(run / SCORED_FILE))
+        except (KeyError, ValueError):  # another layout of the file: score them again
+            recommender.remember({})
     return config, recommender
 
 
