@@ -3,7 +3,8 @@
     make bench            # or: .venv/bin/python benchmarks/run.py [--quick] [--out FILE]
 
 Sections, each with its target and whether it is met:
-- train: `deepprl bench train` records/s for mmoe, predictor and deepprl (full Algorithm 1).
+- train: `deepprl bench train` records/s for mmoe, predictor and deepprl (a whole default run,
+  timed beside its floor: run_seconds / floor_seconds <= 2.5, stage 2 <= 10 % of the run).
 - peer: our MMoE vs torch-rechub's MMOE (benchmarks/peer_multitask.py: same MovieLens-100K
   features, batch 256, 4 experts of 64 units, towers of 32, embeddings of 16), trained in
   lockstep; DeepPRL's records/s from `train` divided by the peer's. torch-rechub is a
@@ -43,8 +44,10 @@ from deepprl.eval.pareto import hypervolume
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-TARGETS = {"mmoe_vs_peer": 1.5, "deepprl_vs_peer": 0.5, "scaling_exponent": 1.05,
-           "inference_p99_ms": 5.0, "hypervolume_seconds": 0.1}
+# issue 17: the machine's own limit replaces "DeepPRL >= 0.5x the peer" (retired; the ratio
+# is still reported)
+TARGETS = {"mmoe_vs_peer": 2.0, "run_over_floor": 2.5, "stage2_share_of_run": 0.10,
+           "scaling_exponent": 1.05, "inference_p99_ms": 2.0, "hypervolume_seconds": 0.1}
 
 
 def bench_hypervolume(n: int = 100_000, repeats: int = 7) -> dict[str, Any]:
@@ -170,20 +173,21 @@ def main() -> None:
     top = 100_000 if args.quick else args.max_records
     sizes = [n for n in (1_000, 10_000, 100_000, 1_000_000) if n <= top]
 
-    train = {m: bench_train(args.dataset, m, epochs=epochs) for m in ("mmoe", "predictor",
-                                                                      "deepprl")}
+    # deepprl: a whole default run (its config's epochs; one in --quick) beside its floor
+    train = {m: bench_train(args.dataset, m, epochs=epochs if m != "deepprl" or args.quick
+                            else None) for m in ("mmoe", "predictor", "deepprl")}
+    run = train["deepprl"]
+    run["met"] = {
+        "run_over_floor <= 2.5": run["run_over_floor"] <= TARGETS["run_over_floor"],
+        "stage2_share_of_run <= 0.10":
+            run["stage2_share_of_run"] <= TARGETS["stage2_share_of_run"]}
     peer = bench_peer(1 if args.quick else args.peer_epochs)
     ceiling = training_ceiling(args.dataset, batches=5 if args.quick else 20)
     if peer["available"]:
         peer_rate = peer["records_per_s"]["peer"]
         peer["deepprl_vs_peer"] = train["deepprl"]["records_per_s"] / peer_rate
         peer["predictor_vs_peer"] = train["predictor"]["records_per_s"] / peer_rate
-        peer["met"] = {"mmoe_vs_peer >= 1.5": peer["mmoe_vs_peer"] >= TARGETS["mmoe_vs_peer"],
-                       "deepprl_vs_peer >= 0.5":
-                           peer["deepprl_vs_peer"] >= TARGETS["deepprl_vs_peer"]}
-        # the whole run (stage 1 and 2) must fit in this many seconds to meet the target
-        ceiling["target_run_seconds"] = ceiling["run_epochs"] * ceiling["train_records"] \
-            / (TARGETS["deepprl_vs_peer"] * peer_rate)
+        peer["met"] = {"mmoe_vs_peer >= 2": peer["mmoe_vs_peer"] >= TARGETS["mmoe_vs_peer"]}
         ceiling["matmul_only_vs_peer"] = ceiling["records_per_s_if_only_matmuls"] / peer_rate
         ceiling["at_peak_vs_peer"] = ceiling["records_per_s_at_peak"] / peer_rate
     result = {

@@ -168,6 +168,30 @@ def test_bench_train_any_weighted_model(runner: CliRunner) -> None:
     assert bad.exit_code == 2 and "unknown model 'drn' for bench" in bad.output
 
 
+def test_bench_train_deepprl_times_a_whole_run_beside_its_floor(runner: CliRunner) -> None:
+    """bench train --model deepprl: the run's seconds (whole, stage 1, stage 2) and its floor
+    (stage-1 matmul FLOPs at the best measured rate), so run / floor is one command."""
+    result = runner.invoke(app, ["bench", "train", "--dataset", "simulator", "--model",
+                                 "deepprl", "--epochs", "2", "--policy-steps", "50",
+                                 "--dataset-option", "n_users=25", "--dataset-option",
+                                 "n_items=30", "--dataset-option", "events_per_user=20",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["run_epochs"] == 2 and out["policy_steps"] == 50
+    # the run holds both stages and more (loading, checks, saving, evaluation)
+    assert out["stage1_seconds"] > 0 and out["stage2_seconds"] > 0
+    assert out["stage1_seconds"] + out["stage2_seconds"] < out["run_seconds"]
+    assert out["run_over_floor"] == pytest.approx(out["run_seconds"] / out["floor_seconds"])
+    assert out["stage2_share_of_run"] == pytest.approx(out["stage2_seconds"] / out["run_seconds"])
+    floor = out["floor"]  # 2 epochs of 400 training records in batches of 256
+    assert floor["batches"] == pytest.approx(2 * out["records"] / 256) and out["records"] < 500
+    assert out["floor_seconds"] == pytest.approx(
+        floor["batches"] * floor["flops_per_batch"] / (floor["gflops_best"] * 1e9))
+    assert out["records_per_s"] == pytest.approx(
+        2 * out["records"] / (out["stage1_seconds"] + out["stage2_seconds"]))
+
+
 def test_training_ceiling_bounds_the_measured_rate() -> None:
     """The measured rate lies below the matmul-only bound (which drops every other cost of
     the same profiled steps); FLOPs are per batch / batch size; the peak is the best shape."""

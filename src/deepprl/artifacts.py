@@ -38,7 +38,7 @@ from deepprl.models.network import DataShape, PredictorModel
 from deepprl.policy.weights import Actor, FixedWeights
 from deepprl.recommender import ItemRanker, Recommender
 from deepprl.rundir import RunError as RunError
-from deepprl.rundir import check_complete
+from deepprl.rundir import check_complete, read_marker
 
 if TYPE_CHECKING:  # the loaders and splits are imported where the log is rebuilt: serving
     from deepprl.data.splits import Split  # a run needs neither (and starts faster)
@@ -49,6 +49,9 @@ MODEL_FILE, ACTOR_FILE, CONFIG_FILE, SCHEMA_FILE = (
     "model.safetensors", "actor.safetensors", "config.json", "schema.json")
 TABLES_FILE, TABLES_META_FILE = "inference.safetensors", "inference.json"
 SERVED_FILE = "served.json"
+SCORED_FILE = "scored.safetensors"
+"""The predictions of a weighted run's evaluation sets (Recommender.remembered), made by the
+frozen predictor of MODEL_FILE: evaluating the run again reads them (save_scored)."""
 """Weighted runs checked by deepprl.train.pessimism: which policy the run serves
 ("learned" or "static", the static alpha then in ACTOR_FILE) and the check's figures."""
 
@@ -212,7 +215,20 @@ def load_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRanker]:
     recommender = Recommender(model, actor, data)
     if not config.policy.dynamic:
         recommender.fix_weights_at(run_split(data, config))
+    if SCORED_FILE in (read_marker(run) or {}).get("files", {}):  # digest checked above
+        try:
+            recommender.remember(read_tensors(run / SCORED_FILE))
+        except (KeyError, ValueError):  # another layout of the file: score them again
+            recommender.remember({})
     return config, recommender
+
+
+def save_scored(out: Path, recommender: Recommender) -> None:
+    """SCORED_FILE: the predictions the recommender keeps (its evaluation sets); written
+    with the run, before its completion marker, which then vouches for them."""
+    arrays = recommender.remembered()
+    if arrays:
+        write_tensors(out / SCORED_FILE, arrays)
 
 
 def load_serving_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRanker]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import platform
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepprl.artifacts import build_actor, build_model, run_split
+from deepprl.artifacts import build_model, run_split
 from deepprl.config import RunConfig, TrainConfig
 from deepprl.data.interactions import Interactions
 from deepprl.data.registry import load_dataset
@@ -20,10 +21,8 @@ from deepprl.data.sequences import history_index
 from deepprl.data.splits import Split
 from deepprl.distributed import SINGLE
 from deepprl.models.network import PredictorModel
-from deepprl.recommender import Recommender
 from deepprl.train.run import seed_everything
 from deepprl.train.stage1 import fit_predictor, make_optimizer, train_steps
-from deepprl.train.stage2 import build_trajectories, learn_ddpg
 from deepprl.zoo import configure, models
 
 BENCH_MODELS = {
@@ -39,10 +38,12 @@ def bench_models() -> list[str]:
                              if e.item_policy is None and n not in BENCH_MODELS)]
 
 
-def _setup(dataset: str, model: str, batch_size: int, seed: int
+def _setup(dataset: str, model: str, batch_size: int, seed: int,
+           options: dict[str, Any] | None = None
            ) -> tuple[RunConfig, Interactions, Split, PredictorModel, np.ndarray]:
-    """The run config, data, split, untrained stage-1 model and training events of a bench."""
-    config = RunConfig(dataset={"name": dataset}, seed=seed,
+    """The run config, data, split, untrained stage-1 model and training events of a bench
+    (`options`: the dataset loader's, e.g. n_users for the simulator)."""
+    config = RunConfig(dataset={"name": dataset, **(options or {})}, seed=seed,
                        train=dataclasses.replace(TrainConfig(), batch_size=batch_size))
     if model not in BENCH_MODELS:
         config = configure(model, config)
@@ -52,46 +53,107 @@ def _setup(dataset: str, model: str, batch_size: int, seed: int
     return config, data, split, build_model(config, data), np.flatnonzero(split.train)
 
 
-def bench_train(dataset: str, model: str, *, epochs: int = 3, batch_size: int = 256,
-                seed: int = 0) -> dict[str, Any]:
-    """records/s of training: stage 1 (one warm-up epoch, then `epochs` timed, median) for
-    "predictor" and every weighted zoo model; the whole Algorithm 1 for "deepprl"."""
+def bench_train(dataset: str, model: str, *, epochs: int | None = None, batch_size: int = 256,
+                seed: int = 0, policy_steps: int | None = None,
+                options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """records/s of training: stage 1 (one warm-up epoch, then `epochs` timed, default 3,
+    median) for "predictor" and every weighted zoo model; for "deepprl" a whole run
+    (bench_run: `epochs` and `policy_steps` default to the config's)."""
     if model not in bench_models():
         raise ValueError(f"unknown model {model!r} for bench; expected one of {bench_models()}")
-    if epochs < 1:
+    if epochs is not None and epochs < 1:
         raise ValueError("epochs must be >= 1")
-    config, data, split, net, train_events = _setup(dataset, model, batch_size, seed)
-    warm = dataclasses.replace(config.train, epochs=1)
-    fit_predictor(net, data, train_events, warm, seed=seed)
-    timed = dataclasses.replace(config.train, epochs=epochs)
-    records = fit_predictor(net, data, train_events, timed, seed=seed + 1)
-    epoch_seconds = [r["seconds"] for r in records]
-    out: dict[str, Any] = {
-        "model": model, "dataset": dataset, "records": len(train_events),
-        "batch_size": batch_size, "timed_epochs": epochs,
-        "epoch_seconds_median": statistics.median(epoch_seconds),
-        "records_per_s": len(train_events) / statistics.median(epoch_seconds),
-    }
+    if policy_steps is not None and policy_steps < 1:
+        raise ValueError("policy_steps must be >= 1")
+    config, data, _, net, train_events = _setup(dataset, model, batch_size, seed, options)
     if model == "deepprl":
-        for p in net.parameters():
-            p.requires_grad_(False)
-        actor = build_actor(config, net, data)
-        start = time.perf_counter()
-        env = build_trajectories(Recommender(net, actor, data), data, split.train | split.valid,
-                                 config.policy, k=config.eval.k,
-                                 max_candidates=config.train.max_candidates, seed=seed)
-        learn_ddpg(actor, env, config.policy, k=config.eval.k, seed=seed)
-        stage2 = time.perf_counter() - start
-        stage1 = statistics.median(epoch_seconds) * config.train.epochs
-        out.update({
-            "stage1_seconds_per_run": stage1, "stage2_seconds": stage2,
-            # a full run reads the training records `epochs` times in stage 1
-            "records_per_s": len(train_events) * config.train.epochs / (stage1 + stage2),
-            "run_epochs": config.train.epochs, "policy_steps": config.policy.steps,
-        })
+        out = bench_run(config, net, data, train_events, epochs=epochs,
+                        policy_steps=policy_steps)
+    else:
+        out = _bench_stage1(config, net, data, train_events, 3 if epochs is None else epochs)
+    out = {"model": model, "dataset": dataset, **out}
     out["machine"] = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                       "python": platform.python_version(), "torch": torch.__version__}
     return out
+
+
+def _bench_stage1(config: RunConfig, net: PredictorModel, data: Interactions,
+                  train_events: np.ndarray, epochs: int) -> dict[str, Any]:
+    """Stage 1 alone: one warm-up epoch, then `epochs` timed (median)."""
+    warm = dataclasses.replace(config.train, epochs=1)
+    fit_predictor(net, data, train_events, warm, seed=config.seed)
+    timed = dataclasses.replace(config.train, epochs=epochs)
+    records = fit_predictor(net, data, train_events, timed, seed=config.seed + 1)
+    median = statistics.median(r["seconds"] for r in records)
+    return {"records": len(train_events), "batch_size": config.train.batch_size,
+            "timed_epochs": epochs, "epoch_seconds_median": median,
+            "records_per_s": len(train_events) / median}
+
+
+def bench_run(config: RunConfig, net: PredictorModel, data: Interactions,
+              train_events: np.ndarray, *, epochs: int | None = None,
+              policy_steps: int | None = None) -> dict[str, Any]:
+    """A whole run of `config` (deepprl.train.run.train_run into a temporary directory:
+    stage 1, stage 2 with the configured learner, checks, saving, evaluation), timed, beside
+    its floor measured in this process: the FLOPs of its stage-1 matrix products at this
+    machine's best matmul rate (`net`, untrained, is only counted). records_per_s: the
+    training records the run's stage 1 reads, per second of stage 1 + stage 2."""
+    import tempfile
+    from pathlib import Path
+
+    from deepprl.train.run import train_run
+
+    if epochs is not None:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train,
+                                                                       epochs=epochs))
+    if policy_steps is not None:
+        config = dataclasses.replace(config, policy=dataclasses.replace(config.policy,
+                                                                        steps=policy_steps))
+    floor = stage1_floor(config, net, data, train_events)
+    with tempfile.TemporaryDirectory(prefix="deepprl-bench-run-") as tmp:
+        metrics = train_run(config, Path(tmp) / "run")
+    stage1 = metrics["timing"]["stage1"]["seconds"]
+    stage2 = metrics["timing"]["stage2"]["seconds"]
+    run = metrics["seconds"]
+    read = len(train_events) * config.train.epochs
+    return {
+        "records": len(train_events), "batch_size": config.train.batch_size,
+        "run_epochs": config.train.epochs, "policy_algorithm": config.policy.algorithm,
+        "policy_steps": config.policy.steps,
+        "epoch_seconds_median": statistics.median(r["seconds"] for r in metrics["stage1"]),
+        "records_per_s": read / (stage1 + stage2),
+        "run_seconds": run, "stage1_seconds": stage1, "stage2_seconds": stage2,
+        "floor_seconds": floor["seconds"], "run_over_floor": run / floor["seconds"],
+        "stage2_share_of_run": stage2 / run, "floor": floor,
+    }
+
+
+def stage1_floor(config: RunConfig, net: PredictorModel, data: Interactions,
+                 train_events: np.ndarray) -> dict[str, Any]:
+    """Seconds of a run's stage-1 matrix products (config.train.epochs over `train_events`)
+    if every one ran at this machine's best measured matmul rate (matmul_peak): FLOPs of
+    one training step counted by FlopCounterMode on a copy of `net`."""
+    batch_size = config.train.batch_size
+    flops = _flops_per_batch(copy.deepcopy(net), config, data, train_events)
+    peak = matmul_peak()
+    batches = config.train.epochs * len(train_events) / batch_size
+    return {"flops_per_batch": flops, "gflops_best": peak["gflops_best"],
+            "batches": batches, "seconds": batches * flops / (peak["gflops_best"] * 1e9)}
+
+
+def _flops_per_batch(net: PredictorModel, config: RunConfig, data: Interactions,
+                     train_events: np.ndarray) -> int:
+    """FLOPs of matrix products in one stage-1 step (forward, backward) of a full batch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batch_size = config.train.batch_size
+    history = history_index(data, net.config.history_length)
+    optimizer = make_optimizer(net.parameters(), config.train)
+    chunk = np.random.default_rng([config.seed, 3]).permutation(train_events)[:batch_size]
+    net.train()
+    with FlopCounterMode(display=False) as counter:
+        train_steps(net, optimizer, data, history, chunk, 1, batch_size, SINGLE, None, 0)
+    return int(counter.get_total_flops())
 
 
 # the matrix products FlopCounterMode counts; everything else (elementwise, copies, the
@@ -128,9 +190,9 @@ def training_ceiling(dataset: str, *, batch_size: int = 256, batches: int = 20,
     bounds follow: records/s if everything but the matrix products cost nothing, and
     records/s if, in addition, every product ran at this machine's best measured GFLOP/s."""
     from torch.profiler import ProfilerActivity, profile
-    from torch.utils.flop_counter import FlopCounterMode
 
     config, data, _, net, train_events = _setup(dataset, "predictor", batch_size, seed)
+    flops_per_batch = _flops_per_batch(net, config, data, train_events)
     history = history_index(data, net.config.history_length)
     optimizer = make_optimizer(net.parameters(), config.train)
     order = np.random.default_rng([seed, 3]).permutation(train_events)
@@ -142,9 +204,6 @@ def training_ceiling(dataset: str, *, batch_size: int = 256, batches: int = 20,
 
     net.train()
     steps(0, 1)  # warm-up
-    with FlopCounterMode(display=False) as counter:
-        steps(0, 1)
-    flops_per_batch = counter.get_total_flops()
     start = time.perf_counter()
     steps(0, n)
     seconds_per_batch = (time.perf_counter() - start) / n

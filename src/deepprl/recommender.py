@@ -130,6 +130,30 @@ class Recommender:
         self._memo = ((events.copy(), items.copy(), scored), *self._memo[:1])
         return scored
 
+    def remembered(self) -> dict[str, np.ndarray]:
+        """The sets scored() keeps, as arrays ("{i}.events" [E], "{i}.items" [E, C] int32,
+        "{i}.state" [E, S], "{i}.y_hat" [P, K] of the P real candidates, items > 0): a run
+        stores those of its evaluation (deepprl.artifacts.save_scored), so that evaluating
+        it again skips the forward passes of a frozen predictor."""
+        out: dict[str, np.ndarray] = {}
+        for i, (events, items, scored) in enumerate(self._memo):
+            out.update({f"{i}.events": events, f"{i}.items": items.astype(np.int32),
+                        f"{i}.state": scored.state, f"{i}.y_hat": scored.y_hat[items > 0]})
+        return out
+
+    def remember(self, arrays: dict[str, np.ndarray]) -> None:
+        """Keep the sets of remembered() as if scored() had computed them (they must come
+        from this recommender's predictor: artifacts checks the run's digests). Padding
+        candidates (item 0), which no ranking takes, get y_hat 0."""
+        memo = []
+        for i in range(len(arrays) // 4):
+            events, items = arrays[f"{i}.events"], arrays[f"{i}.items"].astype(np.int64)
+            y_hat = np.zeros((*items.shape, self.data.n_objectives), dtype=np.float32)
+            y_hat[items > 0] = arrays[f"{i}.y_hat"]
+            memo.append((events, items, Scored(state=arrays[f"{i}.state"], y_hat=y_hat,
+                                               context=self.data.context[events])))
+        self._memo = tuple(memo)
+
     def scores(self, events: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Utility sum_k alpha_k y_hat_k [E, C] of candidates at logged events."""
         return self.weighted_scores(events, self.scored(events, items))[0]

@@ -15,6 +15,7 @@ from deepprl.cli.common import (
     bench_app,
     err,
     fail,
+    parse_options,
 )
 
 
@@ -36,6 +37,9 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 1 << 20,
     inference_threads: Annotated[int, typer.Option(
         help="Forward passes at once (about one per core); the rest queue in order.")] = 2,
+    max_batch: Annotated[int, typer.Option(
+        help="Most /recommend requests scored in one forward pass (those that arrive while "
+             "the inference threads are busy); 1: each on its own.")] = 32,
     max_concurrent_requests: Annotated[int, typer.Option(
         help="Requests in progress at once; one more gets 503 with Retry-After.")] = 100,
     body_timeout: Annotated[float, typer.Option(
@@ -63,7 +67,7 @@ def serve(
     try:
         settings = ServeSettings(max_k=max_k, max_candidates=max_candidates,
                                  max_body_bytes=max_body_bytes, api_key=api_key or None,
-                                 inference_threads=inference_threads,
+                                 inference_threads=inference_threads, max_batch=max_batch,
                                  max_concurrent_requests=max_concurrent_requests,
                                  body_timeout_s=body_timeout, header_timeout_s=header_timeout,
                                  keep_alive_s=keep_alive,
@@ -85,16 +89,27 @@ def bench_train_cmd(
     dataset: Annotated[str, typer.Option(help="Dataset name.")] = "movielens-100k",
     model: Annotated[str, typer.Option(
         help="predictor | deepprl | any weighted model (mmoe, ple, ...)")] = "deepprl",
-    epochs: Annotated[int, typer.Option(help="Timed epochs after one warm-up.")] = 3,
+    epochs: Annotated[int | None, typer.Option(
+        help="Timed epochs after one warm-up (default 3); for deepprl the stage-1 epochs of "
+             "the timed run (default: the config's).")] = None,
+    policy_steps: Annotated[int | None, typer.Option(
+        help="deepprl: stage-2 steps of the timed run (default: the config's).")] = None,
     batch_size: Annotated[int, typer.Option(help="Events per step.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    dataset_option: Annotated[list[str] | None, typer.Option(
+        help="KEY=VALUE passed to the dataset loader, e.g. n_users=50 for the simulator; "
+             "repeatable.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
 ) -> None:
-    """Training throughput in records/s."""
+    """Training throughput in records/s; for deepprl a whole default run, timed (run_seconds,
+    stage1_seconds, stage2_seconds) beside its floor (floor_seconds: its stage-1 matrix
+    products at this machine's best matmul rate, measured in the same process)."""
     from deepprl.bench import bench_train
 
     try:
-        result = bench_train(dataset, model, epochs=epochs, batch_size=batch_size, seed=seed)
+        result = bench_train(dataset, model, epochs=epochs, batch_size=batch_size, seed=seed,
+                             policy_steps=policy_steps,
+                             options=parse_options(dataset_option or []))
     except ValueError as error:
         fail(str(error))
     sys.stdout.write(json.dumps(result, indent=None if as_json else 2) + "\n")

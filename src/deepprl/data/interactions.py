@@ -115,9 +115,22 @@ class Interactions:
     # -- ground truth --------------------------------------------------------------------
     def candidate_values(self, events: np.ndarray, items: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray]:
-        """True objectives [E, C, K] and reward [E, C] of candidate items at events."""
+        """True objectives [E, C, K] and reward [E, C] of candidate items at events; NaN at
+        padding (item 0).
+
+        Every valuer values each (event, item) pair on its own, so where rows are padded
+        (a logged log's candidate sets differ in size) only the P real pairs are valued, as
+        P one-candidate rows: a few times less work than the padded [E, C]."""
         valuer = self.valuer if self.valuer is not None else LoggedValuer()
-        return valuer.values(self, events, items)
+        live = items > 0  # [E, C]
+        if live.all():
+            return valuer.values(self, events, items)
+        rows = np.nonzero(live)[0]  # [P] the row of each real pair
+        pair_objectives, pair_reward = valuer.values(self, events[rows], items[live][:, None])
+        objectives = np.full((*items.shape, self.n_objectives), np.nan, dtype=np.float32)
+        reward = np.full(items.shape, np.nan, dtype=np.float32)
+        objectives[live], reward[live] = pair_objectives[:, 0], pair_reward[:, 0]
+        return objectives, reward
 
     @cached_property
     def pair_table(self) -> tuple[np.ndarray, np.ndarray]:

@@ -131,12 +131,27 @@ class TimedGenreValuer:
         self.release_ts = release_ts  # [I + 1]
         self.tau_days = tau_days
         self.logged = LoggedValuer()
+        # each item's 0/1 genres as the bits of one integer: the Jaccard of two items is
+        # then two popcounts instead of 2 G elementwise ops (evaluation values ~10^6 pairs)
+        binary = genres.shape[1] <= 63 and bool(np.isin(genres, (0, 1)).all())
+        self.genre_bits = (genres.astype(np.int64) << np.arange(genres.shape[1])).sum(1) \
+            if binary else None  # [I + 1]
+
+    def consistency(self, items: np.ndarray, prev: np.ndarray) -> np.ndarray:
+        """Jaccard of the genres of items [E, C] and of prev [E] (float32 [E, C]), as
+        jaccard() computes it."""
+        if self.genre_bits is None:
+            return jaccard(self.genres[items], self.genres[prev][:, None, :])
+        a, b = self.genre_bits[items], self.genre_bits[prev][:, None]
+        inter = np.bitwise_count(a & b).astype(self.genres.dtype)
+        union = np.bitwise_count(a | b).astype(self.genres.dtype)
+        return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
     def values(self, data: Interactions, events: np.ndarray, items: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:
         has_prev = (events > 0) & (data.user[np.maximum(events - 1, 0)] == data.user[events])
         prev = np.where(has_prev, data.item[np.maximum(events - 1, 0)], 0)  # [E]
-        consistency = jaccard(self.genres[items], self.genres[prev][:, None, :])  # [E, C]
+        consistency = self.consistency(items, prev)  # [E, C]
         consistency = np.where(has_prev[:, None], consistency, 0.0)
         age = np.maximum(data.time[events][:, None] - self.release_ts[items], 0.0)
         recency = np.exp(-age / 86400.0 / self.tau_days)

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import optuna
 import torch
 
 from deepprl.data.interactions import Interactions
@@ -63,6 +62,8 @@ def tune_weights(mean_reward: Callable[[np.ndarray], float], n_objectives: int, 
     trials then share what TPE knew before the round, so results differ from parallel = 1,
     which is the reference. Scoring a trial on a precomputed predictor takes milliseconds,
     so this pays only when mean_reward is expensive (e.g. it re-scores a large model)."""
+    import optuna  # here: a second of import that `deepprl evaluate` need not pay
+
     if parallel < 1:
         raise ValueError(f"parallel must be >= 1, got {parallel}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)

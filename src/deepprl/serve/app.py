@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
 from deepprl import __version__
+from deepprl.serve.batching import RecommendBatcher
 from deepprl.serve.middleware import Guard, Limits, Metrics, error_body
 from deepprl.serve.schemas import (
     MAX_ID_LENGTH,
@@ -80,11 +81,14 @@ class _Inference:
 
 def _routes(app: FastAPI, service: Service, metrics: Metrics) -> None:
     inference = _Inference(service.settings.inference_threads)
+    batcher = RecommendBatcher(service, run=inference.run,
+                               passes=service.settings.inference_threads,
+                               max_batch=service.settings.max_batch)
 
     @app.post("/recommend", response_model=RecommendResponse)
     async def recommend(body: RecommendRequest) -> Any:
         """Top-k items for a user, with scores, every y_hat and the weights alpha used."""
-        return await inference.run(lambda: service.recommend(body))
+        return await batcher.recommend(body)
 
     @app.post("/feedback", response_model=FeedbackResponse, status_code=201)
     def feedback(body: FeedbackRequest, response: Response,

@@ -69,6 +69,16 @@ class History:
         return float(self.times[-1]) if len(self.times) else None
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A /recommend request's inputs, validated: what scoring it needs."""
+
+    history: History
+    at_time: float
+    context: np.ndarray  # [Fc] of the event to predict
+    items: torch.Tensor  # [1, C] candidate item indices
+
+
 def model_version(run: Path) -> str:
     """deepprl version + the first 12 hex digits of the SHA-256 of the weight files."""
     digest = hashlib.sha256()
@@ -201,6 +211,13 @@ class Service:
 
     # -- endpoints -----------------------------------------------------------------------
     def recommend(self, req: RecommendRequest) -> dict[str, object]:
+        prepared = self.prepare(req)
+        scored = self.score(prepared.history, prepared.at_time, prepared.context,
+                            prepared.items, req.k)
+        return self.answer(req, prepared, scored)
+
+    def prepare(self, req: RecommendRequest) -> Prepared:
+        """A request's inputs (FieldError naming what is wrong): what scoring needs."""
         s = self.settings
         if req.k > s.max_k:
             raise FieldError("k", f"{req.k} is above the limit of {s.max_k}")
@@ -211,12 +228,16 @@ class Service:
             items = self._unseen(req.user_id, history.user, items)
         at_time = self.request_time(history, req.timestamp)
         context = self.request_context(history, at_time, req.context)
-        scored = self.score(history, at_time, context, items, req.k)
-        ids, names = self.data.item_ids, self.names
-        chosen = items[0, torch.from_numpy(scored.top)].tolist()
+        return Prepared(history=history, at_time=at_time, context=context, items=items)
+
+    def answer(self, req: RecommendRequest, prepared: Prepared, scored: HistoryScores
+               ) -> dict[str, object]:
+        """The /recommend response of a prepared request and its scores."""
+        ids, names, history = self.data.item_ids, self.names, prepared.history
+        chosen = prepared.items[0, torch.from_numpy(scored.top)].tolist()
         return {
             "user_id": req.user_id, "known_user": history.user != 0,
-            "model_version": self.version, "timestamp": at_time,
+            "model_version": self.version, "timestamp": prepared.at_time,
             "history_length": min(len(history.items), self.length),
             "weights": dict(zip(names, scored.weights.tolist(), strict=True)),
             "items": [{"item_id": ids[item - 1], "score": float(scored.scores[j]),

@@ -25,6 +25,10 @@ class ServeSettings:
     inference_threads: int = 2
     """Forward passes run at once, each with one intra-op torch thread; further requests
     wait in a first-come, first-served queue. About one per CPU core."""
+    max_batch: int = 32
+    """Most /recommend requests one forward pass scores: requests that arrive while the
+    inference threads are busy are scored together in the next pass (deepprl.serve.batching);
+    1: each on its own."""
     future_tolerance_s: float = 86_400.0
     """How far past the server's clock a feedback timestamp may lie (clock skew)."""
     max_concurrent_requests: int = 100
@@ -53,7 +57,7 @@ class ServeSettings:
     of every write. None: keep them forever."""
 
     def __post_init__(self) -> None:
-        for name in ("max_k", "max_candidates", "max_body_bytes", "inference_threads",
+        for name in ("max_k", "max_candidates", "max_body_bytes", "inference_threads", "max_batch",
                      "max_concurrent_requests", "retry_after_s", "keep_alive_s"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

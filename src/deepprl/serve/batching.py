@@ -1,0 +1,127 @@
+"""Concurrent /recommend requests scored in one forward pass.
+
+Requests that arrive while forward passes run wait for the next pass, which scores all of
+them (up to max_batch) at once: the user-state encoder's recurrent steps and every
+operator's fixed cost are paid once per batch instead of once per request, and the
+candidates' products become one larger matmul. A lone request (every request at
+concurrency 1) is scored alone, by Service.recommend's own path: the same numbers as
+before. In a batch, rows are grouped by candidate count, so no request scores another's
+padding; a request refused (FieldError) or a group that fails answers on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import torch
+
+from deepprl.data.sequences import Batch
+from deepprl.ranking.history import HistoryScores, batch_from_history
+from deepprl.ranking.scoring import score_batch
+from deepprl.ranking.utility import top_k
+from deepprl.serve.schemas import RecommendRequest
+from deepprl.serve.service import Prepared, Service
+
+T = TypeVar("T")
+Runner = Callable[[Callable[[], T]], Awaitable[T]]
+"""Runs a blocking function off the event loop (the app's inference threads)."""
+
+
+def recommend_many(service: Service, requests: list[RecommendRequest]
+                   ) -> list[dict[str, object] | Exception]:
+    """Service.recommend of each request, the ones with as many candidates scored together;
+    each entry is the response or the exception that request raised."""
+    out: list[dict[str, object] | Exception | None] = [None] * len(requests)
+    groups: dict[int, list[tuple[int, Prepared]]] = {}
+    for i, req in enumerate(requests):
+        try:
+            prepared = service.prepare(req)
+        except Exception as err:  # FieldError -> 4xx; anything else -> 500, as before
+            out[i] = err
+            continue
+        groups.setdefault(int(prepared.items.shape[1]), []).append((i, prepared))
+    for rows in groups.values():
+        try:
+            scores = score_rows(service, [p for _, p in rows], [requests[i].k for i, _ in rows])
+            for (i, prepared), scored in zip(rows, scores, strict=True):
+                out[i] = service.answer(requests[i], prepared, scored)
+        except Exception as err:
+            for i, _ in rows:
+                out[i] = err
+    return [r if r is not None else RuntimeError("not scored") for r in out]
+
+
+def score_rows(service: Service, prepared: list[Prepared], ks: list[int]
+               ) -> list[HistoryScores]:
+    """Scores of prepared requests with the same candidate count C, in one forward pass
+    (one request: Service.score itself)."""
+    if len(prepared) == 1:
+        p = prepared[0]
+        return [service.score(p.history, p.at_time, p.context, p.items, ks[0])]
+    rows = [batch_from_history(user=p.history.user, items=p.history.items,
+                               times=p.history.times, contexts=p.history.contexts,
+                               context=p.context, length=service.length) for p in prepared]
+    batch = Batch(**{f.name: torch.cat([getattr(r, f.name) for r in rows])
+                     for f in dataclasses.fields(Batch)})
+    items = torch.cat([p.items for p in prepared])  # [B, C]
+    cold = torch.tensor([p.history.user == 0 for p in prepared])  # [B]
+    recommender = service.recommender
+    out = score_batch(recommender.model, recommender.policy, batch, items,
+                      user_embedding=service.cold_user if bool(cold.any()) else None,
+                      cold=cold)
+    scored = []
+    for i, k in enumerate(ks):
+        row = out.scores[i : i + 1]  # [1, C]
+        top = top_k(row, torch.ones_like(row, dtype=torch.bool), min(k, items.shape[1]))
+        scored.append(HistoryScores(state=out.state[i].numpy(), weights=out.alpha[i].numpy(),
+                                    y_hat=out.y_hat[i].numpy(), scores=row[0].numpy(),
+                                    top=top[0].numpy()))
+    return scored
+
+
+class RecommendBatcher:
+    """Queues /recommend requests on the event loop; at most `passes` forward passes run at
+    once (through `run`), each taking every queued request, up to `max_batch`."""
+
+    def __init__(self, service: Service, *, run: Runner[Any], passes: int,
+                 max_batch: int) -> None:
+        self.service, self.run, self.passes, self.max_batch = service, run, passes, max_batch
+        self.queue: list[tuple[RecommendRequest, asyncio.Future[dict[str, object]]]] = []
+        self.active = 0  # passes draining the queue; one event loop, so no lock
+        self.tasks: set[asyncio.Task[None]] = set()  # referenced until done
+
+    async def recommend(self, req: RecommendRequest) -> dict[str, object]:
+        future: asyncio.Future[dict[str, object]] = \
+            asyncio.get_running_loop().create_future()
+        self.queue.append((req, future))
+        if self.active < self.passes:
+            self.active += 1
+            task = asyncio.ensure_future(self._drain())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.queue:
+                batch = self.queue[: self.max_batch]
+                del self.queue[: self.max_batch]
+                requests = [req for req, _ in batch]
+                try:
+                    results = await self.run(functools.partial(recommend_many,
+                                                               self.service, requests))
+                except Exception as err:
+                    results = [err] * len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():  # the request was cancelled (client gone)
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self.active -= 1
