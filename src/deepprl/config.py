@@ -66,7 +66,12 @@ class ModelConfig:
     hidden: int = 64
     """Hidden units of the Time-LSTM and of the hypernetwork (paper: 64)."""
     tower_hidden: int = 32
-    """Width of each generated tower's hidden vector."""
+    """Width of each generated tower's hidden vector (the MoH's last tower layer; the
+    baselines' towers)."""
+    tower_layers: int = 1
+    """ReLU layers of each MoH tower the hypernetwork generates: widths hidden, ...,
+    tower_hidden (1: the paper's single layer; 2: hidden then tower_hidden, the depth of
+    every baseline's path per objective). Other predictors ignore it."""
     objective_embedding_dim: int = 16
     """Size of the learned objective embedding fed to the hypernetwork."""
     attention_similarity: str = "neg_sq_dist"
@@ -84,9 +89,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _at_least(self, "model", 1, "history_length", "item_dim", "user_dim", "context_dim",
-                  "hidden", "tower_hidden", "objective_embedding_dim")
+                  "hidden", "tower_hidden", "tower_layers", "objective_embedding_dim")
         _one_of(self, "model", "attention_similarity", ("neg_sq_dist", "dot"))
-        _one_of(self, "model", "loss", ("l1", "bce"))
+        _one_of(self, "model", "loss", ("l1", "bce", "auto"))
 
 
 @dataclass(frozen=True)
