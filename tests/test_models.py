@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from conftest import assert_gradients, double
-from deepprl.artifacts import build_model
+from deepprl.artifacts import build_model, saved_run_config
 from deepprl.config import ModelConfig, RunConfig
 from deepprl.data.sequences import history_index, make_batch
 from deepprl.data.simulator import SimulatorConfig, load_simulator
 from deepprl.models.encoders import CausalSelfAttention, SelfAttentiveTimeLSTM, TimeLSTMCell
 from deepprl.models.layers import similarity_scores
-from deepprl.models.predictors import MixtureOfHyperNetwork
+from deepprl.models.predictors import TOWER_GAIN, MixtureOfHyperNetwork
 from deepprl.policy.weights import Actor, FixedWeights
 
 
@@ -225,7 +225,7 @@ def test_left_padded_fast_path_equals_the_cell_step_by_step(use_time_gate: bool)
 def _moh(seed: int = 0) -> MixtureOfHyperNetwork:
     torch.manual_seed(seed)
     return MixtureOfHyperNetwork(user_dim=5, item_dim=4, n_objectives=3, hidden=8,
-                                 tower_hidden=6, objective_embedding_dim=4)
+                                 tower_hidden=6, objective_embedding_dim=4, tower_layers=1)
 
 
 def test_moh_tower_parameters_per_objective() -> None:
@@ -352,7 +352,7 @@ def test_moh_init_generates_distinct_towers_at_a_standard_scale(n_objectives: in
                                                                 tower_layers: int) -> None:
     """(a) towers start distinct: every pairwise |cosine| < 0.6 on each of 10 seeds (the old
     all-positive sigmoid codes gave 0.9999); (b) every generated layer's std is within a
-    factor 1.5 of 1/sqrt(its fan_in), a standard linear layer's scale (old: 0.58x)."""
+    factor 1.5 of TOWER_GAIN / sqrt(its fan_in), the class docstring's rule."""
     for seed in range(10):
         torch.manual_seed(seed)
         model = MixtureOfHyperNetwork(n_objectives=n_objectives, tower_layers=tower_layers,
@@ -364,7 +364,7 @@ def test_moh_init_generates_distinct_towers_at_a_standard_scale(n_objectives: in
         layers = _layer_weights(model)
         assert [fan_in for fan_in, _ in layers] == [96 + 32] + [64] * (tower_layers - 1)
         for fan_in, layer in layers:
-            ratio = float(layer.detach().std()) * fan_in**0.5
+            ratio = float(layer.detach().std()) * fan_in**0.5 / TOWER_GAIN
             assert 1 / 1.5 < ratio < 1.5, (seed, fan_in, ratio)
 
 
@@ -456,6 +456,13 @@ def test_inference_item_table_equals_training_embeddings(sim_data) -> None:  # t
     with torch.no_grad():  # the step invalidates the table
         torch.testing.assert_close(model.items(items), model._embed(items))
         assert (model.items(items) - cached).abs().max() > 1e-4
+
+
+def test_a_run_saved_before_tower_layers_loads_with_one_layer_towers() -> None:
+    saved = RunConfig().to_dict()
+    assert saved_run_config(saved).model.tower_layers == ModelConfig().tower_layers == 2
+    del saved["model"]["tower_layers"]
+    assert saved_run_config(saved).model.tower_layers == 1
 
 
 def test_predictor_model_rejects_unknown_components(sim_data) -> None:  # type: ignore[no-untyped-def]

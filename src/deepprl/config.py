@@ -68,10 +68,11 @@ class ModelConfig:
     tower_hidden: int = 32
     """Width of each generated tower's hidden vector (the MoH's last tower layer; the
     baselines' towers)."""
-    tower_layers: int = 1
+    tower_layers: int = 2
     """ReLU layers of each MoH tower the hypernetwork generates: widths hidden, ...,
     tower_hidden (1: the paper's single layer; 2: hidden then tower_hidden, the depth of
-    every baseline's path per objective). Other predictors ignore it."""
+    every baseline's path per objective, fits better: docs/model.md). Other predictors
+    ignore it."""
     objective_embedding_dim: int = 16
     """Size of the learned objective embedding fed to the hypernetwork."""
     attention_similarity: str = "neg_sq_dist"

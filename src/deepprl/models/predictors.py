@@ -21,6 +21,9 @@ from deepprl.models.sequential import MixtureOfSequentialExperts
 
 # sigmoid(x) - 0.5 for x ~ N(0, 1): its std and mean |.| (Monte Carlo, 10^7 draws)
 CODE_STD, CODE_MEAN_ABS = 0.2082, 0.1748
+# each generated tower layer starts at std TOWER_GAIN / sqrt(fan_in): chosen by measurement
+# (docs/model.md, "Stage 1"; 1.0, PyTorch's default 0.577, 0.35, 0.2 and 0.1 measured)
+TOWER_GAIN = 0.2
 
 
 class CentredSigmoid(nn.Module):
@@ -51,16 +54,18 @@ class MixtureOfHyperNetwork(nn.Module):
     - the generated parameters are scale * (A h + a): scale = 1 / (1 + H CODE_MEAN_ABS), so
       that an Adam step on A and a (each entry moves by ~lr) moves a generated weight by
       ~lr; a starts at 0 (no component shared by the towers) and the rows of A that
-      generate tower layer j at N(0, 1 / (fan_in_j scale^2 H CODE_STD^2)), so each
-      generated layer has std ~1/sqrt(fan_in_j) (fan_in_1 = Du + Di, then the previous
-      layer's width), the scale of a standard linear layer.
+      generate tower layer j at N(0, TOWER_GAIN^2 / (fan_in_j scale^2 H CODE_STD^2)), so
+      each generated layer has std ~TOWER_GAIN / sqrt(fan_in_j) (fan_in_1 = Du + Di, then
+      the previous layer's width): a linear layer's 1 / sqrt(fan_in) rule, with a gain
+      below PyTorch's default 0.577, since Adam moves every weight by ~lr per step
+      whatever its scale, a smaller start lets the data shape the towers sooner.
     Tested in tests/test_models.py: tower cosine, weight scale per layer and Adam step size
     at init.
     """
 
     def __init__(self, *, user_dim: int, item_dim: int, n_objectives: int, hidden: int = 64,
                  tower_hidden: int = 32, objective_embedding_dim: int = 16,
-                 similarity: str = "neg_sq_dist", tower_layers: int = 1) -> None:
+                 similarity: str = "neg_sq_dist", tower_layers: int = 2) -> None:
         super().__init__()
         if tower_layers < 1:
             raise ValueError(f"tower_layers must be >= 1, got {tower_layers}")
@@ -80,7 +85,8 @@ class MixtureOfHyperNetwork(nn.Module):
             nn.init.normal_(second.weight, std=1.0 / (H**0.5 * CODE_STD))
             for rows, (fan_in, _) in zip(last.weight.split(sizes), self.layer_shapes,
                                          strict=True):
-                nn.init.normal_(rows, std=1.0 / (fan_in**0.5 * self.scale * H**0.5 * CODE_STD))
+                nn.init.normal_(rows, std=TOWER_GAIN / (fan_in**0.5 * self.scale * H**0.5
+                                                          * CODE_STD))
             for layer in (first, second, last):
                 layer.bias.zero_()
         self.query = nn.Linear(tower_hidden, tower_hidden, bias=False)
