@@ -63,10 +63,9 @@ def _fit(data: Interactions, split: Split, *, epochs: int = TRAIN.epochs,
     return model, log
 
 
-def test_bce_is_the_default_and_refuses_objectives_outside_0_1(
-        sim: tuple[Interactions, Split]) -> None:
+def test_bce_refuses_objectives_outside_0_1(sim: tuple[Interactions, Split]) -> None:
     data, _ = sim
-    assert ModelConfig().loss == "bce"
+    assert ModelConfig().loss == "auto"
     check_targets(data, "bce")  # the simulator's objectives lie in [0, 1]
     scaled = dataclasses.replace(data, objectives=data.objectives * 3)
     with pytest.raises(ValueError, match=r"objective .* spans .*model.loss = 'l1'"):

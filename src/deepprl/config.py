@@ -83,10 +83,11 @@ class ModelConfig:
     """Time gate T_k in the LSTM cell (off: self-attentive LSTM, ablation variant 2)."""
     use_user_id: bool = True
     """Learn an id embedding per user besides the user-feature projection."""
-    loss: str = "bce"
-    """Prediction loss: bce (binary cross-entropy; every objective is in [0, 1] after the
-    schema's normalisation) or l1 (paper eq. 2, which saturates the sigmoid where targets
-    are mostly 0 or 1: docs/model.md)."""
+    loss: str = "auto"
+    """Prediction loss: auto (per objective: bce where at least half of its training values
+    lie within 0.01 of 0 or 1, else l1; deepprl.train.stage1.loss_kinds), bce (binary
+    cross-entropy, objectives in [0, 1]) or l1 (paper eq. 2, which saturates the sigmoid
+    where targets are mostly 0 or 1). docs/model.md, "Stage 1"."""
 
     def __post_init__(self) -> None:
         _at_least(self, "model", 1, "history_length", "item_dim", "user_dim", "context_dim",
