@@ -91,6 +91,9 @@ def test_auto_loss_is_bce_for_a_binary_objective_and_l1_for_a_continuous_one(
     assert loss_kinds(toy_data, events[: n // 2], "auto")[0] == "l1"
     # the simulator's objectives are continuous: auto trains both with l1
     assert loss_kinds(data, events, "auto") == ("l1", "l1")
+    # an objective outside [0, 1] keeps l1 whatever its share of 0s (bce would refuse it)
+    toy_data.objectives[:, 2] *= 3
+    assert loss_kinds(toy_data, events, "auto")[2] == "l1"
 
 
 def test_per_objective_loss_sums_each_objectives_own_loss() -> None:

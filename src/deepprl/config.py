@@ -84,8 +84,8 @@ class ModelConfig:
     use_user_id: bool = True
     """Learn an id embedding per user besides the user-feature projection."""
     loss: str = "auto"
-    """Prediction loss: auto (per objective: bce where at least half of its training values
-    lie within 0.01 of 0 or 1, else l1; deepprl.train.stage1.loss_kinds), bce (binary
+    """Prediction loss: auto (per objective: bce where it lies in [0, 1] and at least half of
+    its training values lie within 0.01 of 0 or 1, else l1; stage1.loss_kinds), bce (binary
     cross-entropy, objectives in [0, 1]) or l1 (paper eq. 2, which saturates the sigmoid
     where targets are mostly 0 or 1). docs/model.md, "Stage 1"."""
 

@@ -58,17 +58,20 @@ def prediction_loss(y_hat: torch.Tensor, y: torch.Tensor, kind: str | Sequence[s
 
 def loss_kinds(data: Interactions, events: np.ndarray, kind: str) -> tuple[str, ...]:
     """The loss of each objective under model.loss = `kind`: itself for bce or l1; for auto,
-    bce where at least ENDS_SHARE of the objective's values at `events` (the training
-    events) lie within END_TOLERANCE of 0 or 1, else l1. Why (the MAE is the target): l1
-    fits the median, the MAE's optimum, but where the median sits at an end it is reached
-    only by saturating the sigmoid, where l1's logit gradient vanishes; bce's does not."""
+    bce where the objective lies in [0, 1] and at least ENDS_SHARE of its values at
+    `events` (the training events) lie within END_TOLERANCE of 0 or 1, else l1. Why (the
+    MAE is the target): l1 fits the median, the MAE's optimum, but where the median sits at
+    an end it is reached only by saturating the sigmoid, where l1's logit gradient
+    vanishes; bce's does not."""
     if kind != "auto":
         return (kind,) * data.n_objectives
     y = data.objectives[events]  # [N, K]
     if not len(y):
-        return ("bce",) * data.n_objectives
+        return ("l1",) * data.n_objectives
     at_ends = ((y <= END_TOLERANCE) | (y >= 1 - END_TOLERANCE)).mean(0)  # [K]
-    return tuple("bce" if share >= ENDS_SHARE else "l1" for share in at_ends)
+    in_range = (data.objectives.min(0) >= 0) & (data.objectives.max(0) <= 1)  # [K]
+    return tuple("bce" if share >= ENDS_SHARE and ok else "l1"
+                 for share, ok in zip(at_ends, in_range, strict=True))
 
 
 def check_targets(data: Interactions, kind: str | Sequence[str]) -> None:
