@@ -35,10 +35,10 @@ from deepprl.train.stage1_checks import (
 )
 
 # small and over-fitted on purpose (a large lr on few events): the validation loss is
-# lowest early, so the best epoch is not the last one
+# lowest before the end (epoch 6 of 8), so the best epoch is not the last one
 MODEL = ModelConfig(item_dim=8, user_dim=4, context_dim=4, hidden=16, tower_hidden=8,
                     objective_embedding_dim=4, history_length=5)
-TRAIN = TrainConfig(epochs=6, batch_size=32, lr=0.03)
+TRAIN = TrainConfig(epochs=8, batch_size=32, lr=0.1)
 
 
 @pytest.fixture(scope="module")
