@@ -76,8 +76,10 @@ def tower_cosine(model: torch.nn.Module) -> float | None:
     if not hasattr(predictor, "tower_parameters"):
         return None
     with torch.no_grad():
-        w_user, w_item, bias = predictor.tower_parameters()
-        w = torch.cat([w_user, w_item, bias[:, None]], 1).flatten(1)  # [K, P]
+        # every generated layer (generated_layers), or the first one (older code)
+        layers = predictor.generated_layers() if hasattr(predictor, "generated_layers") \
+            else predictor.tower_parameters()
+        w = torch.cat([t.flatten(1) for t in layers], 1)  # [K, P]
         cos = torch.nn.functional.cosine_similarity(w[:, None], w[None], dim=-1)
     off = ~torch.eye(len(w), dtype=torch.bool)
     return float(cos[off].max())

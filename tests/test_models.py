@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from conftest import assert_gradients, double
-from deepprl.artifacts import build_model
+from deepprl.artifacts import build_model, saved_run_config
 from deepprl.config import ModelConfig, RunConfig
 from deepprl.data.sequences import history_index, make_batch
 from deepprl.data.simulator import SimulatorConfig, load_simulator
 from deepprl.models.encoders import CausalSelfAttention, SelfAttentiveTimeLSTM, TimeLSTMCell
-from deepprl.models.predictors import MixtureOfHyperNetwork
+from deepprl.models.layers import similarity_scores
+from deepprl.models.predictors import TOWER_GAIN, MixtureOfHyperNetwork
 from deepprl.policy.weights import Actor, FixedWeights
 
 
@@ -224,7 +225,7 @@ def test_left_padded_fast_path_equals_the_cell_step_by_step(use_time_gate: bool)
 def _moh(seed: int = 0) -> MixtureOfHyperNetwork:
     torch.manual_seed(seed)
     return MixtureOfHyperNetwork(user_dim=5, item_dim=4, n_objectives=3, hidden=8,
-                                 tower_hidden=6, objective_embedding_dim=4)
+                                 tower_hidden=6, objective_embedding_dim=4, tower_layers=1)
 
 
 def test_moh_tower_parameters_per_objective() -> None:
@@ -288,6 +289,27 @@ def test_moh_forward_is_the_papers_formula(similarity: str) -> None:
     torch.testing.assert_close(model.last_attention, e, atol=1e-5, rtol=1e-5)
 
 
+def test_moh_multi_layer_towers_are_the_written_out_mlp() -> None:
+    """tower_layers = 2: z_k = relu(relu([s_u; s_i] W1_k + b1_k) W2_k + b2_k), widths
+    (hidden, tower_hidden), then the same mixture attention and heads."""
+    torch.manual_seed(0)
+    model = MixtureOfHyperNetwork(user_dim=5, item_dim=4, n_objectives=3, hidden=8,
+                                  tower_hidden=6, objective_embedding_dim=4, tower_layers=2)
+    user, items = torch.randn(3, 5), torch.randn(3, 7, 4)
+    w_user, w_item, b1, w2, b2 = model.generated_layers()
+    assert w_user.shape == (3, 5, 8) and w_item.shape == (3, 4, 8) and b1.shape == (3, 8)
+    assert w2.shape == (3, 8, 6) and b2.shape == (3, 6)
+    x = torch.cat([user[:, None].expand(-1, 7, -1), items], dim=-1)  # [B, C, Du + Di]
+    w1 = torch.cat([w_user, w_item], dim=1)  # [K, Du + Di, H]
+    z = torch.stack([torch.relu(torch.relu(x @ w1[k] + b1[k]) @ w2[k] + b2[k])
+                     for k in range(3)], dim=2)  # [B, C, K, T]
+    e = torch.softmax(similarity_scores(model.query(z), model.key(z), model.similarity), -1)
+    expected = torch.sigmoid(((e @ z) * model.head).sum(-1) + model.head_bias)
+    torch.testing.assert_close(model(user, items), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="tower_layers"):
+        MixtureOfHyperNetwork(user_dim=5, item_dim=4, n_objectives=3, tower_layers=0)
+
+
 def test_moh_inference_reuses_generated_towers_until_a_parameter_changes() -> None:
     model = _moh()
     user, items = torch.randn(2, 5), torch.randn(2, 3, 4)
@@ -306,37 +328,54 @@ def test_moh_inference_reuses_generated_towers_until_a_parameter_changes() -> No
 
 
 def _generated(model: MixtureOfHyperNetwork) -> torch.Tensor:
-    """[K, P]: each objective's generated tower (W_user, W_item, b) flattened."""
-    w_user, w_item, bias = model._generate()
-    return torch.cat([w_user, w_item, bias[:, None]], dim=1).flatten(1)
+    """[K, P]: each objective's generated tower (every layer's weights and bias) flattened."""
+    return torch.cat([t.flatten(1) for t in model._generate()], dim=1)
 
 
 # DeepPRL's sizes: user part = encoder state 64 + user 16 + context 16, items 32
 MOH_SIZES = {"user_dim": 96, "item_dim": 32}
 
 
-@pytest.mark.parametrize("n_objectives", [2, 3, 5])
-def test_moh_init_generates_distinct_towers_at_a_standard_scale(n_objectives: int) -> None:
+def _layer_weights(model: MixtureOfHyperNetwork) -> list[tuple[int, torch.Tensor]]:
+    """(fan_in, [K, fan_in * width + width]) per generated layer: its weights and bias."""
+    layers = model._generate()
+    first = torch.cat([layers[0], layers[1], layers[2][:, None]], dim=1).flatten(1)
+    out = [(model.layer_shapes[0][0], first)]
+    for j, (w, b) in enumerate(zip(layers[3::2], layers[4::2], strict=True), start=1):
+        out.append((model.layer_shapes[j][0], torch.cat([w.flatten(1), b], dim=1)))
+    return out
+
+
+@pytest.mark.parametrize(("n_objectives", "tower_layers"), [(2, 1), (3, 1), (5, 1), (2, 2),
+                                                            (3, 3)])
+def test_moh_init_generates_distinct_towers_at_a_standard_scale(n_objectives: int,
+                                                                tower_layers: int) -> None:
     """(a) towers start distinct: every pairwise |cosine| < 0.6 on each of 10 seeds (the old
-    all-positive sigmoid codes gave 0.9999); (b) the generated weights' std is within a
-    factor 1.5 of 1/sqrt(fan_in), a standard linear layer's scale (old: 0.58x)."""
+    all-positive sigmoid codes gave 0.9999); (b) every generated layer's std is within a
+    factor 1.5 of TOWER_GAIN / sqrt(its fan_in), the class docstring's rule."""
     for seed in range(10):
         torch.manual_seed(seed)
-        w = _generated(MixtureOfHyperNetwork(n_objectives=n_objectives, **MOH_SIZES)).detach()
+        model = MixtureOfHyperNetwork(n_objectives=n_objectives, tower_layers=tower_layers,
+                                      **MOH_SIZES)
+        w = _generated(model).detach()
         cos = torch.nn.functional.cosine_similarity(w[:, None], w[None], dim=-1)
         off = ~torch.eye(n_objectives, dtype=torch.bool)
         assert cos[off].abs().max() < 0.6, (seed, cos)
-        ratio = float(w.std()) * (96 + 32) ** 0.5
-        assert 1 / 1.5 < ratio < 1.5, (seed, ratio)
+        layers = _layer_weights(model)
+        assert [fan_in for fan_in, _ in layers] == [96 + 32] + [64] * (tower_layers - 1)
+        for fan_in, layer in layers:
+            ratio = float(layer.detach().std()) * fan_in**0.5 / TOWER_GAIN
+            assert 1 / 1.5 < ratio < 1.5, (seed, fan_in, ratio)
 
 
-def test_moh_one_adam_step_moves_generated_weights_by_about_lr() -> None:
+@pytest.mark.parametrize("tower_layers", [1, 2])
+def test_moh_one_adam_step_moves_generated_weights_by_about_lr(tower_layers: int) -> None:
     """(c) after one Adam step of lr on a batch, the mean |change| of a generated weight is
     within a factor 2.5 of lr (old: ~33 lr, the sum of 32 positive codes plus the bias)."""
     lr = 1e-3
     for seed in range(5):
         torch.manual_seed(seed)
-        model = MixtureOfHyperNetwork(n_objectives=2, **MOH_SIZES)
+        model = MixtureOfHyperNetwork(n_objectives=2, tower_layers=tower_layers, **MOH_SIZES)
         before = _generated(model).detach()
         optimiser = torch.optim.Adam(model.parameters(), lr=lr)
         user, items = torch.randn(256, 96), torch.randn(256, 1, 32)
@@ -376,7 +415,8 @@ def _small_config(**model: object) -> RunConfig:
 
 
 @pytest.mark.parametrize("variant", [{}, {"use_attention": False, "use_time_gate": False,
-                                          "use_user_id": False}])
+                                          "use_user_id": False}, {"tower_layers": 2},
+                                     {"predictor": "cross-stitch", "tower_layers": 2}])
 def test_predictor_model_shapes_and_gradients(sim_data, variant: dict) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     config = _small_config(**variant)
@@ -416,6 +456,13 @@ def test_inference_item_table_equals_training_embeddings(sim_data) -> None:  # t
     with torch.no_grad():  # the step invalidates the table
         torch.testing.assert_close(model.items(items), model._embed(items))
         assert (model.items(items) - cached).abs().max() > 1e-4
+
+
+def test_a_run_saved_before_tower_layers_loads_with_one_layer_towers() -> None:
+    saved = RunConfig().to_dict()
+    assert saved_run_config(saved).model.tower_layers == ModelConfig().tower_layers == 2
+    del saved["model"]["tower_layers"]
+    assert saved_run_config(saved).model.tower_layers == 1
 
 
 def test_predictor_model_rejects_unknown_components(sim_data) -> None:  # type: ignore[no-untyped-def]

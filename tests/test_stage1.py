@@ -18,7 +18,14 @@ from deepprl.data.simulator import SimulatorConfig, load_simulator
 from deepprl.data.splits import Split, temporal_holdout
 from deepprl.models.network import PredictorModel
 from deepprl.train.checkpoint import Checkpoints
-from deepprl.train.stage1 import best_epoch, check_targets, fit_predictor, validation_error
+from deepprl.train.stage1 import (
+    best_epoch,
+    check_targets,
+    fit_predictor,
+    loss_kinds,
+    prediction_loss,
+    validation_error,
+)
 from deepprl.train.stage1_checks import (
     candidate_spreads,
     loss_rise,
@@ -28,10 +35,10 @@ from deepprl.train.stage1_checks import (
 )
 
 # small and over-fitted on purpose (a large lr on few events): the validation loss is
-# lowest early, so the best epoch is not the last one
+# lowest before the end (epoch 6 of 8), so the best epoch is not the last one
 MODEL = ModelConfig(item_dim=8, user_dim=4, context_dim=4, hidden=16, tower_hidden=8,
                     objective_embedding_dim=4, history_length=5)
-TRAIN = TrainConfig(epochs=6, batch_size=32, lr=0.03)
+TRAIN = TrainConfig(epochs=8, batch_size=32, lr=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +63,61 @@ def _fit(data: Interactions, split: Split, *, epochs: int = TRAIN.epochs,
     return model, log
 
 
-def test_bce_is_the_default_and_refuses_objectives_outside_0_1(
-        sim: tuple[Interactions, Split]) -> None:
+def test_bce_refuses_objectives_outside_0_1(sim: tuple[Interactions, Split]) -> None:
     data, _ = sim
-    assert ModelConfig().loss == "bce"
+    assert ModelConfig().loss == "auto"
     check_targets(data, "bce")  # the simulator's objectives lie in [0, 1]
     scaled = dataclasses.replace(data, objectives=data.objectives * 3)
     with pytest.raises(ValueError, match=r"objective .* spans .*model.loss = 'l1'"):
         check_targets(scaled, "bce")
     check_targets(scaled, "l1")  # the paper's L1 takes any value
+
+
+def test_auto_loss_is_bce_for_a_binary_objective_and_l1_for_a_continuous_one(
+        sim: tuple[Interactions, Split]) -> None:
+    """A toy target: column 0 binary, column 1 continuous, column 2 continuous but with
+    60% of its values at 0 (its median sits at an end: bce)."""
+    data, _ = sim
+    rng = np.random.default_rng(0)
+    n = len(data.objectives)
+    toy = np.stack([(rng.random(n) < 0.3), rng.uniform(0.05, 0.95, n),
+                    np.where(rng.random(n) < 0.6, 0.0, rng.random(n))], 1).astype(np.float32)
+    toy_data = dataclasses.replace(data, objectives=toy, objective_names=("a", "b", "c"))
+    events = np.arange(n)
+    assert loss_kinds(toy_data, events, "auto") == ("bce", "l1", "bce")
+    assert loss_kinds(toy_data, events, "l1") == ("l1",) * 3
+    # the rule reads the given (training) events only: a's values there all continuous
+    toy_data.objectives[: n // 2, 0] = 0.5
+    assert loss_kinds(toy_data, events[: n // 2], "auto")[0] == "l1"
+    # the simulator's objectives are continuous: auto trains both with l1
+    assert loss_kinds(data, events, "auto") == ("l1", "l1")
+    # an objective outside [0, 1] keeps l1 whatever its share of 0s (bce would refuse it)
+    toy_data.objectives[:, 2] *= 3
+    assert loss_kinds(toy_data, events, "auto")[2] == "l1"
+
+
+def test_per_objective_loss_sums_each_objectives_own_loss() -> None:
+    y_hat = torch.tensor([[0.2, 0.7], [0.9, 0.4]])
+    y = torch.tensor([[0.0, 0.5], [1.0, 0.1]])
+    bce = -(torch.log(torch.tensor([0.8, 0.9]))).mean()  # column 0: targets 0 and 1
+    l1 = torch.tensor([0.2, 0.3]).mean()  # column 1
+    torch.testing.assert_close(prediction_loss(y_hat, y, ("bce", "l1")), bce + l1)
+    torch.testing.assert_close(prediction_loss(y_hat, y, "l1"), (y_hat - y).abs().sum(-1).mean())
+    with pytest.raises(ValueError, match="unknown loss 'auto'"):
+        prediction_loss(y_hat, y, "auto")
+    with pytest.raises(ValueError, match="2 losses for 3 objectives"):
+        prediction_loss(torch.rand(2, 3), torch.rand(2, 3), ("bce", "l1"))
+
+
+def test_check_targets_refuses_only_bce_objectives_outside_0_1(
+        sim: tuple[Interactions, Split]) -> None:
+    data, _ = sim
+    scaled = dataclasses.replace(data, objectives=data.objectives * np.array([1.0, 3.0],
+                                                                             np.float32))
+    check_targets(scaled, ("l1", "l1"))
+    check_targets(scaled, ("bce", "l1"))  # o1 stays in [0, 1]
+    with pytest.raises(ValueError, match=r"objective 'o2' spans"):
+        check_targets(scaled, ("l1", "bce"))
 
 
 def test_best_epoch_on_validation_is_restored(sim: tuple[Interactions, Split]) -> None:

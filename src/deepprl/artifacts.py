@@ -259,6 +259,15 @@ def load_serving_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRank
                                frozen_weights=tables.frozen_weights)
 
 
+def saved_run_config(raw: Any) -> RunConfig:
+    """A saved run's config.json as a RunConfig. Fields added since keep the value the run
+    was trained with: a run saved before model.tower_layers has one-layer MoH towers."""
+    if isinstance(raw, dict) and isinstance(raw.get("model"), dict) \
+            and "tower_layers" not in raw["model"]:
+        raw = {**raw, "model": {**raw["model"], "tower_layers": 1}}
+    return RunConfig.from_dict(raw)
+
+
 def _read_meta(run: Path) -> tuple[RunConfig, dict[str, Any]]:
     """A complete run directory's config and schema, checked; RunError otherwise."""
     if not run.is_dir():
@@ -269,7 +278,7 @@ def _read_meta(run: Path) -> tuple[RunConfig, dict[str, Any]]:
             raise RunError(f"{run}: missing {name}; is this a directory written by "
                            f"'deepprl train'?")
     try:
-        config = RunConfig.from_dict(read_json(run / CONFIG_FILE))
+        config = saved_run_config(read_json(run / CONFIG_FILE))
         schema = read_json(run / SCHEMA_FILE)
     except (ValueError, TypeError) as err:
         raise RunError(f"{run}: unreadable config or schema: {err}") from err

@@ -66,7 +66,13 @@ class ModelConfig:
     hidden: int = 64
     """Hidden units of the Time-LSTM and of the hypernetwork (paper: 64)."""
     tower_hidden: int = 32
-    """Width of each generated tower's hidden vector."""
+    """Width of each generated tower's hidden vector (the MoH's last tower layer; the
+    baselines' towers)."""
+    tower_layers: int = 2
+    """ReLU layers of each MoH tower the hypernetwork generates: widths hidden, ...,
+    tower_hidden (1: the paper's single layer; 2: hidden then tower_hidden, the depth of
+    every baseline's path per objective, fits better: docs/model.md). Other predictors
+    ignore it."""
     objective_embedding_dim: int = 16
     """Size of the learned objective embedding fed to the hypernetwork."""
     attention_similarity: str = "neg_sq_dist"
@@ -77,16 +83,17 @@ class ModelConfig:
     """Time gate T_k in the LSTM cell (off: self-attentive LSTM, ablation variant 2)."""
     use_user_id: bool = True
     """Learn an id embedding per user besides the user-feature projection."""
-    loss: str = "bce"
-    """Prediction loss: bce (binary cross-entropy; every objective is in [0, 1] after the
-    schema's normalisation) or l1 (paper eq. 2, which saturates the sigmoid where targets
-    are mostly 0 or 1: docs/model.md)."""
+    loss: str = "auto"
+    """Prediction loss: auto (per objective: bce where it lies in [0, 1] and at least half of
+    its training values lie within 0.01 of 0 or 1, else l1; stage1.loss_kinds), bce (binary
+    cross-entropy, objectives in [0, 1]) or l1 (paper eq. 2, which saturates the sigmoid
+    where targets are mostly 0 or 1). docs/model.md, "Stage 1"."""
 
     def __post_init__(self) -> None:
         _at_least(self, "model", 1, "history_length", "item_dim", "user_dim", "context_dim",
-                  "hidden", "tower_hidden", "objective_embedding_dim")
+                  "hidden", "tower_hidden", "tower_layers", "objective_embedding_dim")
         _one_of(self, "model", "attention_similarity", ("neg_sq_dist", "dot"))
-        _one_of(self, "model", "loss", ("l1", "bce"))
+        _one_of(self, "model", "loss", ("l1", "bce", "auto"))
 
 
 @dataclass(frozen=True)

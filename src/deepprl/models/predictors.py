@@ -21,6 +21,9 @@ from deepprl.models.sequential import MixtureOfSequentialExperts
 
 # sigmoid(x) - 0.5 for x ~ N(0, 1): its std and mean |.| (Monte Carlo, 10^7 draws)
 CODE_STD, CODE_MEAN_ABS = 0.2082, 0.1748
+# each generated tower layer starts at std TOWER_GAIN / sqrt(fan_in): chosen by measurement
+# (docs/model.md, "Stage 1"; 1.0, PyTorch's default 0.577, 0.35, 0.2 and 0.1 measured)
+TOWER_GAIN = 0.2
 
 
 class CentredSigmoid(nn.Module):
@@ -34,7 +37,9 @@ class MixtureOfHyperNetwork(nn.Module):
     """Mixture of HyperNetwork (paper §4.2).
 
     One hypernetwork (3 FC layers, sigmoid) maps a learned embedding of objective k to the
-    parameters of tower k: f_k([s_u; s_i]) = relu([s_u; s_i] W_k + b_k) -> z_k [T].
+    parameters of tower k, an MLP of `tower_layers` ReLU layers on [s_u; s_i]:
+    widths (hidden, ..., hidden, tower_hidden), e.g. 1: relu([s_u; s_i] W_k + b_k) -> z_k [T]
+    (the paper's one layer), 2: [hidden] then [T], like every baseline's path per objective.
     A mixture-attention layer lets objective m attend over all towers,
     e_ml = softmax_l(sim(q(z_m), key(z_l))), and y_hat_m = sigmoid(w_m . sum_l e_ml z_l + c_m).
 
@@ -48,29 +53,40 @@ class MixtureOfHyperNetwork(nn.Module):
       nearly orthogonal across objectives;
     - the generated parameters are scale * (A h + a): scale = 1 / (1 + H CODE_MEAN_ABS), so
       that an Adam step on A and a (each entry moves by ~lr) moves a generated weight by
-      ~lr; a starts at 0 (no component shared by the towers) and A at
-      N(0, 1 / (fan_in scale^2 H CODE_STD^2)), so the generated W_k has std ~1/sqrt(fan_in)
-      (fan_in = Du + Di), the scale of a standard linear layer.
-    Tested in tests/test_models.py: tower cosine, weight scale and Adam step size at init.
+      ~lr; a starts at 0 (no component shared by the towers) and the rows of A that
+      generate tower layer j at N(0, TOWER_GAIN^2 / (fan_in_j scale^2 H CODE_STD^2)), so
+      each generated layer has std ~TOWER_GAIN / sqrt(fan_in_j) (fan_in_1 = Du + Di, then
+      the previous layer's width): a linear layer's 1 / sqrt(fan_in) rule, with a gain
+      below PyTorch's default 0.577, since Adam moves every weight by ~lr per step
+      whatever its scale, a smaller start lets the data shape the towers sooner.
+    Tested in tests/test_models.py: tower cosine, weight scale per layer and Adam step size
+    at init.
     """
 
     def __init__(self, *, user_dim: int, item_dim: int, n_objectives: int, hidden: int = 64,
                  tower_hidden: int = 32, objective_embedding_dim: int = 16,
-                 similarity: str = "neg_sq_dist") -> None:
+                 similarity: str = "neg_sq_dist", tower_layers: int = 2) -> None:
         super().__init__()
+        if tower_layers < 1:
+            raise ValueError(f"tower_layers must be >= 1, got {tower_layers}")
         self.user_dim, self.item_dim, self.tower_hidden = user_dim, item_dim, tower_hidden
-        E, H, fan_in = objective_embedding_dim, hidden, user_dim + item_dim
+        E, H = objective_embedding_dim, hidden
+        widths = [hidden] * (tower_layers - 1) + [tower_hidden]
+        # (fan_in, width) of every generated layer; the first one's fan_in is Du + Di
+        self.layer_shapes = list(zip([user_dim + item_dim, *widths[:-1]], widths, strict=True))
         self.objective_embedding = nn.Parameter(_spread_rows(n_objectives, E))  # [K, E]
-        n_params = (fan_in + 1) * tower_hidden
+        sizes = [(fan_in + 1) * width for fan_in, width in self.layer_shapes]
         self.hypernetwork = nn.Sequential(nn.Linear(E, H), CentredSigmoid(), nn.Linear(H, H),
-                                          CentredSigmoid(), nn.Linear(H, n_params))
+                                          CentredSigmoid(), nn.Linear(H, sum(sizes)))
         self.scale = 1.0 / (1.0 + H * CODE_MEAN_ABS)
         with torch.no_grad():
             first, second, last = (m for m in self.hypernetwork if isinstance(m, nn.Linear))
             nn.init.normal_(first.weight, std=E**-0.5)  # inputs of unit variance
             nn.init.normal_(second.weight, std=1.0 / (H**0.5 * CODE_STD))
-            nn.init.normal_(last.weight, std=1.0 / (fan_in**0.5 * self.scale * H**0.5
-                                                    * CODE_STD))
+            for rows, (fan_in, _) in zip(last.weight.split(sizes), self.layer_shapes,
+                                         strict=True):
+                nn.init.normal_(rows, std=TOWER_GAIN / (fan_in**0.5 * self.scale * H**0.5
+                                                          * CODE_STD))
             for layer in (first, second, last):
                 layer.bias.zero_()
         self.query = nn.Linear(tower_hidden, tower_hidden, bias=False)
@@ -79,32 +95,49 @@ class MixtureOfHyperNetwork(nn.Module):
         self.head_bias = nn.Parameter(torch.zeros(n_objectives))
         self.similarity = similarity
         self.last_attention: torch.Tensor | None = None
-        self._towers: InferenceCache[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = \
-            InferenceCache()
+        self._towers: InferenceCache[list[torch.Tensor]] = InferenceCache()
 
     def tower_parameters(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Generated (W_user [K, Du, T], W_item [K, Di, T], b [K, T]). Without gradients
+        """The first generated layer: (W_user [K, Du, T1], W_item [K, Di, T1], b [K, T1])."""
+        w_user, w_item, bias = self.generated_layers()[:3]
+        return w_user, w_item, bias
+
+    def generated_layers(self) -> list[torch.Tensor]:
+        """Every generated tensor: W_user [K, Du, T1], W_item [K, Di, T1], b_1 [K, T1], then
+        per later layer j its W_j [K, T_{j-1}, T_j] and b_j [K, T_j]. Without gradients
         (inference) they are generated once and reused until a parameter changes: an
         optimiser step or a loaded state bumps the tensors' versions."""
         return self._towers.get([self.objective_embedding, *self.hypernetwork.parameters()],
                                 self._generate)
 
-    def _generate(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        params = self.scale * self.hypernetwork(self.objective_embedding)  # [K, (Du+Di+1)*T]
-        K, T = params.shape[0], self.tower_hidden
-        w = params.view(K, self.user_dim + self.item_dim + 1, T)
-        return w[:, : self.user_dim], w[:, self.user_dim : -1], w[:, -1]
+    def _generate(self) -> list[torch.Tensor]:
+        params = self.scale * self.hypernetwork(self.objective_embedding)  # [K, P]
+        K = params.shape[0]
+        sizes = [(fan_in + 1) * width for fan_in, width in self.layer_shapes]
+        out: list[torch.Tensor] = []
+        for chunk, (fan_in, width) in zip(params.split(sizes, dim=1), self.layer_shapes,
+                                          strict=True):
+            w = chunk.view(K, fan_in + 1, width)  # rows: the weights, then the bias
+            if not out:
+                out += [w[:, : self.user_dim], w[:, self.user_dim : -1], w[:, -1]]
+            else:
+                out += [w[:, :-1], w[:, -1]]
+        return out
 
     def forward(self, user: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        w_user, w_item, bias = self.tower_parameters()
-        K, T = bias.shape
+        w_user, w_item, bias, *later = self.generated_layers()
+        K, T1 = bias.shape
         # [s_u; s_i] W_k split in two, so the user part is computed once per event; each
         # part is one matmul against the K towers side by side
-        user_part = (user @ w_user.permute(1, 0, 2).reshape(-1, K * T)).view(-1, K, T) + bias
+        user_part = (user @ w_user.permute(1, 0, 2).reshape(-1, K * T1)).view(-1, K, T1) + bias
         B, C, Di = items.shape
-        item_part = (items.reshape(B * C, Di) @ w_item.permute(1, 0, 2).reshape(Di, K * T)
-                     ).view(B, C, K, T)
-        z = torch.relu(item_part + user_part[:, None])  # [B, C, K, T]: tower outputs
+        item_part = (items.reshape(B * C, Di) @ w_item.permute(1, 0, 2).reshape(Di, K * T1)
+                     ).view(B, C, K, T1)
+        z = torch.relu(item_part + user_part[:, None])  # [B, C, K, T1]
+        for w, b in zip(later[::2], later[1::2], strict=True):
+            # tower k's layer on its own input: one batched matmul over the K towers
+            z = torch.relu(torch.bmm(z.reshape(B * C, K, -1).transpose(0, 1), w)  # [K, BC, Tj]
+                           .transpose(0, 1).reshape(B, C, K, -1) + b)  # [B, C, K, Tj]
         scores = similarity_scores(self.query(z), self.key(z), self.similarity)  # [B, C, K, K]
         attention = softmax_last(scores)
         self.last_attention = attention.detach()

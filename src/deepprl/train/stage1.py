@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+import logging
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -20,30 +21,69 @@ from deepprl.train.checkpoint import Checkpoints, Snapshot
 Progress = Callable[[str, int, int, dict[str, float]], None]
 
 
-def prediction_loss(y_hat: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+LOSSES = ("bce", "l1")
+"""The per-objective losses; model.loss = "auto" picks one per objective (loss_kinds)."""
+ENDS_SHARE = 0.5
+"""auto: an objective trains with bce when at least this share of its training values lies
+within END_TOLERANCE of 0 or 1, else with l1 (docs/model.md, "Stage 1")."""
+END_TOLERANCE = 0.01
+"""Near an end: a sigmoid gets there only at |logit| > 4.6, where l1's logit gradient,
+y_hat (1 - y_hat), is below 0.01."""
+
+
+def prediction_loss(y_hat: torch.Tensor, y: torch.Tensor, kind: str | Sequence[str]
+                    ) -> torch.Tensor:
     """Sum over objectives, mean over events, of |y_hat - y| (l1, paper eq. 2) or of the
-    binary cross-entropy (bce, for targets in [0, 1]). [B, K] -> []
+    binary cross-entropy (bce, for targets in [0, 1]); `kind` one for all objectives or one
+    per objective (loss_kinds). [B, K] -> []
 
     bce on the sigmoid's output: its gradient on the logit is y_hat - y, as on logits,
     except beyond the clamp (|logit| > 13.8), where it is 0; docs/model.md measures the
     predictions there (MoH on MovieLens-100K: 3.6%, none of them wrong), so no logit
     path is exposed."""
-    if kind == "l1":
-        return (y_hat - y).abs().sum(-1).mean()
-    if kind == "bce":
-        return F.binary_cross_entropy(y_hat.clamp(1e-6, 1 - 1e-6), y, reduction="none"
-                                      ).sum(-1).mean()
-    raise ValueError(f"unknown loss {kind!r}; expected 'l1' or 'bce'")
+    kinds = (kind,) * y.shape[-1] if isinstance(kind, str) else tuple(kind)
+    for k in kinds:
+        if k not in LOSSES:
+            raise ValueError(f"unknown loss {k!r}; expected 'l1' or 'bce' (resolve 'auto' "
+                             f"with loss_kinds)")
+    if len(kinds) != y.shape[-1]:
+        raise ValueError(f"{len(kinds)} losses for {y.shape[-1]} objectives")
+    bce = torch.tensor([k == "bce" for k in kinds], device=y.device)  # [K]
+    total = (y_hat[..., ~bce] - y[..., ~bce]).abs().sum(-1)  # [B]
+    if bool(bce.any()):
+        total = total + F.binary_cross_entropy(y_hat[..., bce].clamp(1e-6, 1 - 1e-6),
+                                               y[..., bce], reduction="none").sum(-1)
+    return total.mean()
 
 
-def check_targets(data: Interactions, kind: str) -> None:
-    """ValueError unless every objective suits `kind`: bce needs values in [0, 1] (the
-    schema's normalisation brings logged objectives there)."""
-    if kind != "bce" or not len(data.objectives):
+def loss_kinds(data: Interactions, events: np.ndarray, kind: str) -> tuple[str, ...]:
+    """The loss of each objective under model.loss = `kind`: itself for bce or l1; for auto,
+    bce where the objective lies in [0, 1] and at least ENDS_SHARE of its values at
+    `events` (the training events) lie within END_TOLERANCE of 0 or 1, else l1. Why (the
+    MAE is the target): l1 fits the median, the MAE's optimum, but where the median sits at
+    an end it is reached only by saturating the sigmoid, where l1's logit gradient
+    vanishes; bce's does not."""
+    if kind != "auto":
+        return (kind,) * data.n_objectives
+    y = data.objectives[events]  # [N, K]
+    if not len(y):
+        return ("l1",) * data.n_objectives
+    at_ends = ((y <= END_TOLERANCE) | (y >= 1 - END_TOLERANCE)).mean(0)  # [K]
+    in_range = (data.objectives.min(0) >= 0) & (data.objectives.max(0) <= 1)  # [K]
+    return tuple("bce" if share >= ENDS_SHARE and ok else "l1"
+                 for share, ok in zip(at_ends, in_range, strict=True))
+
+
+def check_targets(data: Interactions, kind: str | Sequence[str]) -> None:
+    """ValueError unless every objective suits its loss (`kind`: one for all, or one per
+    objective): bce needs values in [0, 1] (the schema's normalisation brings logged
+    objectives there)."""
+    kinds = (kind,) * data.n_objectives if isinstance(kind, str) else tuple(kind)
+    if not len(data.objectives):
         return
     low, high = data.objectives.min(0), data.objectives.max(0)  # [K]
-    for name, lo, hi in zip(data.objective_names, low, high, strict=True):
-        if lo < 0 or hi > 1:
+    for name, k, lo, hi in zip(data.objective_names, kinds, low, high, strict=True):
+        if k == "bce" and (lo < 0 or hi > 1):
             raise ValueError(f"{data.log_name}: objective {name!r} spans [{lo:g}, {hi:g}]; "
                              f"model.loss = 'bce' needs values in [0, 1]: normalise it in "
                              f"the mapping or set model.loss = 'l1'")
@@ -79,7 +119,9 @@ def fit_predictor(model: PredictorModel, data: Interactions, train_events: np.nd
     ranks before every step, so a step sees batch_size events in all, as in one process."""
     import time
 
-    check_targets(data, model.config.loss)
+    kinds = loss_kinds(data, train_events, model.config.loss)
+    check_targets(data, kinds)
+    log_losses(data, kinds)
     history = history_index(data, model.config.history_length)
     broadcast_module(model, world)
     optimizer = make_optimizer(model.parameters(), config)
@@ -105,14 +147,14 @@ def fit_predictor(model: PredictorModel, data: Interactions, train_events: np.nd
         model.train()
         start = time.perf_counter()
         total = train_steps(model, optimizer, data, history, rng.permutation(local),
-                            n_batches, per_step, world, progress, epoch)
+                            n_batches, per_step, world, progress, epoch, kinds)
         seconds = time.perf_counter() - start
         total, count = all_sum([total, float(len(local))], world)
         record = {"epoch": epoch + 1, "loss": total / max(count, 1.0),
                   "seconds": seconds, "records_per_s": count / seconds}
         if best is not None and valid_events is not None:
             record.update(validation_error(model, data, history, shard(valid_events, world),
-                                           world))
+                                           world, kinds=kinds))
             if all(record["valid_loss"] < r["valid_loss"] for r in log):
                 best.load_state_dict(model.state_dict())
         log.append(record)
@@ -123,6 +165,12 @@ def fit_predictor(model: PredictorModel, data: Interactions, train_events: np.nd
     if best is not None:
         model.load_state_dict(best.state_dict())
     return log
+
+
+def log_losses(data: Interactions, kinds: Sequence[str]) -> None:
+    """train.log: the loss each objective trains with."""
+    logging.getLogger("deepprl.train").info("stage 1 loss per objective: %s", ", ".join(
+        f"{name} {kind}" for name, kind in zip(data.objective_names, kinds, strict=True)))
 
 
 def best_epoch(log: list[dict[str, float]]) -> int:
@@ -151,14 +199,17 @@ def logged_predictions(model: PredictorModel, data: Interactions, history: np.nd
 
 @torch.no_grad()
 def validation_error(model: PredictorModel, data: Interactions, history: np.ndarray,
-                     events: np.ndarray, world: World = SINGLE, batch_size: int = 1024
-                     ) -> dict[str, float]:
-    """valid_loss (the training loss) and valid_mae (mean over objectives) of the logged
-    items at `events`, this rank's share; summed over ranks, so every rank gets the same
-    figures and keeps the same best epoch."""
+                     events: np.ndarray, world: World = SINGLE, batch_size: int = 1024,
+                     *, kinds: Sequence[str] | None = None) -> dict[str, float]:
+    """valid_loss (the training loss: `kinds` per objective, by default loss_kinds of
+    model.loss on `events`) and valid_mae (mean over objectives) of the logged items at
+    `events`, this rank's share; summed over ranks, so every rank gets the same figures
+    and keeps the same best epoch."""
+    if kinds is None:
+        kinds = loss_kinds(data, events, model.config.loss)
     loss, error = 0.0, 0.0
     for y_hat, y in logged_predictions(model, data, history, events, batch_size):
-        loss += float(prediction_loss(y_hat, y, model.config.loss)) * len(y)
+        loss += float(prediction_loss(y_hat, y, kinds)) * len(y)
         error += float((y_hat - y).abs().mean(-1).sum())
     loss, error, count = all_sum([loss, error, float(len(events))], world)
     return {"valid_loss": loss / max(count, 1.0), "valid_mae": error / max(count, 1.0)}
@@ -166,8 +217,12 @@ def validation_error(model: PredictorModel, data: Interactions, history: np.ndar
 
 def train_steps(model: PredictorModel, optimizer: torch.optim.Optimizer, data: Interactions,
                 history: np.ndarray, order: np.ndarray, n_batches: int, per_step: int,
-                world: World, progress: Progress | None, epoch: int) -> float:
-    """n_batches optimizer steps over `order`; returns the summed loss x events."""
+                world: World, progress: Progress | None, epoch: int,
+                kinds: Sequence[str] | None = None) -> float:
+    """n_batches optimizer steps over `order` (loss `kinds` per objective; by default
+    loss_kinds of model.loss on `order`); returns the summed loss x events."""
+    if kinds is None:
+        kinds = loss_kinds(data, order, model.config.loss)
     y_all = torch.from_numpy(data.objectives)
     total = 0.0
     for b in range(n_batches):
@@ -176,7 +231,7 @@ def train_steps(model: PredictorModel, optimizer: torch.optim.Optimizer, data: I
         if len(events):
             batch = make_batch(data, history[events], events)
             y_hat = model(batch, torch.from_numpy(data.item[events])[:, None])[:, 0]  # [B, K]
-            loss = prediction_loss(y_hat, y_all[events], model.config.loss)
+            loss = prediction_loss(y_hat, y_all[events], kinds)
             loss.backward()
             total += float(loss.detach()) * len(events)
         average_gradients(model.parameters(), len(events), world)
@@ -192,23 +247,28 @@ def fit_predictor_stream(model: PredictorModel, log: ParquetLog, config: TrainCo
     """Stage 1 on a Parquet log read in record batches (deepprl.data.stream): each epoch
     reads the file once, window by window; minibatches are shuffled within a window (make
     batch_rows many times batch_size). Memory: one window, whatever the file's size.
-    No validation here (the stream has no split): the model ends at its last epoch."""
+    No validation here (the stream has no split): the model ends at its last epoch.
+    model.loss = "auto" picks each objective's loss on the first window."""
     import time
 
     optimizer = make_optimizer(model.parameters(), config)
     rng = np.random.default_rng([seed, 11])
     log_records = []
+    kinds: tuple[str, ...] | None = None
     for epoch in range(config.epochs):
         model.train()
         total, count, start = 0.0, 0, time.perf_counter()
         for window in log.windows():
-            check_targets(window.data, model.config.loss)
+            if kinds is None:
+                kinds = loss_kinds(window.data, window.events, model.config.loss)
+                log_losses(window.data, kinds)
+            check_targets(window.data, kinds)
             history = history_index(window.data, model.config.history_length)
             events = window.events
             n_batches = -(-len(events) // config.batch_size)
             total += train_steps(model, optimizer, window.data, history,
                                  rng.permutation(events), n_batches, config.batch_size,
-                                 SINGLE, progress, epoch)
+                                 SINGLE, progress, epoch, kinds)
             count += len(events)
         seconds = time.perf_counter() - start
         log_records.append({"epoch": epoch + 1, "loss": total / max(count, 1),
