@@ -38,12 +38,6 @@ def _median(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def _numbers(obj: Any) -> list[float]:
-    if isinstance(obj, dict):
-        return [x for key in sorted(obj) for x in _numbers(obj[key])]
-    if isinstance(obj, list):
-        return [x for v in obj for x in _numbers(v)]
-    return [float(obj)] if isinstance(obj, (int, float)) and not isinstance(obj, bool) else []
 
 
 def in_process(run: Path, repeats: int) -> dict[str, Any]:
@@ -56,6 +50,7 @@ def in_process(run: Path, repeats: int) -> dict[str, Any]:
     from deepprl.data.interactions import LoggedValuer
     from deepprl.data.sequences import candidate_items
     from deepprl.eval.offline import evaluate_ranker
+    from deepprl.io import numbers_of
     from deepprl.recommender import Recommender
 
     torch.set_num_threads(1)
@@ -72,7 +67,7 @@ def in_process(run: Path, repeats: int) -> dict[str, Any]:
 
     stored = [timed(False) for _ in range(repeats)]
     recomputed = [timed(True) for _ in range(repeats)]
-    a, b = _numbers(stored[0][1]), _numbers(recomputed[0][1])
+    a, b = numbers_of(stored[0][1]), numbers_of(recomputed[0][1])
     data = ranker.data
     split = run_split(data, config)
     events = np.flatnonzero(split.test)

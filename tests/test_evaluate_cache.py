@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from deepprl.data.interactions import LoggedValuer
 from deepprl.data.movielens import TimedGenreValuer, jaccard
 from deepprl.data.sequences import candidate_items
 from deepprl.eval.offline import METHODS, evaluate_ranker, evaluate_run
+from deepprl.io import numbers_of
 from deepprl.recommender import Recommender
 from deepprl.train.run import train_run
 
@@ -32,13 +32,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _numbers(obj: Any) -> list[float]:
-    """Every number of a nested result, in order."""
-    if isinstance(obj, dict):
-        return [x for key in sorted(obj) for x in _numbers(obj[key])]
-    if isinstance(obj, list):
-        return [x for v in obj for x in _numbers(v)]
-    return [float(obj)] if isinstance(obj, (int, float)) and not isinstance(obj, bool) else []
 
 
 def test_evaluation_reads_the_stored_predictions(run: Path,
@@ -60,7 +53,7 @@ def test_evaluation_reads_the_stored_predictions(run: Path,
     recommender.remember({})  # forget them: the predictor scores both sets again
     recomputed = evaluate_ranker(recommender, config)
     assert json.dumps(sorted(stored)) == json.dumps(sorted(recomputed))
-    assert _numbers(stored) == pytest.approx(_numbers(recomputed), rel=1e-6, abs=1e-7)
+    assert numbers_of(stored) == pytest.approx(numbers_of(recomputed), rel=1e-6, abs=1e-7)
     assert cli["objectives"] == pytest.approx(stored["static"]["objectives"], rel=1e-6)
 
 

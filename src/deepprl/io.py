@@ -108,3 +108,13 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [json_safe(v) for v in obj]
     return obj
+
+
+def numbers_of(obj: Any) -> list[float]:
+    """Every number of a nested JSON-like result (dict keys in sorted order, lists in
+    order), booleans excluded: two results compare number by number."""
+    if isinstance(obj, dict):
+        return [x for key in sorted(obj) for x in numbers_of(obj[key])]
+    if isinstance(obj, list):
+        return [x for v in obj for x in numbers_of(v)]
+    return [float(obj)] if isinstance(obj, int | float) and not isinstance(obj, bool) else []
