@@ -7,6 +7,7 @@ corrupt run or a foreign store.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import math
@@ -57,7 +58,11 @@ class Http:
             data = payload
             payload = iter([data[i : i + 4096] for i in range(0, len(data), 4096)])
         try:
-            self.conn.request(method, path, body=payload, headers=hdrs, encode_chunked=chunked)
+            # a server may refuse a body (413) and close before the client has sent all of
+            # it: its answer is already on the socket, so read it as a client would
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.conn.request(method, path, body=payload, headers=hdrs,
+                                  encode_chunked=chunked)
             response = self.conn.getresponse()
             text = response.read().decode()
         except (http.client.HTTPException, OSError):
