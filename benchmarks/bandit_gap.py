@@ -32,10 +32,14 @@ from deepprl.config import RunConfig
 from deepprl.data.interactions import Interactions
 from deepprl.data.simulator import SimulatorValuer
 from deepprl.distributed import SINGLE
-from deepprl.eval.evaluator import build_eval_set
 from deepprl.eval.headroom import grid_rewards
 from deepprl.eval.metrics import top_k_reward
-from deepprl.eval.preference import grid_headroom, nearest_grid_point, preference_ceiling
+from deepprl.eval.preference import (
+    grid_headroom,
+    grid_on_test,
+    nearest_grid_point,
+    preference_ceiling,
+)
 from deepprl.learners import weight_learner
 from deepprl.policy.weights import GridBandit, simplex_grid
 from deepprl.recommender import Recommender
@@ -53,14 +57,12 @@ def _valuer(data: Interactions) -> SimulatorValuer:
 def ceilings(recommender: Recommender, config: RunConfig, metrics: dict) -> dict[str, Any]:
     data, k = recommender.data, config.eval.k
     split = run_split(data, config)
-    es = build_eval_set(data, split, k=k, max_events=config.eval.max_events, seed=config.seed)
-    y_hat = torch.from_numpy(recommender.scored(es.events, es.items).y_hat)
-    alpha = torch.from_numpy(recommender.learned_weights(es.events, es.items)).float()
-    learned = top_k_reward(y_hat, torch.from_numpy(np.nan_to_num(es.reward)),
-                           torch.from_numpy(es.valid), alpha, k)
+    test = grid_on_test(recommender, config, split)  # scored once for every figure here
+    alpha = torch.from_numpy(recommender.learned_weights(test.events, test.items)).float()
+    learned = top_k_reward(test.y_hat, test.reward, test.valid, alpha, k)
     out = {"oracle": metrics["oracle"]["reward"],
-           **preference_ceiling(recommender, config, split),
-           **grid_headroom(recommender, config, split),
+           **preference_ceiling(recommender, config, split, test),
+           **grid_headroom(recommender, config, split, test),
            "learned": float(learned.mean()), "static_optuna": metrics["static"]["reward"]}
     base, top = out["static_optuna"], out["oracle"]
     out["of_gap"] = {key: (v - base) / (top - base) for key, v in out.items()

@@ -26,7 +26,12 @@ from deepprl.artifacts import load_weighted_run, read_json, run_split
 from deepprl.cli.common import apply_settings
 from deepprl.config import RunConfig
 from deepprl.eval.evaluator import build_eval_set, score_table
-from deepprl.eval.preference import grid_headroom, preference_ceiling, preference_recovery
+from deepprl.eval.preference import (
+    grid_headroom,
+    grid_on_test,
+    preference_ceiling,
+    preference_recovery,
+)
 from deepprl.rundir import read_marker
 from deepprl.train.run import train_run
 
@@ -36,8 +41,9 @@ def measure(run: Path, metrics: dict) -> dict:
     config, recommender = load_weighted_run(run)
     split = run_split(recommender.data, config)
     recovery = preference_recovery(recommender, config, split)
-    headroom = grid_headroom(recommender, config, split)
-    ceiling = preference_ceiling(recommender, config, split)
+    test = grid_on_test(recommender, config, split)  # scored once for both figures
+    headroom = grid_headroom(recommender, config, split, test)
+    ceiling = preference_ceiling(recommender, config, split, test)
     learned, static, oracle = (metrics[k]["reward"] for k in ("learned", "static", "oracle"))
     check = metrics.get("policy_check") or {}
     default = learned

@@ -9,6 +9,7 @@ the day (does the policy use the context?).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -75,19 +76,43 @@ def preference_recovery(recommender: Recommender, config: RunConfig, split: Spli
     }
 
 
-def grid_headroom(recommender: Recommender, config: RunConfig, split: Split
-                  ) -> dict[str, float]:
+@dataclass(frozen=True)
+class GridOnTest:
+    """A run's test events as the grid figures see them: the evaluation set's events [E]
+    and candidates [E, C], its predictions y_hat [E, C, K], true reward [E, C] (0 where
+    unknown), valid [E, C], the run's simplex grid [G, K] and every grid alpha's reward
+    [E, G]."""
+
+    events: np.ndarray
+    items: np.ndarray
+    y_hat: torch.Tensor
+    reward: torch.Tensor
+    valid: torch.Tensor
+    grid: torch.Tensor
+    rewards: torch.Tensor
+
+
+def grid_on_test(recommender: Recommender, config: RunConfig, split: Split) -> GridOnTest:
+    """The evaluation set of the run, scored once, with every grid alpha's reward."""
+    es = build_eval_set(recommender.data, split, k=config.eval.k,
+                        max_events=config.eval.max_events, seed=config.seed)
+    y_hat = torch.from_numpy(recommender.scored(es.events, es.items).y_hat)
+    reward = torch.from_numpy(np.nan_to_num(es.reward))
+    valid = torch.from_numpy(es.valid)
+    grid = simplex_grid(recommender.data.n_objectives, config.policy.grid_steps)
+    return GridOnTest(events=es.events, items=es.items, y_hat=y_hat, reward=reward,
+                      valid=valid, grid=grid,
+                      rewards=grid_rewards(y_hat, reward, valid, grid, config.eval.k))
+
+
+def grid_headroom(recommender: Recommender, config: RunConfig, split: Split,
+                  test: GridOnTest | None = None) -> dict[str, float]:
     """What weights can earn with this run's predictor on its test events (any log): the
     best static grid alpha and the best grid alpha per event, both in hindsight (the
     second is optimistic: it picks each event's luckiest alpha), and the run's own alpha.
-    The oracle's remaining gap beyond the per-event figure is the predictor's."""
-    data = recommender.data
-    es = build_eval_set(data, split, k=config.eval.k, max_events=config.eval.max_events,
-                        seed=config.seed)
-    y_hat = torch.from_numpy(recommender.scored(es.events, es.items).y_hat)
-    grid = simplex_grid(data.n_objectives, config.policy.grid_steps)
-    rewards = grid_rewards(y_hat, torch.from_numpy(np.nan_to_num(es.reward)),
-                           torch.from_numpy(es.valid), grid, config.eval.k)  # [E, G]
+    The oracle's remaining gap beyond the per-event figure is the predictor's. `test`:
+    the run's grid_on_test, where the caller has it already."""
+    rewards = (test or grid_on_test(recommender, config, split)).rewards  # [E, G]
     return {"grid_static_hindsight": float(rewards.mean(0).max()),
             "grid_per_event_hindsight": float(rewards.max(1).values.mean())}
 
@@ -97,26 +122,21 @@ def nearest_grid_point(alpha: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return torch.cdist(alpha.float(), grid).argmin(1)
 
 
-def preference_ceiling(recommender: Recommender, config: RunConfig, split: Split
-                       ) -> dict[str, float]:
+def preference_ceiling(recommender: Recommender, config: RunConfig, split: Split,
+                       test: GridOnTest | None = None) -> dict[str, float]:
     """What an alpha policy can earn with this run's predictor and no hindsight: the test
     reward of ranking the PREDICTED objectives with the TRUE preference w (the upper
     bound ranks the true objectives with w, so the rest of its gap is the predictor's),
     and with w snapped to the nearest grid point (the grid bandit's reach). Simulated logs
-    only (ValueError otherwise)."""
+    only (ValueError otherwise). `test`: as for grid_headroom."""
     data = recommender.data
     valuer = data.valuer
     if not isinstance(valuer, SimulatorValuer):
         raise ValueError(f"the preference ceiling needs the simulator's hidden preference; "
                          f"{data.name!r} has none")
-    k = config.eval.k
-    es = build_eval_set(data, split, k=k, max_events=config.eval.max_events, seed=config.seed)
-    y_hat = torch.from_numpy(recommender.scored(es.events, es.items).y_hat)
-    reward = torch.from_numpy(np.nan_to_num(es.reward))
-    valid = torch.from_numpy(es.valid)
-    truth = torch.from_numpy(valuer.oracle_weights(data, es.events)).float()  # [E, K]
-    grid = simplex_grid(data.n_objectives, config.policy.grid_steps)
-    rewards = grid_rewards(y_hat, reward, valid, grid, k)  # [E, G]
-    nearest = nearest_grid_point(truth, grid)  # [E]
-    return {"true_w_on_predicted": float(top_k_reward(y_hat, reward, valid, truth, k).mean()),
-            "snapped_true_w_on_predicted": float(rewards.gather(1, nearest[:, None]).mean())}
+    t = test or grid_on_test(recommender, config, split)
+    truth = torch.from_numpy(valuer.oracle_weights(data, t.events)).float()  # [E, K]
+    nearest = nearest_grid_point(truth, t.grid)  # [E]
+    on_predicted = top_k_reward(t.y_hat, t.reward, t.valid, truth, config.eval.k)
+    return {"true_w_on_predicted": float(on_predicted.mean()),
+            "snapped_true_w_on_predicted": float(t.rewards.gather(1, nearest[:, None]).mean())}
