@@ -111,9 +111,10 @@ def cross_fitted_check(rewards: torch.Tensor, grid: torch.Tensor, user: np.ndarr
     fallback serves next to a policy refitted on every user)."""
     fold = user_folds(user, folds, seed)
     n_folds = int(fold.max()) + 1 if len(fold) else 0
+    overall = grid[int(rewards.mean(0).argmax())].tolist()  # the fallback's alpha
     if n_folds < 2:
         return {"checked": False, "reason": "one user in the stage-2 pool: no held-out users",
-                "static_weights": grid[int(rewards.mean(0).argmax())].tolist()}
+                "static_weights": overall}
     learned, fixed = torch.empty(len(user)), torch.empty(len(user))
     picks = torch.empty(len(user), dtype=torch.long)
     per_fold = []
@@ -132,8 +133,7 @@ def cross_fitted_check(rewards: torch.Tensor, grid: torch.Tensor, user: np.ndarr
                          **figures})
     return {"checked": True, **paired_by_user(learned.numpy(), fixed.numpy(), user),
             "events": len(user), "folds": n_folds, "per_fold": per_fold,
-            "static_weights": grid[int(rewards.mean(0).argmax())].tolist(),
-            "learned_mean_weights": grid[picks].mean(0).tolist()}
+            "static_weights": overall, "learned_mean_weights": grid[picks].mean(0).tolist()}
 
 
 def serves(result: dict[str, Any], fallback: str) -> str:
