@@ -284,14 +284,15 @@ def test_run_evaluations_are_cached_and_identical(workdir: Path) -> None:
 
 def test_table13_correlations_match_numpy_over_the_top_k_items() -> None:
     from deepprl.eval.evaluator import EvalSet
-    from deepprl.experiments.correlation import pair_correlations, top_k_items
+    from deepprl.eval.metrics import pair_correlations
+    from deepprl.experiments.correlation import top_k_items
 
     rng = np.random.default_rng(3)
     values = rng.random((40, 3))
     got = pair_correlations(values, ("a", "b", "c"))
-    assert list(got) == ["a–b", "a–c", "b–c"]
-    assert got["a–c"] == pytest.approx(np.corrcoef(values[:, 0], values[:, 2])[0, 1])
-    assert np.isnan(pair_correlations(np.c_[values[:, 0], np.ones(40)], ("a", "b"))["a–b"])
+    assert list(got) == ["a-b", "a-c", "b-c"]
+    assert got["a-c"] == pytest.approx(np.corrcoef(values[:, 0], values[:, 2])[0, 1])
+    assert np.isnan(pair_correlations(np.c_[values[:, 0], np.ones(40)], ("a", "b"))["a-b"])
     # two events of four candidates, one padded: top-2 by score, padding never chosen
     objectives = rng.random((2, 4, 2))
     valid = np.array([[True, True, True, False], [True, True, True, True]])

@@ -31,6 +31,8 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
+from deepprl.eval.metrics import pair_correlations
+
 
 @dataclass(frozen=True)
 class LogSchema:
@@ -273,13 +275,7 @@ def balance(df: pd.DataFrame, schema: LogSchema) -> list[dict[str, Any]]:
 
 def correlations(df: pd.DataFrame, objectives: tuple[str, ...]) -> dict[str, float]:
     """Pearson correlation of every pair of objectives ('vv-dt': r)."""
-    out = {}
-    for i, a in enumerate(objectives):
-        for b in objectives[i + 1:]:
-            x, y = df[a].to_numpy(float), df[b].to_numpy(float)
-            ok = len(x) > 2 and x.std() > 0 and y.std() > 0
-            out[f"{a}-{b}"] = float(np.corrcoef(x, y)[0, 1]) if ok else float("nan")
-    return out
+    return pair_correlations(df[list(objectives)].to_numpy(float), tuple(objectives))
 
 
 def correlation_by_bins(df: pd.DataFrame, column: str, pair: tuple[str, str], *,

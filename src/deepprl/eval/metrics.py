@@ -27,3 +27,15 @@ def mean_of_top(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """values [E, C, ...] and idx [E, k] -> mean over the k chosen items [E, ...]."""
     rows = np.arange(values.shape[0])[:, None]
     return np.nanmean(values[rows, idx], axis=1)
+
+
+def pair_correlations(values: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
+    """values [N, K] -> Pearson correlation of every pair of columns, "a-b" -> r; NaN for
+    fewer than three rows or a constant column (Table 13, offline and online)."""
+    out = {}
+    for i, a in enumerate(names):
+        for j in range(i + 1, len(names)):
+            x, y = values[:, i], values[:, j]
+            ok = len(x) > 2 and x.std() > 0 and y.std() > 0
+            out[f"{a}-{names[j]}"] = float(np.corrcoef(x, y)[0, 1]) if ok else float("nan")
+    return out

@@ -11,7 +11,6 @@ would show is not credited to DeepPRL.
 
 from __future__ import annotations
 
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 
 from deepprl.artifacts import load_run, read_json, run_split
 from deepprl.eval.evaluator import EvalSet, popularity_scores
+from deepprl.eval.metrics import pair_correlations
 from deepprl.experiments.context import Context
 from deepprl.experiments.frontier import eval_set_of
 from deepprl.experiments.runs import run_config, run_dir, train_all
@@ -36,17 +36,6 @@ STANDS_IN = {"movielens-100k": "Kuaishou: Consistency – Recency",
              "movielens-latest-small": "Kuaishou: Consistency – Recency",
              "movielens-sim": "Kuaishou: Consistency – Recency",
              "yelp-hin": "Yelp: Relevance – Novelty"}
-
-
-def pair_correlations(values: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
-    """values [N, K] -> Pearson correlation of every pair of columns, "a–b" -> r (NaN where
-    a column is constant)."""
-    out = {}
-    for a, b in combinations(range(len(names)), 2):
-        x, y = values[:, a], values[:, b]
-        ok = x.std() > 0 and y.std() > 0
-        out[f"{names[a]}–{names[b]}"] = float(np.corrcoef(x, y)[0, 1]) if ok else float("nan")
-    return out
 
 
 def top_k_items(eval_set: EvalSet, scores: np.ndarray, k: int) -> np.ndarray:
