@@ -1,4 +1,4 @@
-"""map_tasks: the Ray executor returns what the sequential run returns, in task order."""
+"""map_tasks: the process pool and the Ray executor return what the sequential run returns, in task order."""
 
 from __future__ import annotations
 
@@ -79,3 +79,11 @@ def test_batched_weight_search_on_ray_equals_batched_sequential() -> None:
     # both searches end near the optimum
     for alpha in (reference, on_ray):
         assert _bowl(alpha) > -0.02
+
+
+def test_process_pool_equals_sequential_in_task_order() -> None:
+    tasks = [{"weight": w, "seed": s} for w in (0.0, 0.5, 1.0) for s in (0, 1)]
+    assert map_tasks(_frontier_point, tasks, executor="processes") == map_tasks(
+        _frontier_point, tasks)
+    assert map_tasks(_frontier_point, [], executor="processes") == []
+

@@ -6,6 +6,10 @@ results come back in the order of `tasks`, whatever order they finished in.
 
 Executors:
 - "sequential": a list comprehension in this process (the reference).
+- "processes": a pool of fresh (spawned) processes on this machine, one per core, each with
+  an equal share of the cores as torch threads (two 1-thread lanes on 2 cores): small
+  matrix products use one thread far better than two, so two lanes nearly halve the wall
+  time of independent trainings. Results equal a sequential run at the same thread count.
 - "ray": one Ray task per entry of `tasks`. Without `address`, an embedded local Ray is
   started with one worker slot per core (`ray.init(num_cpus=os.cpu_count())`) and shut down
   when the tasks are done; with `address` ("auto", "ray://host:10001", "host:6379"), the
@@ -24,7 +28,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-EXECUTORS = ("sequential", "ray")
+EXECUTORS = ("sequential", "processes", "ray")
 
 
 def map_tasks(fn: Callable[..., T], tasks: Sequence[dict[str, Any]], *,
@@ -32,15 +36,38 @@ def map_tasks(fn: Callable[..., T], tasks: Sequence[dict[str, Any]], *,
     """[fn(**task) for task in tasks] on `executor`; `address` names an existing cluster."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS}")
-    if address is not None and executor == "sequential":
+    if address is not None and executor != "ray":
         raise ValueError("--address needs a distributed executor (e.g. --executor ray)")
     if executor == "ray":
         return _map_ray(fn, tasks, address)
+    if executor == "processes":
+        return _map_processes(fn, tasks)
     return [fn(**task) for task in tasks]
 
 
 def _call(fn: Callable[..., T], task: dict[str, Any]) -> T:
     return fn(**task)
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _map_processes(fn: Callable[..., T], tasks: Sequence[dict[str, Any]]) -> list[T]:
+    if not tasks:
+        return []
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    cores = os.cpu_count() or 1
+    workers = min(len(tasks), cores)
+    # spawn, not fork: a forked child would inherit this process's torch thread pool
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_set_threads,
+                             initargs=(max(1, cores // workers),)) as pool:
+        return list(pool.map(_call, [fn] * len(tasks), [dict(t) for t in tasks]))
 
 
 def _import_ray() -> Any:

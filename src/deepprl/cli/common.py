@@ -133,22 +133,28 @@ def run_config(dataset: str | None, data: Path | None, mapping: Path | None, see
     return apply_settings(config, settings or [])
 
 
-def print_table(metrics: dict[str, Any], *, title: str) -> None:
+def print_table(metrics: dict[str, Any], *, title: str,
+                others: dict[str, dict[str, Any]] | None = None) -> None:
+    """A run's methods (learned, equal, static, popularity, upper bound) as one table;
+    `others` adds rows of other runs on the same test events (label -> their "learned"),
+    before the upper bound."""
     model = metrics.get("model", "deepprl")
     own = "DeepPRL (learned weights)" if model == "deepprl" else f"{model} (its own ranking)"
     labels = {"learned": own, "equal": "same predictor, fixed equal weights",
               "static": "same predictor, best static weights (validation)",
               "popularity": "popularity", "oracle": "upper bound: rank by true reward"}
-    rows = [m for m in labels if m in metrics]
-    names = list(metrics[rows[0]]["objectives"])
+    results = {labels[m]: metrics[m] for m in labels if m in metrics and m != "oracle"}
+    results |= others or {}
+    if "oracle" in metrics:
+        results[labels["oracle"]] = metrics["oracle"]
+    names = list(next(iter(results.values()))["objectives"])
     table = Table(title=Text(title))
     table.add_column("method")
     for name in names:
         table.add_column(Text(name), justify="right")
     table.add_column("reward", justify="right")
-    for method in rows:
-        m = metrics[method]
-        table.add_row(labels[method], *[f"{m['objectives'][n]:.4f}" for n in names],
+    for label, m in results.items():
+        table.add_row(label, *[f"{m['objectives'][n]:.4f}" for n in names],
                       f"{m['reward']:.4f}")
     Console().print(table)
     p = metrics["protocol"]

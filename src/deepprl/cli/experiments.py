@@ -29,7 +29,7 @@ def experiment(
     out: Annotated[Path, typer.Option(help="Root of the reports.")] = Path("reports"),
     runs: Annotated[Path, typer.Option(help="Cache of trained runs, reused across "
                                             "experiments.")] = Path("runs/experiments"),
-    executor: Annotated[str, typer.Option(help="sequential | ray")] = "sequential",
+    executor: Annotated[str, typer.Option(help="sequential | processes | ray")] = "sequential",
     address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
     dataset_option: Annotated[list[str] | None, typer.Option(
         help="KEY=VALUE passed to the dataset loader, e.g. objectives=relevance,consistency,"

@@ -1,4 +1,4 @@
-"""deepprl train | fit-predictor | demo: training runs."""
+"""deepprl train | fit-predictor: training runs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from deepprl.cli.common import (
     Bars,
     app,
     apply_settings,
-    err,
     fail,
     print_table,
     run_config,
@@ -106,24 +105,3 @@ def fit_predictor_cmd(
         fail(str(error))
     sys.stdout.write(json.dumps({k: v for k, v in metrics.items() if k != "stage1"} |
                                 {"last_epoch": metrics["stage1"][-1]}) + "\n")
-
-
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option(help="Where the two runs go.")] = Path("runs/demo"),
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-) -> None:
-    """The main job: DeepPRL on bundled MovieLens-100K and on the simulator, with tables of
-    DeepPRL vs fixed equal weights vs popularity (and the oracle on the simulator)."""
-    from deepprl.config import RunConfig
-    from deepprl.train.run import train_run
-
-    for name in ("movielens-100k", "simulator"):
-        err.print(f"training DeepPRL on {name} ...")
-        with Bars(enabled=True) as bars:  # the demo's own directories: rerun, replaced
-            metrics = train_run(RunConfig(dataset={"name": name}, seed=seed), out / name,
-                                progress=bars, overwrite=True)
-        print_table(metrics, title=f"{name}: top-{metrics['protocol']['k']} of "
-                                    f"{metrics['protocol']['evaluated_events']} test events "
-                                    f"(run in {out / name})")
-
