@@ -11,7 +11,7 @@ import importlib
 
 from deepprl.cli.common import app
 
-for _group in ("training", "lookup", "diagnosis", "experiments", "serving"):
+for _group in ("training", "lookup", "diagnosis", "experiments", "serving", "updating"):
     importlib.import_module(f"deepprl.cli.{_group}")
 
 
