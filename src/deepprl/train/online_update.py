@@ -170,6 +170,10 @@ def _user_steps(data: Interactions, user: int, events: list[Feedback]
 def _environment(config: RunConfig, recommender: Recommender, log: FeedbackLog
                  ) -> Trajectories:
     """The decision points: frozen states and candidate predictions (as stage 2's)."""
+    if not log.decisions.any():
+        raise UpdateRefusedError(
+            f"no feedback event with a reward since the run: nothing to learn from "
+            f"({log.figures['events']} events stored since)", {"feedback": log.figures})
     scorer = Recommender(recommender.model, recommender.policy, log.data)
     env = build_trajectories(scorer, log.data, log.decisions, config.policy,
                              k=config.eval.k, max_candidates=config.train.max_candidates,
