@@ -291,6 +291,10 @@ def test_update_cli_errors(run: Path, tmp_path: Path) -> None:
                                           str(tmp_path / "none.sqlite3"), "--out",
                                           str(tmp_path / "v1")])
     assert result.exit_code == 2 and "no such feedback store" in result.stderr
+    result = CliRunner().invoke(cli_app, ["update", "--run", str(tmp_path), "--db",
+                                          str(tmp_path / "none.sqlite3"), "--out",
+                                          str(tmp_path / "v1")])
+    assert result.exit_code == 2 and "not a run directory" in result.stderr
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -304,8 +308,8 @@ def _threads() -> Iterator[None]:
 def test_watch_switches_and_a_second_update_starts_after_the_first(
         updated: tuple[Path, Path, dict], tmp_path: Path) -> None:
     """serve --follow's watcher switches within a few intervals; an update of the new
-    version learns only from feedback stored after the one its parent learned from (none
-    here: refused, nothing written)."""
+    version learns only from feedback stored after the one its parent learned from (no
+    reward here: refused, nothing written)."""
     new_run, db, record = updated
     parent = Path(record["parent"]["run"])
     pointer = tmp_path / "current.json"
@@ -321,6 +325,8 @@ def test_watch_switches_and_a_second_update_starts_after_the_first(
         versions.close()
     code, second, stderr = _update(new_run, db, tmp_path / "v2", pointer)
     assert code == 1 and "nothing to learn from" in stderr, stderr
-    assert second["feedback"]["events"] == 0
+    # only rows after the parent's last_id (here at most the hot-reload test's one event
+    # without a reward): nothing the first update learned from is learned again
+    assert second["feedback"]["rewarded_events"] == 0
     assert not (tmp_path / "v2").exists()
     assert read_pointer(pointer) == new_run.resolve()

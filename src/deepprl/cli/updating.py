@@ -29,6 +29,7 @@ def update(
     new version only where it beats the current policy on held-out feedback users (exit 1
     and nothing written otherwise)."""
     from deepprl.artifacts import SCHEMA_FILE, read_json
+    from deepprl.rundir import check_complete
     from deepprl.serve.reload import write_pointer
     from deepprl.serve.service import model_version
     from deepprl.serve.store import FeedbackStore
@@ -40,6 +41,7 @@ def update(
     )
 
     try:
+        check_complete(run)  # names what is wrong with --run before the store is opened
         if not db.is_file():
             fail(f"--db {db}: no such feedback store")
         watermark = feedback_watermark(run)

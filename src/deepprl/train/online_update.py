@@ -52,7 +52,7 @@ from deepprl.ranking.history import clock_columns, clock_context
 from deepprl.recommender import Recommender
 from deepprl.rl.bandit import BanditData
 from deepprl.rundir import RunError, write_marker
-from deepprl.train.pessimism import cross_fitted_check, serves
+from deepprl.train.pessimism import FoldFit, cross_fitted_check, serves
 from deepprl.train.stage2 import Trajectories, build_trajectories
 from deepprl.train.weights import _bandit_data, _learn_bandit
 
@@ -203,35 +203,20 @@ def update_policy(config: RunConfig, recommender: Recommender, log: FeedbackLog
         raise ValueError("this run keeps each user's alpha frozen (policy.dynamic false): "
                          "there is no dynamic policy to update")
     env = _environment(config, recommender, log)
-    rows, k = env.sampled, config.eval.k
+    rows = env.sampled
     current = recommender.policy
     with torch.no_grad():
         alpha = current(env.state[rows], env.context[rows])  # [E, K]
-        reference = top_k_reward(env.y_hat, env.reward, env.valid, alpha, k)  # [E]
-    warm = isinstance(current, GridBandit)
-    start = copy.deepcopy(current) if warm else \
-        build_policy(config, recommender.model, recommender.data)
-    if not isinstance(start, GridBandit):
-        raise ValueError(f"a bandit run serves a {type(start).__name__}")
+        reference = top_k_reward(env.y_hat, env.reward, env.valid, alpha,
+                                 config.eval.k)  # [E]
+    start, warm = _start(config, recommender)
     none = np.zeros(log.data.n_events, dtype=bool)
     split = Split(train=log.decisions, test=none, valid=none)
     bandit = _bandit_data(start, log.data, split, log.decisions, env, config)
     users = log.data.user[np.flatnonzero(log.decisions)[rows.numpy()]]
-
-    def fit_fold(learn: torch.Tensor, held: torch.Tensor
-                 ) -> tuple[torch.Tensor, dict[str, float]]:
-        part = BanditData(state=bandit.state[learn], context=bandit.context[learn],
-                          rewards=bandit.rewards[learn], stop=bandit.stop[learn])
-        policy = copy.deepcopy(start)
-        fold_log = _learn_bandit(policy, part, config, SINGLE, None, keep_best=True,
-                                 reset=not warm)
-        with torch.no_grad():
-            pick = policy.scores(bandit.state[held], bandit.context[held]).argmax(-1)
-        return pick, {"chosen_steps": fold_log[-1]["chosen_steps"]}
-
     check = cross_fitted_check(bandit.rewards, start.grid, users,
-                               max(config.policy.check_folds, 2), config.seed, fit_fold,
-                               reference=reference)
+                               max(config.policy.check_folds, 2), config.seed,
+                               _fold_fit(start, bandit, config, warm), reference=reference)
     check["served"] = serves(check, config.policy.fallback)
     new: nn.Module = FixedWeights(torch.tensor(check["static_weights"]))
     if check["served"] == "learned":
@@ -245,6 +230,36 @@ def update_policy(config: RunConfig, recommender: Recommender, log: FeedbackLog
         check["new_mean_weights"] = new(env.state[rows], env.context[rows]).mean(0).tolist()
     check["warm_start"] = warm
     return new, check
+
+
+def _start(config: RunConfig, recommender: Recommender) -> tuple[GridBandit, bool]:
+    """(the policy the update trains further, whether it is the served one): a copy of
+    the served bandit, or a fresh one where the run serves a static alpha."""
+    current = recommender.policy
+    warm = isinstance(current, GridBandit)
+    start = copy.deepcopy(current) if warm else \
+        build_policy(config, recommender.model, recommender.data)
+    if not isinstance(start, GridBandit):
+        raise ValueError(f"a bandit run serves a {type(start).__name__}")
+    return start, warm
+
+
+def _fold_fit(start: GridBandit, bandit: BanditData, config: RunConfig, warm: bool
+              ) -> FoldFit:
+    """A fold of the check: a copy of `start` trained on the fold's learning rows (keeping
+    its best state of the search for the number of steps, as training's folds do)."""
+
+    def fit_fold(learn: torch.Tensor, held: torch.Tensor
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+        part = BanditData(state=bandit.state[learn], context=bandit.context[learn],
+                          rewards=bandit.rewards[learn], stop=bandit.stop[learn])
+        policy = copy.deepcopy(start)
+        fold_log = _learn_bandit(policy, part, config, SINGLE, None, keep_best=True,
+                                 reset=not warm)
+        with torch.no_grad():
+            pick = policy.scores(bandit.state[held], bandit.context[held]).argmax(-1)
+        return pick, {"chosen_steps": fold_log[-1]["chosen_steps"]}
+    return fit_fold
 
 
 def beats_current(check: dict[str, Any]) -> bool:
