@@ -82,8 +82,10 @@ class Versions:
         if config.model.history_length != old.length:
             raise RunError(f"{run}: reads {config.model.history_length} history steps, the "
                            f"served model {old.length}; restart the service to switch")
-        return Service(config, recommender, store=old.store, settings=old.settings,
-                       version=model_version(run))
+        service = Service(config, recommender, store=old.store, settings=old.settings,
+                          version=model_version(run))
+        service.started = old.started  # /health's uptime is the process's
+        return service
 
     def check(self, pointer: Path) -> bool:
         """Switch to the run `pointer` names if it is another one; True when switched.
