@@ -11,7 +11,8 @@ import importlib
 
 from deepprl.cli.common import app
 
-for _group in ("training", "demo", "lookup", "diagnosis", "experiments", "serving"):
+for _group in ("training", "demo", "lookup", "diagnosis", "experiments", "serving",
+               "updating"):
     importlib.import_module(f"deepprl.cli.{_group}")
 
 

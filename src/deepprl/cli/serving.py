@@ -54,6 +54,12 @@ def serve(
         help="Delete feedback received more than this many seconds ago (default: "
              "never).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    follow: Annotated[Path | None, typer.Option(
+        help="Version pointer (JSON {\"run\": DIR}, written by 'deepprl update --promote'): "
+             "serve the run it names (--run until it exists) and switch, without dropping "
+             "requests, when it names another.")] = None,
+    reload_interval: Annotated[float, typer.Option(
+        help="Seconds between two checks of --follow.")] = 5.0,
 ) -> None:
     """HTTP service: POST /recommend, POST /feedback, GET /health, GET /metrics, /docs."""
     from deepprl.serve.server import serve as run_server
@@ -77,7 +83,10 @@ def serve(
             err.print(Text.assemble(("warning:", "yellow"), f" listening on {host} without an "
                                     f"API key; set DEEPPRL_API_KEY to require one"),
                       highlight=False)
-        run_server(run, host=host, port=port, db=db, settings=settings, log_level=log_level)
+        if not reload_interval > 0:
+            fail(f"--reload-interval must be > 0, got {reload_interval}")
+        run_server(run, host=host, port=port, db=db, settings=settings, log_level=log_level,
+                   follow=follow, reload_interval=reload_interval)
     except ValueError as error:
         fail(str(error))
     except OSError as error:  # e.g. the port is taken

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from deepprl import __version__
 from deepprl.serve.batching import RecommendBatcher
 from deepprl.serve.middleware import Guard, Limits, Metrics, error_body
+from deepprl.serve.reload import Versions
 from deepprl.serve.schemas import (
     MAX_ID_LENGTH,
     MAX_TIMESTAMP,
@@ -47,14 +48,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(service: Service) -> FastAPI:
-    """The app for a loaded service; limits and the API key come from service.settings."""
-    settings = service.settings
-    metrics = Metrics(service.version)
+def create_app(service: Service | Versions) -> FastAPI:
+    """The app for a loaded service, or for the Versions that hold it (hot reload); limits
+    and the API key come from its settings."""
+    versions = service if isinstance(service, Versions) else Versions(service)
+    settings = versions.current.settings
+    metrics = Metrics(versions.current.version)
+    versions.listeners.append(metrics.serving)
     app = FastAPI(title="deepprl", version=__version__, description=DESCRIPTION,
                   redoc_url=None, responses=ERRORS)
-    app.state.service, app.state.metrics = service, metrics
-    _routes(app, service, metrics)
+    app.state.versions, app.state.metrics = versions, metrics
+    _routes(app, versions, metrics)
     _error_handlers(app)
     limits = Limits(max_body_bytes=settings.max_body_bytes,
                     body_timeout_s=settings.body_timeout_s,
@@ -79,11 +83,13 @@ class _Inference:
         return await anyio.to_thread.run_sync(func, limiter=self.limiter)
 
 
-def _routes(app: FastAPI, service: Service, metrics: Metrics) -> None:
-    inference = _Inference(service.settings.inference_threads)
-    batcher = RecommendBatcher(service, run=inference.run,
-                               passes=service.settings.inference_threads,
-                               max_batch=service.settings.max_batch)
+def _routes(app: FastAPI, versions: Versions, metrics: Metrics) -> None:
+    # each request reads the served version once: one version answers it whole
+    settings = versions.current.settings
+    inference = _Inference(settings.inference_threads)
+    batcher = RecommendBatcher(lambda: versions.current, run=inference.run,
+                               passes=settings.inference_threads,
+                               max_batch=settings.max_batch)
 
     @app.post("/recommend", response_model=RecommendResponse)
     async def recommend(body: RecommendRequest) -> Any:
@@ -99,7 +105,7 @@ def _routes(app: FastAPI, service: Service, metrics: Metrics) -> None:
                                  "body stores nothing and gets the original answer "
                                  "(header Idempotent-Replayed: true).")] = None) -> Any:
         """Append an interaction to the user's history (durable once answered)."""
-        result, replayed = service.feedback(body, idempotency_key=idempotency_key)
+        result, replayed = versions.current.feedback(body, idempotency_key=idempotency_key)
         if replayed:
             response.headers["Idempotent-Replayed"] = "true"
             metrics.replays.inc()
@@ -114,12 +120,13 @@ def _routes(app: FastAPI, service: Service, metrics: Metrics) -> None:
                                                  le=MAX_TIMESTAMP)] = None,
     ) -> Any:
         """The user's current history, state s_{u,t} and weights alpha."""
+        service = versions.current
         return await inference.run(lambda: service.user_state(user_id, timestamp))
 
     @app.get("/health", response_model=HealthResponse)
     def health() -> Any:
         """Liveness and readiness: the model is loaded and the store answers."""
-        return service.health()
+        return versions.current.health()
 
     @app.get("/metrics", response_class=Response)
     def prometheus() -> Response:

@@ -85,11 +85,13 @@ def score_rows(service: Service, prepared: list[Prepared], ks: list[int]
 
 class RecommendBatcher:
     """Queues /recommend requests on the event loop; at most `passes` forward passes run at
-    once (through `run`), each taking every queued request, up to `max_batch`."""
+    once (through `run`), each taking every queued request, up to `max_batch`. `service`:
+    the Service, or a function giving the one that scores a pass (hot reload)."""
 
-    def __init__(self, service: Service, *, run: Runner[Any], passes: int,
-                 max_batch: int) -> None:
-        self.service, self.run, self.passes, self.max_batch = service, run, passes, max_batch
+    def __init__(self, service: Service | Callable[[], Service], *, run: Runner[Any],
+                 passes: int, max_batch: int) -> None:
+        self.service = service if not isinstance(service, Service) else lambda: service
+        self.run, self.passes, self.max_batch = run, passes, max_batch
         self.queue: list[tuple[RecommendRequest, asyncio.Future[dict[str, object]]]] = []
         self.active = 0  # passes draining the queue; one event loop, so no lock
         self.tasks: set[asyncio.Task[None]] = set()  # referenced until done
@@ -111,9 +113,9 @@ class RecommendBatcher:
                 batch = self.queue[: self.max_batch]
                 del self.queue[: self.max_batch]
                 requests = [req for req, _ in batch]
-                try:
+                try:  # the served version, read once per pass (hot reload)
                     results = await self.run(functools.partial(recommend_many,
-                                                               self.service, requests))
+                                                               self.service(), requests))
                 except Exception as err:
                     results = [err] * len(batch)
                 for (_, future), result in zip(batch, results, strict=True):

@@ -62,9 +62,16 @@ class Metrics:
         self.replays = Counter("deepprl_feedback_replays", "Feedback retries answered from "
                                "their idempotency key (nothing stored).",
                                registry=self.registry)
-        info = Gauge("deepprl_model_info", "The served model (value 1).", ["version"],
-                     registry=self.registry)
-        info.labels(version=version).set(1)
+        self.info = Gauge("deepprl_model_info", "The served model (value 1; 0: a version "
+                          "served before a reload).", ["version"], registry=self.registry)
+        self.version = version
+        self.info.labels(version=version).set(1)
+
+    def serving(self, version: str) -> None:
+        """After a hot reload: `version` is the served model."""
+        self.info.labels(version=self.version).set(0)
+        self.version = version
+        self.info.labels(version=version).set(1)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method=method, route=route, status=str(status)).inc()

@@ -81,6 +81,7 @@ class FeedbackResponse(BaseModel):
     item_id: str
     timestamp: float
     feedback_events: int = Field(description="Feedback events stored for this user.")
+    model_version: str = Field(description="The model version serving when it was stored.")
 
 
 class HistoryStep(BaseModel):

@@ -16,6 +16,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from deepprl.serve.app import create_app
 from deepprl.serve.middleware import CLOSE, error_body
+from deepprl.serve.reload import Versions, read_pointer
 from deepprl.serve.service import Service
 from deepprl.serve.settings import ServeSettings
 
@@ -79,11 +80,12 @@ def _protocol(header_timeout: float) -> type[H11Protocol]:
                 {"header_timeout": header_timeout})
 
 
-def _config(service: Service, host: str, port: int, log_level: str) -> uvicorn.Config:
+def _config(service: Service | Versions, host: str, port: int, log_level: str
+            ) -> uvicorn.Config:
     # one intra-op thread: requests run side by side on the cores instead of fighting
     # over them (two threads per forward pass are much slower under concurrent load)
     torch.set_num_threads(1)
-    s = service.settings
+    s = (service.current if isinstance(service, Versions) else service).settings
     options: dict[str, Any] = {"timeout_keep_alive": s.keep_alive_s,
                                "http": _protocol(s.header_timeout_s)}
     return uvicorn.Config(create_app(service), host=host, port=port, log_level=log_level,
@@ -92,14 +94,21 @@ def _config(service: Service, host: str, port: int, log_level: str) -> uvicorn.C
 
 def serve(run: str | Path, *, host: str = LOOPBACK, port: int = 8000,
           db: str | Path | None = None, settings: ServeSettings | None = None,
-          log_level: str = "info") -> None:
+          log_level: str = "info", follow: Path | None = None,
+          reload_interval: float = 5.0) -> None:
     """Load the run (RunError/StoreError, both ValueError, before listening) and serve
-    until interrupted."""
-    service = Service.load(run, db=db, settings=settings)
+    until interrupted. With `follow`, a version pointer (deepprl.serve.reload): the run it
+    names, where it exists, is served instead of `run`, and the service switches to the
+    run it names next, checked every `reload_interval` seconds."""
+    named = read_pointer(follow) if follow is not None else None
+    run = named if named is not None else Path(run)
+    versions = Versions(Service.load(run, db=db, settings=settings), run=run)
+    if follow is not None:
+        versions.watch(follow, reload_interval)
     try:
-        uvicorn.Server(_config(service, host, port, log_level)).run()
+        uvicorn.Server(_config(versions, host, port, log_level)).run()
     finally:
-        service.close()
+        versions.close()
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -110,15 +119,22 @@ def free_port(host: str = LOOPBACK) -> int:
 
 class BackgroundServer:
     """uvicorn in a daemon thread on a loopback port; `with BackgroundServer(svc) as s:`
-    then s.url. Stopping closes the service's store."""
+    then s.url. `svc`: a Service, or the Versions holding it (hot reload). Stopping
+    closes the service's store."""
 
-    def __init__(self, service: Service, *, host: str = LOOPBACK, port: int | None = None,
-                 log_level: str = "warning") -> None:
-        self.service = service
+    def __init__(self, service: Service | Versions, *, host: str = LOOPBACK,
+                 port: int | None = None, log_level: str = "warning") -> None:
+        self.versions = service if isinstance(service, Versions) else Versions(service)
         self.host, self.port = host, port if port is not None else free_port(host)
-        self.server = uvicorn.Server(_config(service, self.host, self.port, log_level))
+        self.server = uvicorn.Server(_config(self.versions, self.host, self.port,
+                                             log_level))
         self.thread = threading.Thread(target=self.server.run, name="deepprl-serve",
                                        daemon=True)
+
+    @property
+    def service(self) -> Service:
+        """The served Service (the current version)."""
+        return self.versions.current
 
     @property
     def url(self) -> str:
@@ -136,7 +152,7 @@ class BackgroundServer:
     def stop(self, timeout: float = 20.0) -> None:
         self.server.should_exit = True
         self.thread.join(timeout)
-        self.service.close()
+        self.versions.close()
 
     def __enter__(self) -> BackgroundServer:
         return self.start()

@@ -301,10 +301,10 @@ class Service:
         except KeyReuseError as err:
             raise FieldError(IDEMPOTENCY_HEADER, str(err)) from err
 
-    @staticmethod
-    def _ack(req: FeedbackRequest, stored: Stored) -> dict[str, object]:
+    def _ack(self, req: FeedbackRequest, stored: Stored) -> dict[str, object]:
         return {"id": stored.id, "user_id": req.user_id, "item_id": req.item_id,
-                "timestamp": stored.timestamp, "feedback_events": stored.feedback_events}
+                "timestamp": stored.timestamp, "feedback_events": stored.feedback_events,
+                "model_version": self.version}
 
     def _event(self, req: FeedbackRequest) -> FeedbackEvent:
         """The event to store, or FieldError naming what is wrong with the request."""

@@ -93,11 +93,21 @@ class FeedbackEvent:
     reward: float | None = None
 
 
+@dataclass(frozen=True)
+class StoredEvent:
+    """A stored row as an online update reads it (FeedbackStore.since)."""
+
+    id: int
+    event: FeedbackEvent
+    model_version: str
+    """The version that was serving when the event was stored."""
+
+
 class FeedbackStore:
     """Per-user feedback histories in one SQLite file (thread-safe)."""
 
     def __init__(self, path: str | Path, *, fingerprint: str) -> None:
-        self.path = Path(path)
+        self.path, self.fingerprint = Path(path), fingerprint
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -214,6 +224,16 @@ class FeedbackStore:
                               objectives=None if obj is None else json.loads(obj),
                               reward=reward)
                 for item, ts, obj, reward in reversed(rows)]
+
+    def since(self, after_id: int = 0) -> list[StoredEvent]:
+        """Every stored event with a row id above `after_id`, in arrival order."""
+        rows = self._conn().execute(
+            "SELECT id, user_id, item_id, timestamp, objectives, reward, model_version "
+            "FROM feedback WHERE id > ? ORDER BY id", (after_id,)).fetchall()
+        return [StoredEvent(id=int(row), model_version=version, event=FeedbackEvent(
+                    user_id=user, item_id=item, timestamp=ts, reward=reward,
+                    objectives=None if obj is None else json.loads(obj)))
+                for row, user, item, ts, obj, reward, version in rows]
 
     def count(self, user_id: str) -> int:
         """Feedback events stored for the user (kept in the same transaction as the rows)."""

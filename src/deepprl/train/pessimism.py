@@ -100,7 +100,8 @@ learning rows picks at each checked row, figures of that fit to record)."""
 
 
 def cross_fitted_check(rewards: torch.Tensor, grid: torch.Tensor, user: np.ndarray,
-                       folds: int, seed: int, fit_fold: FoldFit) -> dict[str, Any]:
+                       folds: int, seed: int, fit_fold: FoldFit, *,
+                       reference: torch.Tensor | None = None) -> dict[str, Any]:
     """The learner vs the best static grid alpha, cross-fitted over `folds` folds of users.
 
     rewards [E, G] of every grid alpha [G, K] at the E stage-2 events, user [E]. For each
@@ -108,7 +109,9 @@ def cross_fitted_check(rewards: torch.Tensor, grid: torch.Tensor, user: np.ndarr
     events, and the static reference is the grid point best on the other folds' events;
     the per-user mean rewards of all folds are pooled into one paired test
     (paired_by_user). static_weights: the best grid point over every event (what a
-    fallback serves next to a policy refitted on every user)."""
+    fallback serves next to a policy refitted on every user). With `reference` [E] (the
+    reward a policy already served earns at each event: an online update's current
+    policy), "reference" holds the same paired figures against it."""
     fold = user_folds(user, folds, seed)
     n_folds = int(fold.max()) + 1 if len(fold) else 0
     overall = grid[int(rewards.mean(0).argmax())].tolist()  # the fallback's alpha
@@ -131,9 +134,13 @@ def cross_fitted_check(rewards: torch.Tensor, grid: torch.Tensor, user: np.ndarr
                                                           "gain_lower_bound")},
                          "events": len(held), "static_weights": grid[static].tolist(),
                          **figures})
-    return {"checked": True, **paired_by_user(learned.numpy(), fixed.numpy(), user),
-            "events": len(user), "folds": n_folds, "per_fold": per_fold,
-            "static_weights": overall, "learned_mean_weights": grid[picks].mean(0).tolist()}
+    result = {"checked": True, **paired_by_user(learned.numpy(), fixed.numpy(), user),
+              "events": len(user), "folds": n_folds, "per_fold": per_fold,
+              "static_weights": overall, "learned_mean_weights": grid[picks].mean(0).tolist()}
+    if reference is not None:
+        result["reference"] = paired_by_user(learned.numpy(), reference.numpy(), user)
+        result["static_reference"] = paired_by_user(fixed.numpy(), reference.numpy(), user)
+    return result
 
 
 def serves(result: dict[str, Any], fallback: str) -> str:

@@ -200,14 +200,15 @@ def _bandit_data(policy: GridBandit, data: Interactions, split: Split, pool: np.
 
 
 def _learn_bandit(policy: GridBandit, bandit: BanditData, config: RunConfig, world: World,
-                  progress: Progress | None, *, keep_best: bool = False
-                  ) -> list[dict[str, float]]:
+                  progress: Progress | None, *, keep_best: bool = False,
+                  reset: bool = True) -> list[dict[str, float]]:
     """learn_grid_bandit from the seeded initial weights (the same start whatever ran
-    before: resume, or the folds of the check)."""
+    before: resume, or the folds of the check); reset=False: from the policy's own
+    weights (an online update trains the served policy further)."""
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         for module in policy.modules():
-            if isinstance(module, nn.Linear):
+            if reset and isinstance(module, nn.Linear):
                 module.reset_parameters()
     p = config.policy
     return learn_grid_bandit(
