@@ -1,4 +1,5 @@
-"""map_tasks: the process pool and the Ray executor return what the sequential run returns, in task order."""
+"""map_tasks: the process pool and the Ray executor return what the sequential run returns,
+in task order."""
 
 from __future__ import annotations
 

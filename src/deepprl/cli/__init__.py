@@ -1,5 +1,5 @@
 """Command line: deepprl train | fit-predictor | demo | evaluate | recommend | diagnose | models |
-datasets | experiment | report | serve | bench | abtest analyse.
+datasets | experiment | report | serve | bench | abtest analyse | update.
 
 One module per group of commands; importing a module registers its commands on the app,
 in the order `deepprl --help` lists them.
