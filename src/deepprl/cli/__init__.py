@@ -1,5 +1,5 @@
-"""Command line: deepprl train | fit-predictor | demo | evaluate | recommend | diagnose | models |
-datasets | experiment | report | serve | bench | abtest analyse.
+"""Command line: deepprl train | fit-predictor | demo | evaluate | recommend | export | diagnose |
+models | datasets | experiment | report | serve | bench | abtest analyse.
 
 One module per group of commands; importing a module registers its commands on the app,
 in the order `deepprl --help` lists them.
@@ -11,7 +11,7 @@ import importlib
 
 from deepprl.cli.common import app
 
-for _group in ("training", "lookup", "diagnosis", "experiments", "serving"):
+for _group in ("training", "lookup", "exporting", "diagnosis", "experiments", "serving"):
     importlib.import_module(f"deepprl.cli.{_group}")
 
 

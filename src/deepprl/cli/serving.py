@@ -54,6 +54,12 @@ def serve(
         help="Delete feedback received more than this many seconds ago (default: "
              "never).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    onnx: Annotated[bool, typer.Option(
+        help="Score with the run's ONNX export (RUN/onnx, written by train) in onnxruntime "
+             "instead of PyTorch.")] = False,
+    onnx_dir: Annotated[Path | None, typer.Option(
+        help="Score with this export (written by 'deepprl export' from the run's weights); "
+             "implies --onnx.")] = None,
 ) -> None:
     """HTTP service: POST /recommend, POST /feedback, GET /health, GET /metrics, /docs."""
     from deepprl.serve.server import serve as run_server
@@ -77,7 +83,8 @@ def serve(
             err.print(Text.assemble(("warning:", "yellow"), f" listening on {host} without an "
                                     f"API key; set DEEPPRL_API_KEY to require one"),
                       highlight=False)
-        run_server(run, host=host, port=port, db=db, settings=settings, log_level=log_level)
+        run_server(run, host=host, port=port, db=db, settings=settings, log_level=log_level,
+                   onnx=onnx, onnx_dir=onnx_dir)
     except ValueError as error:
         fail(str(error))
     except OSError as error:  # e.g. the port is taken

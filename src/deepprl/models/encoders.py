@@ -29,7 +29,8 @@ class CausalSelfAttention(nn.Module):
         scores = similarity_scores(x, x, self.similarity)  # [B, L, L]
         causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
         allowed = causal & mask[:, None, :]  # key must exist and not lie in the future
-        allowed = allowed | torch.eye(L, dtype=torch.bool, device=x.device)  # padded rows
+        # padded rows attend to themselves; eye made as float (onnxruntime has no bool EyeLike)
+        allowed = allowed | torch.eye(L, device=x.device).bool()
         weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
         return weights @ self.value(x)  # [B, L, D]
 

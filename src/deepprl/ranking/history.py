@@ -19,7 +19,7 @@ from deepprl.data.inputs import clock_columns as clock_columns  # re-exported
 from deepprl.data.inputs import clock_context as clock_context
 from deepprl.data.sequences import Batch
 from deepprl.models.network import PredictorModel
-from deepprl.ranking.scoring import score_batch
+from deepprl.ranking.scoring import Scores, score_batch
 from deepprl.ranking.utility import top_k
 
 
@@ -99,8 +99,15 @@ def score_history(recommender: Weighted, batch: Batch, items: torch.Tensor, *, k
         raise ValueError(f"k must be positive, got {k}")
     out = score_batch(recommender.model, recommender.policy, batch, items, alpha=weights,
                       user_embedding=user_embedding)
-    top = top_k(out.scores, torch.ones_like(out.scores, dtype=torch.bool),
-                min(k, items.shape[1]))
-    return HistoryScores(state=out.state[0].numpy(), weights=out.alpha[0].numpy(),
-                         y_hat=out.y_hat[0].numpy(), scores=out.scores[0].numpy(),
+    return row_scores(out, 0, k)
+
+
+def row_scores(out: Scores, row: int, k: int) -> HistoryScores:
+    """HistoryScores of one row of a scored batch, with its top min(k, C) candidates."""
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    scores = out.scores[row : row + 1]  # [1, C]
+    top = top_k(scores, torch.ones_like(scores, dtype=torch.bool), min(k, scores.shape[1]))
+    return HistoryScores(state=out.state[row].numpy(), weights=out.alpha[row].numpy(),
+                         y_hat=out.y_hat[row].numpy(), scores=scores[0].numpy(),
                          top=top[0].numpy())

@@ -92,10 +92,11 @@ def _config(service: Service, host: str, port: int, log_level: str) -> uvicorn.C
 
 def serve(run: str | Path, *, host: str = LOOPBACK, port: int = 8000,
           db: str | Path | None = None, settings: ServeSettings | None = None,
-          log_level: str = "info") -> None:
+          log_level: str = "info", onnx: bool = False,
+          onnx_dir: str | Path | None = None) -> None:
     """Load the run (RunError/StoreError, both ValueError, before listening) and serve
-    until interrupted."""
-    service = Service.load(run, db=db, settings=settings)
+    until interrupted; `onnx`, `onnx_dir`: score with an ONNX export (Service.load)."""
+    service = Service.load(run, db=db, settings=settings, onnx=onnx, onnx_dir=onnx_dir)
     try:
         uvicorn.Server(_config(service, host, port, log_level)).run()
     finally:
