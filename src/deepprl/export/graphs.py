@@ -61,7 +61,8 @@ TOLERANCE = 1e-5
 
 class ExportedModel(nn.Module):
     """The stage-1 model as one traceable forward: the Batch fields and candidates as
-    separate tensors -> (state [B, S], y_hat [B, C, K]); user 0 -> the mean embedding."""
+    separate tensors -> (state [B, S], y_hat [B, C, K]); user 0 -> the mean embedding.
+    Every input stays in the graph, read or not, so every export takes the same names."""
 
     def __init__(self, model: PredictorModel) -> None:
         super().__init__()
@@ -78,6 +79,9 @@ class ExportedModel(nn.Module):
         du = self.cold_user.shape[0]
         h, known = state[:, : state.shape[1] - du], state[:, state.shape[1] - du :]
         state = torch.cat([h, torch.where((user == 0)[:, None], self.cold_user, known)], -1)
+        # encoders that take the gaps from the context alone never read hist_gaps: an exact
+        # zero of it keeps the input in the graph (the exporter drops unused inputs)
+        state = state + hist_gaps[:, :1] * 0.0
         return state, self.model.predict(state, context, items)
 
 
@@ -131,12 +135,19 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path,
     from deepprl.io import atomic_path
 
     module.eval()
-    with atomic_path(path) as temp, torch.no_grad(), warnings.catch_warnings():
-        # the exporter's notices (legacy exporter, traced shapes) are not the user's to act on
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, str(temp), input_names=list(inputs),
-                          output_names=list(outputs), dynamic_axes=axes, opset_version=OPSET,
-                          dynamo=False, do_constant_folding=True)
+    # nn.TransformerEncoderLayer's fused inference kernel has no ONNX form: trace the
+    # layer's own operators (the same function)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with atomic_path(path) as temp, torch.no_grad(), warnings.catch_warnings():
+            # the exporter's notices (legacy exporter, traced shapes) are not the user's
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, args, str(temp), input_names=list(inputs),
+                              output_names=list(outputs), dynamic_axes=axes,
+                              opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
 def _io(names: tuple[str, ...], arrays: list[np.ndarray], axes: dict[str, dict[int, str]]

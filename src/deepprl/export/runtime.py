@@ -42,8 +42,10 @@ class GraphScores:
 class ExportedGraphs:
     """An export folder's two graphs in onnxruntime sessions (`threads` intra-op threads
     each: one user's forward pass is a few ms on one thread). `optimize`: onnxruntime's
-    graph optimisations (fused operators; for a service), which take longer to build
-    (0.17 s against 0.07 s for the model graph here) than one recommendation takes."""
+    basic graph optimisations (constant folding, redundant nodes; for a service), which
+    take longer to build (0.2 s against 0.07 s for the model graph here) than one
+    recommendation takes. Not its extended ones: those fusions broke the Transformer
+    encoder's graph (onnxruntime 1.32: a broadcast error at run time)."""
 
     def __init__(self, folder: str | Path, *, threads: int = 1, optimize: bool = True
                  ) -> None:
@@ -54,8 +56,9 @@ class ExportedGraphs:
         options = ort.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = threads
         options.log_severity_level = 3  # errors only
-        if not optimize:
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        levels = ort.GraphOptimizationLevel
+        options.graph_optimization_level = levels.ORT_ENABLE_BASIC if optimize \
+            else levels.ORT_DISABLE_ALL
         providers = ["CPUExecutionProvider"]
         self.model = ort.InferenceSession(str(self.folder / MODEL_GRAPH), options,
                                           providers=providers)

@@ -116,7 +116,9 @@ class SelfAttentiveTimeLSTM(nn.Module):
         # [B, L, 4H] per step; unbind's backward is one stack
         x_steps = x_part.unbind(1)
         out = []
-        if L > 1 and bool((mask[:, 1:] >= mask[:, :-1]).all()):
+        # a trace (deepprl.export) records the general loop below, right for any mask: this
+        # branch's test and its skipped steps would be fixed by the tracing example
+        if L > 1 and not torch.jit.is_tracing() and bool((mask[:, 1:] >= mask[:, :-1]).all()):
             # left-padded histories (every history built from the log): from h = c = 0, a
             # padded step whose candidate is zeroed (through T) leaves h = c = 0, so no
             # per-step select is needed; leading steps padded in every row are skipped
