@@ -297,6 +297,9 @@ def test_export_command(tmp_path: Path, run: Path) -> None:
     on_file = runner.invoke(cli_app, ["export", "--run", str(run), "--out",
                                       str(tmp_path / "file")])
     assert on_file.exit_code == 2 and "exists and is not a directory" in on_file.output
+    inside = runner.invoke(cli_app, ["export", "--run", str(run), "--out",
+                                     str(run / EXPORT_DIR)])
+    assert inside.exit_code == 2 and "inside the run directory" in inside.output
 
 
 def test_export_of_an_item_level_model_is_refused(tmp_path: Path) -> None:

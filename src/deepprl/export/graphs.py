@@ -17,7 +17,6 @@ steps unrolls into the graph (L is fixed by the run). docs/serving.md says why n
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -164,7 +163,6 @@ def export_graphs(out: Path, run: Path, config: RunConfig, recommender: Recommen
     """Write both graphs, IDS_FILE and MANIFEST_FILE of a loaded weighted run into `out`
     (created); returns the manifest, with the graphs' largest difference from PyTorch on
     real inputs (sample_inputs) under "check"."""
-    started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     steps, items = sample_inputs(tables)
     model, policy = ExportedModel(recommender.model), ExportedPolicy(recommender.policy)
@@ -205,8 +203,8 @@ def export_graphs(out: Path, run: Path, config: RunConfig, recommender: Recommen
         "ids": IDS_FILE,
     }
     write_json(out / MANIFEST_FILE, manifest)  # the graphs' description, read by compare
+    # no wall clock in the manifest: a resumed run's files equal an uninterrupted run's
     manifest["check"] = compare(out, recommender, steps, items)
-    manifest["seconds"] = time.perf_counter() - started
     write_json(out / MANIFEST_FILE, manifest)
     return manifest
 
@@ -239,6 +237,10 @@ def export_run(run: str | Path, out: str | Path) -> dict[str, Any]:
     run, out = Path(run), Path(out)
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out}: exists and is not a directory")
+    if run.resolve() in (out.resolve(), *out.resolve().parents):
+        # the run's own export (RUN/onnx) is written by train and vouched by its marker
+        raise RunError(f"--out {out}: inside the run directory {run}, whose files its "
+                       f"completion marker vouches for; choose a folder outside it")
     config, recommender = load_weighted_run(run, serving=True)
     tables = read_tables(run, *read_meta(run))
     return export_graphs(out, run, config, recommender, tables)

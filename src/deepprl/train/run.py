@@ -239,6 +239,7 @@ def _export_onnx(out: Path, config: RunConfig, recommender: Recommender) -> None
     from deepprl.export.graphs import export_into_run
     from deepprl.export.manifest import EXPORT_DIR
 
+    started = time.perf_counter()
     try:
         check = export_into_run(out, config, recommender)["check"]
     except Exception as err:  # an exporter or onnxruntime error: the run itself is fine
@@ -247,8 +248,9 @@ def _export_onnx(out: Path, config: RunConfig, recommender: Recommender) -> None
                     type(err).__name__, err)
         return
     diffs = {k[len("max_abs_diff_"):]: v for k, v in check.items() if k.startswith("max_abs")}
-    log.info("ONNX export in %s: largest |ONNX - PyTorch| on %d rows %s%s", out / EXPORT_DIR,
-             check["rows"], diffs, "" if check["within_tolerance"] else
+    log.info("ONNX export in %s (%.1f s): largest |ONNX - PyTorch| on %d rows %s%s",
+             out / EXPORT_DIR, time.perf_counter() - started, check["rows"], diffs,
+             "" if check["within_tolerance"] else
              f"; above {check['tolerance']:g}: recommend will use PyTorch")
 
 
