@@ -26,6 +26,8 @@ from typer.testing import CliRunner
 from deepprl.cli import app as cli_app
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
 from deepprl.data.simulator import SimulatorConfig, SimulatorWorld, make_world
+from deepprl.export.manifest import EXPORT_DIR, read_manifest, weight_digests
+from deepprl.export.runtime import load_exported
 from deepprl.rundir import MARKER, check_complete
 from deepprl.serve import Service
 from deepprl.serve.reload import Versions, read_pointer, write_pointer
@@ -177,6 +179,10 @@ def test_update_follows_the_shifted_preference(run: Path, shifted: Shifted,
     assert saved["feedback"]["last_id"] == saved["feedback"]["rewarded_events"] \
         == USERS * FED_BACK
     assert record["check"]["versus_current"]["gain_lower_bound"] > 0
+    # the new version's own ONNX export: of its weights, not the parent's
+    manifest = read_manifest(new_run / EXPORT_DIR)
+    assert manifest["weights"] == weight_digests(new_run) != weight_digests(run)
+    assert load_exported(new_run) is not None
     old, new = Service.load(run, db=db), Service.load(new_run, db=db)
     try:
         assert new.version != old.version

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import safetensors.numpy
 import torch
 from safetensors.torch import load_file
 from torch import nn
@@ -27,7 +25,6 @@ from deepprl.data.interactions import Interactions
 from deepprl.inference_data import (
     InferenceTables,
     SeenItems,
-    from_arrays,
     tables_from_log,
     to_arrays,
 )
@@ -38,16 +35,24 @@ from deepprl.models.network import DataShape, PredictorModel
 from deepprl.policy.weights import Actor, FixedWeights
 from deepprl.recommender import ItemRanker, Recommender
 from deepprl.rundir import RunError as RunError
-from deepprl.rundir import check_complete, read_marker
+from deepprl.rundir import read_marker
+from deepprl.runfiles import (  # re-exported: the names every caller imports from here
+    ACTOR_FILE,
+    CONFIG_FILE,
+    MODEL_FILE,
+    SCHEMA_FILE,
+    TABLES_FILE,
+    TABLES_META_FILE,
+    read_json,
+    read_meta,
+    read_tables,
+    read_tensors,
+)
+from deepprl.runfiles import saved_run_config as saved_run_config
 
 if TYPE_CHECKING:  # the loaders and splits are imported where the log is rebuilt: serving
     from deepprl.data.splits import Split  # a run needs neither (and starts faster)
 
-_SCHEMA_KEYS = {"deepprl_version", "shape", "objectives", "user_ids", "item_ids",
-                "data_fingerprint"}
-MODEL_FILE, ACTOR_FILE, CONFIG_FILE, SCHEMA_FILE = (
-    "model.safetensors", "actor.safetensors", "config.json", "schema.json")
-TABLES_FILE, TABLES_META_FILE = "inference.safetensors", "inference.json"
 SERVED_FILE = "served.json"
 SCORED_FILE = "scored.safetensors"
 """The predictions of a weighted run's evaluation sets (Recommender.remembered), made by the
@@ -206,7 +211,7 @@ def load_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRanker]:
     This reloads the training log (evaluation needs every event); to recommend or serve,
     load_serving_run needs the run directory only."""
     run = Path(run)
-    config, schema = _read_meta(run)
+    config, schema = read_meta(run)
     data = _training_log(run, config, schema)
     torch.manual_seed(config.seed)
     if config.name in ITEM_POLICIES:
@@ -235,20 +240,8 @@ def load_serving_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRank
     """load_run from the tables stored in the run, without the training log: for
     recommending and serving (the log may be gone, moved or have grown since)."""
     run = Path(run)
-    config, schema = _read_meta(run)
-    for name in (TABLES_FILE, TABLES_META_FILE):
-        if not (run / name).is_file():
-            raise RunError(f"{run}: missing {name}, the tables recommend and serve use "
-                           f"instead of the training log; retrain the run with this "
-                           f"version of deepprl (or use load_run, which reloads the log)")
-    try:
-        tables = from_arrays(read_tensors(run / TABLES_FILE),
-                             read_json(run / TABLES_META_FILE), schema)
-    except (ValueError, KeyError, TypeError) as err:
-        raise RunError(f"{run}: corrupt {TABLES_FILE} or {TABLES_META_FILE}: {err}") from err
-    if tables.history_length != config.model.history_length:
-        raise RunError(f"{run}: {TABLES_META_FILE} keeps {tables.history_length} events per "
-                       f"user, the model reads {config.model.history_length}; retrain")
+    config, schema = read_meta(run)
+    tables = read_tables(run, config, schema)
     data = tables.data
     torch.manual_seed(config.seed)
     if config.name in ITEM_POLICIES:
@@ -257,40 +250,6 @@ def load_serving_run(run: str | Path) -> tuple[RunConfig, Recommender | ItemRank
     model, actor = _weighted_modules(run, config, data)
     return config, Recommender(model, actor, data, seen=tables.seen,
                                frozen_weights=tables.frozen_weights)
-
-
-def saved_run_config(raw: Any) -> RunConfig:
-    """A saved run's config.json as a RunConfig. Fields added since keep the value the run
-    was trained with: a run saved before model.tower_layers has one-layer MoH towers."""
-    if isinstance(raw, dict) and isinstance(raw.get("model"), dict) \
-            and "tower_layers" not in raw["model"]:
-        raw = {**raw, "model": {**raw["model"], "tower_layers": 1}}
-    return RunConfig.from_dict(raw)
-
-
-def _read_meta(run: Path) -> tuple[RunConfig, dict[str, Any]]:
-    """A complete run directory's config and schema, checked; RunError otherwise."""
-    if not run.is_dir():
-        raise RunError(f"{run}: no such run directory")
-    check_complete(run, required=(MODEL_FILE, CONFIG_FILE, SCHEMA_FILE))
-    for name in (MODEL_FILE, CONFIG_FILE, SCHEMA_FILE):
-        if not (run / name).is_file():
-            raise RunError(f"{run}: missing {name}; is this a directory written by "
-                           f"'deepprl train'?")
-    try:
-        config = saved_run_config(read_json(run / CONFIG_FILE))
-        schema = read_json(run / SCHEMA_FILE)
-    except (ValueError, TypeError) as err:
-        raise RunError(f"{run}: unreadable config or schema: {err}") from err
-    if not isinstance(schema, dict) or not set(schema) >= _SCHEMA_KEYS:
-        raise RunError(f"{run}: {SCHEMA_FILE} is incomplete; expected the keys "
-                       f"{sorted(_SCHEMA_KEYS)}")
-    # 0.x releases may change the format in any minor version, so 0.1 loads only 0.1
-    major = str(schema.get("deepprl_version", "")).split(".")[:2]
-    if major != __version__.split(".")[:2]:
-        raise RunError(f"{run}: written by deepprl {schema.get('deepprl_version')}, "
-                       f"this is {__version__}; retrain the model")
-    return config, schema
 
 
 def _training_log(run: Path, config: RunConfig, schema: dict[str, Any]) -> Interactions:
@@ -375,17 +334,3 @@ def _load_module(module: nn.Module, path: Path, run: Path) -> None:
 def write_tensors(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """NumPy arrays into one safetensors file (dtypes kept: int64 ids, float64 times)."""
     save_numpy_safetensors(path, arrays)
-
-
-def read_tensors(path: Path) -> dict[str, np.ndarray]:
-    try:
-        return safetensors.numpy.load_file(path)
-    except Exception as err:  # safetensors' own error type on a corrupt file
-        raise RunError(f"{path}: not a readable safetensors file: {err}") from err
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise RunError(f"{path}: not valid JSON: {err}") from err

@@ -15,10 +15,12 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch only to save tensors: reading a run (recommend) never imports it
+    import torch
 
 TEMP_MARK = ".tmp-"  # in the name of every temporary file: a leftover is never a result
 

@@ -12,14 +12,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepprl.data.inputs import candidate_list, next_event_arrays
 from deepprl.data.interactions import Interactions
 from deepprl.data.sequences import Batch, history_index, make_batch
 from deepprl.data.splits import Split
-from deepprl.inference_data import SeenItems, items_seen
+from deepprl.inference_data import SeenItems
 from deepprl.models.network import PredictorModel
 from deepprl.policy.weights import FixedWeights
 from deepprl.ranking import score_batch, slice_batch, top_k, utility
-from deepprl.ranking.history import clock_context, score_history
+from deepprl.ranking.history import score_history
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ class Recommender:
 
         The state is built from the user's latest L events; the context from `at_time`
         (default: the time of the user's last event)."""
-        user, items = _candidate_list(self.data, user_id, k, candidates, exclude_seen,
+        user, items = candidate_list(self.data, user_id, k, candidates, exclude_seen,
                                       self.seen)
         batch = next_event_batch(self.data, user, self.model.config.history_length, at_time)
         out = score_history(self, batch, torch.from_numpy(items)[None], k=k,
@@ -337,7 +338,7 @@ class ItemRanker:
     def recommend(self, user_id: object, *, k: int = 10,
                   candidates: Sequence[object] | None = None, at_time: float | None = None,
                   exclude_seen: bool = False) -> dict[str, object]:
-        user, items = _candidate_list(self.data, user_id, k, candidates, exclude_seen,
+        user, items = candidate_list(self.data, user_id, k, candidates, exclude_seen,
                                       self.seen)
         batch = next_event_batch(self.data, user, self.history_length, at_time)
         self.module.eval()
@@ -348,52 +349,11 @@ class ItemRanker:
                            "score": float(scores[0, j])} for j in idx]}
 
 
-def _candidate_list(data: Interactions, user_id: object, k: int,
-                    candidates: Sequence[object] | None, exclude_seen: bool,
-                    seen: SeenItems | None = None) -> tuple[int, np.ndarray]:
-    """Validated (user index, candidate item indices) of a recommend() call."""
-    if k <= 0:
-        raise ValueError(f"k must be positive, got {k}")
-    user = data.user_index(user_id)
-    if candidates is None:
-        items = np.arange(1, data.n_items + 1)
-        if exclude_seen:
-            items = np.setdiff1d(items, items_seen(data, seen, user))
-            if len(items) == 0:
-                raise ValueError(f"user {user_id!r} has seen every item: nothing left to "
-                                 f"recommend with exclude_seen")
-        return user, items
-    if not candidates:
-        raise ValueError("candidates must not be empty")
-    items = data.item_indices(candidates)
-    ordered = np.sort(items)
-    if (ordered[1:] == ordered[:-1]).any():
-        raise ValueError("candidates name the same item more than once")
-    return user, items
-
-
 def next_event_batch(data: Interactions, user: int, length: int,
                      at_time: float | None = None) -> Batch:
-    """Inputs for a user's next (not yet logged) event: the last `length` events as history,
-    the context recomputed at `at_time` (clock features and the gap since the last event);
-    other context columns carry over from the last event."""
-    span = data.user_events(user)
-    last = int(span[-1])
-    hist = np.full(length, -1, dtype=np.int64)
-    recent = span[-length:]
-    hist[length - len(recent) :] = recent
-    batch = make_batch(data, hist[None], np.array([last]))
-    when = data.time[last] if at_time is None else float(at_time)
-    if not np.isfinite(when):
-        raise ValueError(f"at_time must be a finite number, got {at_time!r}")
-    if when < data.time[last]:
-        raise ValueError(f"at_time {when} is before the user's last event ({data.time[last]})")
-    clock = clock_context(data, np.array([when]), prev_time=float(data.time[last]))
-    context = data.context[last].copy()
-    context[: clock.shape[1]] = clock[0]
-    return Batch(user=batch.user, hist_items=batch.hist_items, hist_gaps=batch.hist_gaps,
-                 hist_context=batch.hist_context, hist_mask=batch.hist_mask,
-                 context=torch.from_numpy(context[None]))
+    """deepprl.data.inputs.next_event_arrays as a Batch: the inputs of a user's next (not
+    yet logged) event."""
+    return Batch.of(next_event_arrays(data, user, length, at_time))
 
 
 def _forward(module: nn.Module, batch: Batch, items: torch.Tensor, chunk: int) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""Command line: deepprl train | fit-predictor | demo | evaluate | recommend | diagnose | models |
-datasets | experiment | report | serve | bench | abtest analyse | update.
+"""Command line: deepprl train | fit-predictor | demo | evaluate | recommend | export | diagnose |
+models | datasets | experiment | report | serve | bench | abtest analyse | update.
 
 One module per group of commands; importing a module registers its commands on the app,
 in the order `deepprl --help` lists them.
@@ -11,8 +11,8 @@ import importlib
 
 from deepprl.cli.common import app
 
-for _group in ("training", "demo", "lookup", "diagnosis", "experiments", "serving",
-               "updating"):
+for _group in ("training", "demo", "lookup", "exporting", "diagnosis", "experiments",
+               "serving", "updating"):
     importlib.import_module(f"deepprl.cli.{_group}")
 
 

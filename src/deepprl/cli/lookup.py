@@ -73,18 +73,11 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
 ) -> None:
     """Top-K for a user's next interaction, with the weights alpha and every y_hat (from the
-    run directory alone: the training log is not read)."""
-    import torch
-
-    from deepprl.artifacts import load_serving_run
-
-    # one user's forward pass is a few ms on one thread; a second one only waits on the
-    # first (hundreds of ms on a busy machine), as in the service
-    torch.set_num_threads(1)
+    run directory alone: the training log is not read; from the run's ONNX export without
+    importing torch where the run holds one)."""
+    items = [c.strip() for c in candidates.split(",")] if candidates is not None else None
     try:
-        _, recommender = load_serving_run(run)
-        items = [c.strip() for c in candidates.split(",")] if candidates is not None else None
-        result = recommender.recommend(user, k=k, candidates=items, exclude_seen=exclude_seen)
+        result = _recommend(run, user, k=k, candidates=items, exclude_seen=exclude_seen)
     except ValueError as error:
         fail(str(error))
     if as_json:
@@ -104,6 +97,26 @@ def recommend(
         table.add_row(Text(row["item"]), f"{row['score']:.4f}",
                       *[f"{row['predicted'][n]:.4f}" for n in names])
     Console().print(table)
+
+
+def _recommend(run: Path, user: str, *, k: int, candidates: list[str] | None,
+               exclude_seen: bool) -> dict[str, object]:
+    """The run's export in onnxruntime (deepprl.export.runtime: no torch) where it has one,
+    else its PyTorch modules."""
+    from deepprl.export.runtime import load_exported
+
+    exported = load_exported(run)
+    if exported is not None:
+        return exported.recommend(user, k=k, candidates=candidates, exclude_seen=exclude_seen)
+    import torch
+
+    from deepprl.artifacts import load_serving_run
+
+    # one user's forward pass is a few ms on one thread; a second one only waits on the
+    # first (hundreds of ms on a busy machine), as in the service
+    torch.set_num_threads(1)
+    _, recommender = load_serving_run(run)
+    return recommender.recommend(user, k=k, candidates=candidates, exclude_seen=exclude_seen)
 
 
 @app.command()

@@ -60,6 +60,12 @@ def serve(
              "requests, when it names another.")] = None,
     reload_interval: Annotated[float, typer.Option(
         help="Seconds between two checks of --follow.")] = 5.0,
+    onnx: Annotated[bool, typer.Option(
+        help="Score with the run's ONNX export (RUN/onnx, written by train) in onnxruntime "
+             "instead of PyTorch.")] = False,
+    onnx_dir: Annotated[Path | None, typer.Option(
+        help="Score with this export (written by 'deepprl export' from the run's weights); "
+             "implies --onnx.")] = None,
 ) -> None:
     """HTTP service: POST /recommend, POST /feedback, GET /health, GET /metrics, /docs."""
     from deepprl.serve.server import serve as run_server
@@ -85,8 +91,12 @@ def serve(
                       highlight=False)
         if not reload_interval > 0:
             fail(f"--reload-interval must be > 0, got {reload_interval}")
+        if follow is not None and onnx_dir is not None:
+            fail("--onnx-dir names one run's export; with --follow use --onnx (each version "
+                 "is scored by its own RUN/onnx)")
         run_server(run, host=host, port=port, db=db, settings=settings, log_level=log_level,
-                   follow=follow, reload_interval=reload_interval)
+                   follow=follow, reload_interval=reload_interval, onnx=onnx,
+                   onnx_dir=onnx_dir)
     except ValueError as error:
         fail(str(error))
     except OSError as error:  # e.g. the port is taken

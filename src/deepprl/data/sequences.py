@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from deepprl.data.inputs import StepArrays, step_arrays
 from deepprl.data.interactions import Interactions
 
 HISTORY_LENGTH = 10
@@ -36,25 +37,21 @@ class Batch:
     def __len__(self) -> int:
         return int(self.user.shape[0])
 
+    @classmethod
+    def of(cls, steps: StepArrays) -> Batch:
+        """The tensors of NumPy inputs (deepprl.data.inputs), sharing their memory."""
+        return cls(user=torch.from_numpy(steps.user),
+                   hist_items=torch.from_numpy(steps.hist_items),
+                   hist_gaps=torch.from_numpy(steps.hist_gaps),
+                   hist_context=torch.from_numpy(steps.hist_context),
+                   hist_mask=torch.from_numpy(steps.hist_mask),
+                   context=torch.from_numpy(steps.context))
+
 
 def make_batch(data: Interactions, hist: np.ndarray, events: np.ndarray) -> Batch:
     """Gather inputs for `events` [B] whose histories are `hist` [B, L] (rows of
     history_index, or built by hand for an event not yet logged)."""
-    mask = hist >= 0
-    safe = np.where(mask, hist, 0)
-    prev = np.where(mask, safe - 1, 0)
-    has_prev = mask & (prev >= 0) & (data.user[np.maximum(prev, 0)] == data.user[safe])
-    gap_hours = np.where(has_prev, (data.time[safe] - data.time[np.maximum(prev, 0)]) / 3600.0,
-                         0.0)
-    return Batch(
-        user=torch.from_numpy(data.user[events]),
-        hist_items=torch.from_numpy(np.where(mask, data.item[safe], 0)),
-        hist_gaps=torch.from_numpy(np.log1p(np.maximum(gap_hours, 0.0)).astype(np.float32)),
-        hist_context=torch.from_numpy(np.where(mask[..., None], data.context[safe], 0.0)
-                                      .astype(np.float32)),
-        hist_mask=torch.from_numpy(mask),
-        context=torch.from_numpy(data.context[events]),
-    )
+    return Batch.of(step_arrays(data, hist, events))
 
 
 def fully_observed(data: Interactions) -> bool:

@@ -29,7 +29,8 @@ class CausalSelfAttention(nn.Module):
         scores = similarity_scores(x, x, self.similarity)  # [B, L, L]
         causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
         allowed = causal & mask[:, None, :]  # key must exist and not lie in the future
-        allowed = allowed | torch.eye(L, dtype=torch.bool, device=x.device)  # padded rows
+        # padded rows attend to themselves; eye made as float (onnxruntime has no bool EyeLike)
+        allowed = allowed | torch.eye(L, device=x.device).bool()
         weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
         return weights @ self.value(x)  # [B, L, D]
 
@@ -115,7 +116,9 @@ class SelfAttentiveTimeLSTM(nn.Module):
         # [B, L, 4H] per step; unbind's backward is one stack
         x_steps = x_part.unbind(1)
         out = []
-        if L > 1 and bool((mask[:, 1:] >= mask[:, :-1]).all()):
+        # a trace (deepprl.export) records the general loop below, right for any mask: this
+        # branch's test and its skipped steps would be fixed by the tracing example
+        if L > 1 and not torch.jit.is_tracing() and bool((mask[:, 1:] >= mask[:, :-1]).all()):
             # left-padded histories (every history built from the log): from h = c = 0, a
             # padded step whose candidate is zeroed (through T) leaves h = c = 0, so no
             # per-step select is needed; leading steps padded in every row are skipped

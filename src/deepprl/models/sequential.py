@@ -168,6 +168,7 @@ class CausalTransformer(nn.Module):
         steps_back = torch.arange(length - 1, -1, -1, device=x.device)
         z = self.input(x) + self.position(steps_back)  # [B, L, d]
         causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
-        allowed = (causal & mask[:, None, :]) | torch.eye(length, dtype=torch.bool, device=x.device)
+        # eye made as float: onnxruntime has no bool EyeLike (deepprl.export)
+        allowed = (causal & mask[:, None, :]) | torch.eye(length, device=x.device).bool()
         blocked = ~allowed.repeat_interleave(self.n_heads, dim=0)  # [B * heads, L, L]
         return self.output(self.blocks(z, mask=blocked))  # [B, L, H]

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepprl.data.clock import CLOCK_CONTEXT, EVENT_CONTEXT, clock_features, history_gaps
-from deepprl.data.interactions import Interactions
+from deepprl.data.clock import history_gaps
+from deepprl.data.inputs import clock_columns as clock_columns  # re-exported
+from deepprl.data.inputs import clock_context as clock_context
 from deepprl.data.sequences import Batch
 from deepprl.models.network import PredictorModel
-from deepprl.ranking.scoring import score_batch
+from deepprl.ranking.scoring import Scores, score_batch
 from deepprl.ranking.utility import top_k
 
 
@@ -38,24 +39,6 @@ class HistoryScores:
     y_hat: np.ndarray  # [C, K]
     scores: np.ndarray  # [C] sum_k alpha_k y_hat_k
     top: np.ndarray  # [min(k, C)] positions into the candidates, best first
-
-
-def clock_columns(data: Interactions) -> int:
-    """How many leading context columns come from the clock: 5 (hour, weekday, gap) for a
-    log with timestamps, 1 (log_gap_events) for a log whose time is an event counter."""
-    return len(CLOCK_CONTEXT) if data.context_names[: len(CLOCK_CONTEXT)] == CLOCK_CONTEXT \
-        else len(EVENT_CONTEXT)
-
-
-def clock_context(data: Interactions, times: np.ndarray, prev_time: float | None
-                  ) -> np.ndarray:
-    """Clock context [n, clock_columns(data)] of n steps of ONE user at `times` [n]
-    (non-decreasing; a step earlier than its predecessor gets gap 0), the gap of the first
-    measured from `prev_time` (None: the user's first step, gap 0). The same encoding as the
-    training log (deepprl.data.clock)."""
-    times = np.asarray(times, dtype=np.float64)
-    prev = np.r_[np.nan if prev_time is None else prev_time, times[:-1]][: len(times)]
-    return clock_features(times, prev, has_clock=clock_columns(data) == len(CLOCK_CONTEXT))
 
 
 def batch_from_history(*, user: int, items: np.ndarray, times: np.ndarray,
@@ -116,8 +99,15 @@ def score_history(recommender: Weighted, batch: Batch, items: torch.Tensor, *, k
         raise ValueError(f"k must be positive, got {k}")
     out = score_batch(recommender.model, recommender.policy, batch, items, alpha=weights,
                       user_embedding=user_embedding)
-    top = top_k(out.scores, torch.ones_like(out.scores, dtype=torch.bool),
-                min(k, items.shape[1]))
-    return HistoryScores(state=out.state[0].numpy(), weights=out.alpha[0].numpy(),
-                         y_hat=out.y_hat[0].numpy(), scores=out.scores[0].numpy(),
+    return row_scores(out, 0, k)
+
+
+def row_scores(out: Scores, row: int, k: int) -> HistoryScores:
+    """HistoryScores of one row of a scored batch, with its top min(k, C) candidates."""
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    scores = out.scores[row : row + 1]  # [1, C]
+    top = top_k(scores, torch.ones_like(scores, dtype=torch.bool), min(k, scores.shape[1]))
+    return HistoryScores(state=out.state[row].numpy(), weights=out.alpha[row].numpy(),
+                         y_hat=out.y_hat[row].numpy(), scores=scores[0].numpy(),
                          top=top[0].numpy())

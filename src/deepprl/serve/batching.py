@@ -20,9 +20,8 @@ from typing import Any, TypeVar
 import torch
 
 from deepprl.data.sequences import Batch
-from deepprl.ranking.history import HistoryScores, batch_from_history
+from deepprl.ranking.history import HistoryScores, batch_from_history, row_scores
 from deepprl.ranking.scoring import score_batch
-from deepprl.ranking.utility import top_k
 from deepprl.serve.schemas import RecommendRequest
 from deepprl.serve.service import Prepared, Service
 
@@ -70,17 +69,13 @@ def score_rows(service: Service, prepared: list[Prepared], ks: list[int]
     items = torch.cat([p.items for p in prepared])  # [B, C]
     cold = torch.tensor([p.history.user == 0 for p in prepared])  # [B]
     recommender = service.recommender
-    out = score_batch(recommender.model, recommender.policy, batch, items,
-                      user_embedding=service.cold_user if bool(cold.any()) else None,
-                      cold=cold)
-    scored = []
-    for i, k in enumerate(ks):
-        row = out.scores[i : i + 1]  # [1, C]
-        top = top_k(row, torch.ones_like(row, dtype=torch.bool), min(k, items.shape[1]))
-        scored.append(HistoryScores(state=out.state[i].numpy(), weights=out.alpha[i].numpy(),
-                                    y_hat=out.y_hat[i].numpy(), scores=row[0].numpy(),
-                                    top=top[0].numpy()))
-    return scored
+    if service.scorer is not None:  # the ONNX graphs (serve --onnx): cold users in-graph
+        out = service.scorer(batch, items)
+    else:
+        out = score_batch(recommender.model, recommender.policy, batch, items,
+                          user_embedding=service.cold_user if bool(cold.any()) else None,
+                          cold=cold)
+    return [row_scores(out, i, k) for i, k in enumerate(ks)]
 
 
 class RecommendBatcher:

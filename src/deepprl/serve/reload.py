@@ -82,8 +82,13 @@ class Versions:
         if config.model.history_length != old.length:
             raise RunError(f"{run}: reads {config.model.history_length} history steps, the "
                            f"served model {old.length}; restart the service to switch")
+        scorer = None
+        if old.scorer is not None:  # served from ONNX: the new version from its own export
+            from deepprl.serve.onnx_scorer import OnnxScorer
+
+            scorer = OnnxScorer.load(run)
         service = Service(config, recommender, store=old.store, settings=old.settings,
-                          version=model_version(run))
+                          version=model_version(run), scorer=scorer)
         service.started = old.started  # /health's uptime is the process's
         return service
 

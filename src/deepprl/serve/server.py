@@ -95,14 +95,17 @@ def _config(service: Service | Versions, host: str, port: int, log_level: str
 def serve(run: str | Path, *, host: str = LOOPBACK, port: int = 8000,
           db: str | Path | None = None, settings: ServeSettings | None = None,
           log_level: str = "info", follow: Path | None = None,
-          reload_interval: float = 5.0) -> None:
+          reload_interval: float = 5.0, onnx: bool = False,
+          onnx_dir: str | Path | None = None) -> None:
     """Load the run (RunError/StoreError, both ValueError, before listening) and serve
-    until interrupted. With `follow`, a version pointer (deepprl.serve.reload): the run it
-    names, where it exists, is served instead of `run`, and the service switches to the
-    run it names next, checked every `reload_interval` seconds."""
+    until interrupted; `onnx`, `onnx_dir`: score with an ONNX export (Service.load). With
+    `follow`, a version pointer (deepprl.serve.reload): the run it names, where it exists,
+    is served instead of `run`, and the service switches to the run it names next, checked
+    every `reload_interval` seconds."""
     named = read_pointer(follow) if follow is not None else None
     run = named if named is not None else Path(run)
-    versions = Versions(Service.load(run, db=db, settings=settings), run=run)
+    versions = Versions(Service.load(run, db=db, settings=settings, onnx=onnx,
+                                     onnx_dir=onnx_dir), run=run)
     if follow is not None:
         versions.watch(follow, reload_interval)
     try:

@@ -11,22 +11,22 @@ import itertools
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from deepprl import __version__
 from deepprl.artifacts import (
-    ACTOR_FILE,
-    MODEL_FILE,
     SCHEMA_FILE,
     RunError,
     load_weighted_run,
     read_json,
 )
 from deepprl.config import RunConfig
+from deepprl.data.sequences import Batch
+from deepprl.export.manifest import model_version as exported_model_version
 from deepprl.inference_data import events_logged, items_seen
 from deepprl.ranking.history import (
     HistoryScores,
@@ -34,14 +34,19 @@ from deepprl.ranking.history import (
     clock_columns,
     clock_context,
     mean_user_embedding,
+    row_scores,
     score_history,
 )
+from deepprl.ranking.scoring import Scores
 from deepprl.recommender import Recommender
 from deepprl.serve.schemas import FeedbackRequest, RecommendRequest
 from deepprl.serve.settings import IDEMPOTENCY_HEADER, ServeSettings
 from deepprl.serve.store import FeedbackEvent, FeedbackStore, KeyReuseError, Retention, Stored
 
 DB_FILE = "serve.sqlite3"
+Scorer = Callable[[Batch, torch.Tensor], Scores]
+"""(batch, candidates [B, C]) -> Scores: the ONNX graphs (deepprl.serve.onnx_scorer) in
+place of the PyTorch modules; users of index 0 get the cold-start embedding."""
 
 
 class FieldError(ValueError):
@@ -80,19 +85,19 @@ class Prepared:
 
 
 def model_version(run: Path) -> str:
-    """deepprl version + the first 12 hex digits of the SHA-256 of the weight files."""
-    digest = hashlib.sha256()
-    for name in (MODEL_FILE, ACTOR_FILE):
-        digest.update((run / name).read_bytes())
-    return f"{__version__}+{digest.hexdigest()[:12]}"
+    """deepprl version + the first 12 hex digits of the SHA-256 of the weight files (the
+    version an ONNX export records: deepprl.export.manifest.model_version)."""
+    return exported_model_version(run)
 
 
 class Service:
     """A loaded run plus its feedback store; thread-safe (inference holds no state)."""
 
     def __init__(self, config: RunConfig, recommender: Recommender, *, store: FeedbackStore,
-                 settings: ServeSettings, version: str) -> None:
+                 settings: ServeSettings, version: str, scorer: Scorer | None = None
+                 ) -> None:
         self.config, self.recommender, self.store = config, recommender, store
+        self.scorer = scorer  # None: the recommender's PyTorch modules score
         self.settings, self.version = settings, version
         self.data = recommender.data
         self.length = recommender.model.config.history_length
@@ -108,12 +113,19 @@ class Service:
 
     @classmethod
     def load(cls, run: str | Path, *, db: str | Path | None = None,
-             settings: ServeSettings | None = None) -> Service:
+             settings: ServeSettings | None = None, onnx: bool = False,
+             onnx_dir: str | Path | None = None) -> Service:
         """Load the run once from its directory alone, not the training log (RunError if it
         is corrupt), and open (or create) the store: `db`, default RUN/serve.sqlite3
-        (StoreError if it is not writable)."""
+        (StoreError if it is not writable). With `onnx`, requests are scored by the run's
+        ONNX export (`onnx_dir`, default RUN/onnx; deepprl.serve.onnx_scorer)."""
         run = Path(run)
         config, recommender = load_weighted_run(run, serving=True)
+        scorer = None
+        if onnx or onnx_dir is not None:
+            from deepprl.serve.onnx_scorer import OnnxScorer
+
+            scorer = OnnxScorer.load(run, None if onnx_dir is None else Path(onnx_dir))
         try:
             version = model_version(run)
         except OSError as err:
@@ -122,7 +134,7 @@ class Service:
         store = FeedbackStore(Path(db) if db is not None else run / DB_FILE,
                               fingerprint=str(read_json(run / SCHEMA_FILE)["data_fingerprint"]))
         return cls(config, recommender, store=store, settings=settings or ServeSettings(),
-                   version=version)
+                   version=version, scorer=scorer)
 
     # -- ids ---------------------------------------------------------------------------
     def user_index(self, user_id: str) -> int:
@@ -205,6 +217,8 @@ class Service:
         batch = batch_from_history(user=history.user, items=history.items,
                                    times=history.times, contexts=history.contexts,
                                    context=context, length=self.length)
+        if self.scorer is not None:  # the ONNX graphs: a cold user's embedding is in-graph
+            return row_scores(self.scorer(batch, items), 0, k)
         # an index-0 user embedding was never trained: use the training users' mean
         cold = self.cold_user if history.user == 0 else None
         return score_history(self.recommender, batch, items, k=k, user_embedding=cold)

@@ -53,6 +53,7 @@ from deepprl.recommender import Recommender
 from deepprl.rl.bandit import BanditData
 from deepprl.rundir import RunError, write_marker
 from deepprl.train.pessimism import FoldFit, cross_fitted_check, serves
+from deepprl.train.run import export_onnx
 from deepprl.train.stage2 import Trajectories, build_trajectories
 from deepprl.train.weights import _bandit_data, _learn_bandit
 
@@ -285,7 +286,8 @@ def refusal(check: dict[str, Any]) -> str:
 def write_version(parent: Path, out: Path, policy: nn.Module, record: dict[str, Any],
                   config: RunConfig) -> None:
     """A complete run at `out` (new or empty): the parent's model and tables, the new
-    policy, SERVED_FILE, UPDATE_FILE (`record`), then the completion marker."""
+    policy, SERVED_FILE, UPDATE_FILE (`record`), its ONNX export, then the completion
+    marker."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RunError(f"--out {out}: exists and is not an empty directory; choose a new "
                        f"directory for the new version (nothing was written)")
@@ -297,6 +299,8 @@ def write_version(parent: Path, out: Path, policy: nn.Module, record: dict[str, 
     write_json(out / SERVED_FILE, {"served": record["check"]["served"],
                                    "policy_check": record["check"]})
     write_json(out / UPDATE_FILE, record)
+    # the parent's export holds the parent's policy: the new version gets its own
+    export_onnx(out, config, load_weighted_run(out, serving=True)[1])
     write_marker(out, config.to_dict())
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ def seed_everything(seed: int) -> None:
 
 
 def train_run(config: RunConfig, out: str | Path, *, progress: Progress | None = None,
-              overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
+              overwrite: bool = False, resume: bool = False, export: bool = True
+              ) -> dict[str, Any]:
     """Train the configured model, save it under `out`, return (and save) its metrics.
 
     An existing non-empty `out` is refused unless `overwrite` (emptied first) or `resume`
@@ -68,21 +70,23 @@ def train_run(config: RunConfig, out: str | Path, *, progress: Progress | None =
     as it is). The run's files are written atomically and COMPLETE.json last (see
     deepprl.rundir). Launched by torchrun with several processes, training is
     data-parallel (see deepprl.distributed) and only rank 0 writes `out`; the other ranks
-    return {"rank": r, ...} without metrics; such runs are not checkpointed."""
+    return {"rank": r, ...} without metrics; such runs are not checkpointed. With `export`,
+    a weighted run also holds its ONNX export (deepprl.export; about a second on a small
+    model), from which `deepprl recommend` answers without importing torch."""
     out = Path(out)
     with process_group() as world:
         if not world.main:
-            return _train(config, out, progress, world)
+            return _train(config, out, progress, world, export=export)
         with rundir.locked(out):
             mode = _prepare_out(out, config, world, overwrite=overwrite, resume=resume)
             if mode == "done":
                 done: dict[str, Any] = read_json(out / "metrics.json")
                 return done
-            return _train_logged(config, out, progress, world, mode)
+            return _train_logged(config, out, progress, world, mode, export=export)
 
 
 def _train_logged(config: RunConfig, out: Path, progress: Progress | None, world: World,
-                  mode: str) -> dict[str, Any]:
+                  mode: str, *, export: bool = True) -> dict[str, Any]:
     """_train with train.log and checkpoints (none under torchrun) in `out`."""
     checkpoints = None if world.distributed else Checkpoints(
         folder=rundir.start_checkpoints(out, config.to_dict()))
@@ -91,7 +95,7 @@ def _train_logged(config: RunConfig, out: Path, progress: Progress | None, world
         _log_resume(out, checkpoints)
     try:
         return _train(config, out, ProgressLog(logger=log, inner=progress), world,
-                      checkpoints)
+                      checkpoints, export=export)
     except Exception:
         if mode == "fresh":  # e.g. a bad option found before training: a rerun may start
             rundir.forget_failed_start(out)
@@ -139,7 +143,7 @@ def _log_resume(out: Path, checkpoints: Checkpoints | None) -> None:
 
 
 def _train(config: RunConfig, out: Path, progress: Progress | None, world: World,
-           checkpoints: Checkpoints | None = None) -> dict[str, Any]:
+           checkpoints: Checkpoints | None = None, *, export: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
     entry = models().get(config.name)
     if entry is None:
@@ -160,7 +164,8 @@ def _train(config: RunConfig, out: Path, progress: Progress | None, world: World
     if entry.item_policy is not None:
         metrics = _train_item_policy(config, data, split, out)
     else:
-        metrics = _train_weighted(config, data, split, out, progress, world, checkpoints)
+        metrics = _train_weighted(config, data, split, out, progress, world, checkpoints,
+                                  export=export)
     if not world.main:
         barrier(world)
         return {"rank": world.rank, "world_size": world.size, "model": config.name}
@@ -184,7 +189,8 @@ def _complete(out: Path, config: RunConfig) -> None:
 
 def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Path,
                     progress: Progress | None, world: World = SINGLE,
-                    checkpoints: Checkpoints | None = None) -> dict[str, Any]:
+                    checkpoints: Checkpoints | None = None, *, export: bool = True
+                    ) -> dict[str, Any]:
     model = build_model(config, data)
     started = time.perf_counter()
     stage1 = fit_predictor(model, data, np.flatnonzero(split.train), config.train,
@@ -215,6 +221,8 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
     metrics = evaluate_ranker(recommender, config, split, static_weights=weights)
     save_scored(out, recommender)  # `deepprl evaluate` then skips the forward passes
     phase(progress, "evaluation", 1)
+    if export:
+        export_onnx(out, config, recommender)
     metrics.update({"test_mae": mae, "stage1": stage1, "best_epoch": best_epoch(stage1),
                     "stage1_checks": checks, "stage2_last": stage2[-1],
                     # wall clock under "seconds" keys: what two runs may differ in
@@ -223,6 +231,28 @@ def _train_weighted(config: RunConfig, data: Interactions, split: Split, out: Pa
     if check is not None:  # what "learned" reports: the learned policy or its fallback
         metrics.update({"served": check["served"], "policy_check": check})
     return metrics
+
+
+def export_onnx(out: Path, config: RunConfig, recommender: Recommender) -> None:
+    """RUN/onnx (deepprl.export) of the policy `recommender` serves, before the completion
+    marker (of train, and of an online update's new version); an export that fails is
+    logged and leaves none: recommend and serve then use PyTorch, as for older runs."""
+    from deepprl.export.graphs import export_into_run
+    from deepprl.export.manifest import EXPORT_DIR
+
+    started = time.perf_counter()
+    try:
+        check = export_into_run(out, config, recommender)["check"]
+    except Exception as err:  # an exporter or onnxruntime error: the run itself is fine
+        shutil.rmtree(out / EXPORT_DIR, ignore_errors=True)
+        log.warning("ONNX export failed (%s: %s); recommend and serve will use PyTorch",
+                    type(err).__name__, err)
+        return
+    diffs = {k[len("max_abs_diff_"):]: v for k, v in check.items() if k.startswith("max_abs")}
+    log.info("ONNX export in %s (%.1f s): largest |ONNX - PyTorch| on %d rows %s%s",
+             out / EXPORT_DIR, time.perf_counter() - started, check["rows"], diffs,
+             "" if check["within_tolerance"] else
+             f"; above {check['tolerance']:g}: recommend will use PyTorch")
 
 
 def _stage1_checks(config: RunConfig, data: Interactions, split: Split, model: PredictorModel,
