@@ -284,7 +284,7 @@ def refusal(check: dict[str, Any]) -> str:
 
 
 def write_version(parent: Path, out: Path, policy: nn.Module, record: dict[str, Any],
-                  config: RunConfig) -> None:
+                  config: RunConfig, recommender: Recommender) -> None:
     """A complete run at `out` (new or empty): the parent's model and tables, the new
     policy, SERVED_FILE, UPDATE_FILE (`record`), its ONNX export, then the completion
     marker."""
@@ -299,8 +299,14 @@ def write_version(parent: Path, out: Path, policy: nn.Module, record: dict[str, 
     write_json(out / SERVED_FILE, {"served": record["check"]["served"],
                                    "policy_check": record["check"]})
     write_json(out / UPDATE_FILE, record)
-    # the parent's export holds the parent's policy: the new version gets its own
-    export_onnx(out, config, load_weighted_run(out, serving=True)[1])
+    # the parent's export holds the parent's policy: the new version gets its own, of the
+    # policy as loading it will build it
+    served = build_policy(config, recommender.model, recommender.data,
+                          served=record["check"]["served"])
+    served.load_state_dict(policy.state_dict())
+    export_onnx(out, config, Recommender(recommender.model, served, recommender.data,
+                                         seen=recommender.seen,
+                                         frozen_weights=recommender.frozen_weights))
     write_marker(out, config.to_dict())
 
 
@@ -326,5 +332,5 @@ def update_run(run: Path, feedback: Sequence[Feedback], out: Path, *, db: str,
     record = update_record(run, parent_version, db, feedback, log, check)
     if not record["accepted"]:
         raise UpdateRefusedError(refusal(check), record)
-    write_version(run, out, policy, record, config)
+    write_version(run, out, policy, record, config, recommender)
     return record
