@@ -72,6 +72,7 @@ class Http:
         if response.getheader("connection", "").lower() == "close":
             self.conn.close()
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        self.response_headers = response.headers
         ctype = response.getheader("content-type", "")
         return response.status, json.loads(text) if ctype.startswith("application/json") \
             else text
@@ -161,6 +162,20 @@ def test_recommend_contract(client: Http, server: BackgroundServer) -> None:
         expected = sum(weights[n] * item["predicted"][n] for n in weights)
         assert item["score"] == pytest.approx(expected, rel=1e-5)
         assert all(0 <= v <= 1 for v in item["predicted"].values())
+
+
+def test_every_response_names_the_model_version(client: Http,
+                                                 server: BackgroundServer) -> None:
+    version = server.service.version
+    user, last = _user(server, 2)
+    for method, path, body, status in (
+            ("POST", "/recommend", {"user_id": user, "k": 3, "timestamp": last + 60}, 200),
+            ("POST", "/recommend", {"user_id": user, "k": 0}, 422),
+            ("GET", "/no-such-route", None, 404),
+            ("GET", "/health", None, 200)):
+        got, _ = client.request(method, path, body)
+        assert got == status, (path, got)
+        assert client.response_headers["x-model-version"] == version, path
 
 
 def test_recommend_equals_the_library(client: Http, server: BackgroundServer) -> None:

@@ -99,6 +99,9 @@ class Limits:
     retry_after_s: int
 
 
+VERSION_HEADER = b"x-model-version"
+
+
 class Guard:
     """The ASGI middleware; see the module docstring."""
 
@@ -122,6 +125,10 @@ class Guard:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                # every response, errors included, names the model served (the body of a
+                # successful one names the version that answered it)
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (VERSION_HEADER, self.metrics.version.encode())]}
             await send(message)
 
         bounded = scope["path"] not in UNBOUNDED_ROUTES
