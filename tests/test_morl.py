@@ -69,10 +69,11 @@ def test_morl_env_is_flat_and_seeded() -> None:
     assert env.observation_space.shape == obs.shape and obs.ndim == 1
     assert env.observation_space.contains(obs) and np.isfinite(obs).all()
     scores = np.linspace(1, -1, SMALL["n_items"], dtype=np.float32)
-    first = mean_reward(env, lambda obs: scores, [0, 1])
-    assert first.shape == (2,) and first.tolist() == mean_reward(env, lambda obs: scores,
-                                                                  [0, 1]).tolist()
-    assert first.tolist() != mean_reward(env, lambda obs: -scores, [0, 1]).tolist()
+    first, utility = mean_reward(env, lambda obs: scores, [0, 1])
+    again = mean_reward(env, lambda obs: scores, [0, 1])
+    assert first.shape == (2,) and (first.tolist(), utility) == (again[0].tolist(), again[1])
+    assert first.tolist() != mean_reward(env, lambda obs: -scores, [0, 1])[0].tolist()
+    assert 0 < utility < 1
     with pytest.raises(ValueError, match="seed"):
         mean_reward(env, lambda obs: scores, [])
 
@@ -117,8 +118,8 @@ def test_capql_trains_on_our_environments(env_id, kwargs, n_items) -> None:
     env = morl_env(env_id, **kwargs)
     agent = train_capql(env, CapqlConfig(steps=120, learning_starts=40, batch_size=16))
     assert agent.global_step == 120
-    points = capql_points(agent, env, simplex_weights(2, 2), seeds=[0, 1])
-    assert points.shape == (3, 2) and np.isfinite(points).all()
+    points, utilities = capql_points(agent, env, simplex_weights(2, 2), seeds=[0, 1])
+    assert points.shape == (3, 2) and np.isfinite(points).all() and utilities.shape == (3,)
     assert env.update_running_mean  # restored after the evaluation
     result = compare_indicators(points, np.zeros(2))
     assert result["hypervolume"] > 0

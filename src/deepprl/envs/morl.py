@@ -41,22 +41,24 @@ def morl_env(env_id: str, *, normalize: bool = True, **kwargs: Any) -> gym.Env:
     return NormalizeObservation(env) if normalize else env
 
 
-def mean_reward(env: gym.Env, act: Act, seeds: Sequence[int]) -> np.ndarray:
-    """Mean per-step vector reward [K] of `act` over one episode per seed: the episode's
-    undiscounted return / its length, averaged over episodes. reset(seed=s) draws the same
-    user and initial history for every policy evaluated with the same seeds."""
+def mean_reward(env: gym.Env, act: Act, seeds: Sequence[int]) -> tuple[np.ndarray, float]:
+    """(mean per-step vector reward [K], mean true utility) of `act` over one episode per
+    seed: an episode's undiscounted return / its length (and its info["utility"], the
+    users' own trade-off, for evaluation only), averaged over episodes. reset(seed=s)
+    draws the same user and initial history for every policy given the same seeds."""
     if not seeds:
         raise ValueError("mean_reward needs at least one seed")
-    means = []
+    rewards, utilities = [], []
     for seed in seeds:
         obs, _ = env.reset(seed=int(seed))
-        rewards, done = [], False
+        episode, done = [], False
         while not done:
-            obs, reward, terminated, truncated, _ = env.step(act(obs))
-            rewards.append(np.asarray(reward, dtype=np.float64))
+            obs, reward, terminated, truncated, info = env.step(act(obs))
+            episode.append(np.asarray(reward, dtype=np.float64))
+            utilities.append(float(info["utility"]))
             done = terminated or truncated
-        means.append(np.mean(rewards, axis=0))
-    return np.mean(means, axis=0)
+        rewards.append(np.mean(episode, axis=0))
+    return np.mean(rewards, axis=0), float(np.mean(utilities))
 
 
 def simplex_weights(n_objectives: int, steps: int) -> np.ndarray:
@@ -108,23 +110,27 @@ def train_capql(env: gym.Env, config: CapqlConfig) -> Any:
     env.action_space.seed(config.seed)
     env.reset(seed=config.seed)  # CAPQL's own reset() goes on from this seed
     reference = np.zeros(env.get_wrapper_attr("reward_dim"), dtype=np.float64)
-    agent.train(total_timesteps=config.steps, eval_env=env, ref_point=reference)
+    # log=False: no evaluation during training, so two front weights (pymoo's energy
+    # method takes seconds for the default 100, computed even when unused)
+    agent.train(total_timesteps=config.steps, eval_env=env, ref_point=reference,
+                num_eval_weights_for_front=2)
     return agent
 
 
 def capql_points(agent: Any, env: gym.Env, weights: np.ndarray, seeds: Sequence[int]
-                 ) -> np.ndarray:
-    """Points [W, K]: mean_reward of the agent's greedy policy for each weight vector,
-    with the observation statistics frozen (restored afterwards)."""
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(points [W, K], utilities [W]): mean_reward of the agent's greedy policy for each
+    weight vector, with the observation statistics frozen (restored afterwards)."""
     update = getattr(env, "update_running_mean", None)
     if update is not None:
         env.update_running_mean = False  # type: ignore[attr-defined]
     try:
-        return np.stack([mean_reward(env, _greedy(agent, w), seeds)
-                         for w in np.asarray(weights, dtype=np.float32)])
+        results = [mean_reward(env, _greedy(agent, w), seeds)
+                   for w in np.asarray(weights, dtype=np.float32)]
     finally:
         if update is not None:
             env.update_running_mean = update  # type: ignore[attr-defined]
+    return np.stack([r for r, _ in results]), np.array([u for _, u in results])
 
 
 def _greedy(agent: Any, weight: np.ndarray) -> Act:
