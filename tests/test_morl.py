@@ -87,6 +87,14 @@ def test_simplex_weights_grid() -> None:
         simplex_weights(2, 0)
 
 
+def test_capql_config_rejects_bad_sizes() -> None:
+    from deepprl.envs.morl import CapqlConfig
+
+    for bad in ({"steps": 0}, {"batch_size": 600}, {"net_arch": ()}, {"learning_starts": -1}):
+        with pytest.raises(ValueError, match="CapqlConfig"):
+            CapqlConfig(**bad)
+
+
 def test_morl_baselines_indicators_agree_with_ours() -> None:
     pytest.importorskip("morl_baselines")
     from deepprl.envs.morl import compare_indicators

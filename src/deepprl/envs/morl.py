@@ -91,6 +91,17 @@ class CapqlConfig:
     seed: int = 0
     """seed of torch, random, NumPy, the agent, the action space and the first reset"""
 
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.learning_starts < 0:
+            raise ValueError(f"CapqlConfig: steps must be >= 1 and learning_starts >= 0, got "
+                             f"{self.steps} and {self.learning_starts}")
+        if not 1 <= self.batch_size <= max(self.learning_starts, 1):
+            raise ValueError(f"CapqlConfig: batch_size must be in 1..learning_starts (the "
+                             f"first update samples that many), got {self.batch_size}")
+        if not self.net_arch or min(self.net_arch) < 1:
+            raise ValueError(f"CapqlConfig: net_arch needs hidden sizes >= 1, got "
+                             f"{self.net_arch}")
+
 
 def train_capql(env: gym.Env, config: CapqlConfig) -> Any:
     """A CAPQL agent trained on `env` (a morl_env) for config.steps steps; its greedy
@@ -121,12 +132,15 @@ def capql_points(agent: Any, env: gym.Env, weights: np.ndarray, seeds: Sequence[
                  ) -> tuple[np.ndarray, np.ndarray]:
     """(points [W, K], utilities [W]): mean_reward of the agent's greedy policy for each
     weight vector, with the observation statistics frozen (restored afterwards)."""
+    weights = np.asarray(weights, dtype=np.float32)
+    if weights.ndim != 2 or weights.shape[1] != env.get_wrapper_attr("reward_dim"):
+        raise ValueError(f"weights must be [W, {env.get_wrapper_attr('reward_dim')}], got "
+                         f"shape {weights.shape}")
     update = getattr(env, "update_running_mean", None)
     if update is not None:
         env.update_running_mean = False  # type: ignore[attr-defined]
     try:
-        results = [mean_reward(env, _greedy(agent, w), seeds)
-                   for w in np.asarray(weights, dtype=np.float32)]
+        results = [mean_reward(env, _greedy(agent, w), seeds) for w in weights]
     finally:
         if update is not None:
             env.update_running_mean = update  # type: ignore[attr-defined]
