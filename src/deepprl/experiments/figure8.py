@@ -219,7 +219,7 @@ def figure8(ctx: Context) -> Report:
                     "single consumers", ctx.command)
     report.add(data_line(ctx, res), _rule_text(data, ctx, len(ids), min_events,
                                                int((counts >= min_events).sum())),
-               "## What it shows", verdict(scores, views))
+               "## What it shows", verdict(scores, views) + " " + served_line(res))
     for u, view in views.items():
         report.add(f"## User {data.user_ids[u - 1]} (weight on {res.objectives[0]}: "
                    f"{w_of[u]:.3f}; test events per repetition: "
@@ -306,6 +306,17 @@ def verdict(scores: dict[int, dict[str, dict[str, Any]]], views: dict[int, dict[
             "distance to the optimum and the utility, not dominance, are the measures. Mean "
             "utility / optimum over the users: "
             + ", ".join(f"`{m}` {v:.3f}" for m, v in mean.items()) + ".")
+
+
+def served_line(res: Results) -> str:
+    """What each variant's runs serve: a run whose learned policy failed the held-out check
+    serves the static alpha (deepprl.train.pessimism), and then its variants coincide."""
+    parts = []
+    for m, metrics in res.metrics.items():
+        fell = sum(x.get("served") == "static" for x in metrics)
+        parts.append(f"`{m}` {fell} of {len(metrics)}")
+    return ("Runs serving the static α (the learned policy failed the held-out check): "
+            + ", ".join(parts) + ".")
 
 
 def plot_users(views: dict[int, dict[str, Any]], res: Results, data: Interactions,
