@@ -23,6 +23,7 @@ for dataset in simulator movielens-100k; do
   run table8 --dataset "$dataset"
 done
 run figure2 --dataset simulator
+run figure8 --dataset simulator  # the table6 runs, each picked user's events
 run sensitivity --dataset simulator
 run scalability --dataset simulator
 run longterm --dataset simulator --seeds 10
@@ -31,5 +32,6 @@ run longterm --dataset simulator --seeds 10
 run table4 --dataset movielens-sim --seeds 10
 run table5 --dataset movielens-sim --seeds 10
 run longterm --dataset movielens-sim --seeds 10
+run figure8 --dataset movielens-sim --quick  # committed in quick mode: default-mode runs took ~20 min each on the shared 2 cores
 run abtest --dataset abtest-sim
 "$DEEPPRL" report

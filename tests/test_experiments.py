@@ -182,6 +182,33 @@ def test_runs_are_reused_across_experiments(workdir: Path) -> None:
         workdir / "reports" / "table6" / "simulator.md").read_text()
 
 
+def test_figure8_reports_every_variant_for_each_picked_user(workdir: Path) -> None:
+    from deepprl.experiments.figure8 import MIN_EVENTS_QUICK
+    from deepprl.experiments.offline import TABLE6_MODELS
+
+    result = runner.invoke(app, ["experiment", "figure8", "--dataset", "simulator", "--quick",
+                                 "--out", str(workdir / "reports"),
+                                 "--runs", str(workdir / "runs")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((workdir / "reports" / "figure8" / "simulator.json").read_text())
+    users = report["users"]
+    assert len(users) == 4
+    weights = [u["weight_objective_1"] for u in users.values()]
+    assert weights == sorted(weights)  # quantiles of the preference, lowest first
+    text = (workdir / "reports" / "figure8" / "simulator.md").read_text()
+    sections = text.split("\n## User ")[1:]
+    assert len(sections) == 4
+    for (raw, user), section in zip(users.items(), sections, strict=True):
+        assert section.startswith(raw + " ")
+        assert min(user["events"]) >= MIN_EVENTS_QUICK
+        assert set(user["methods"]) == set(TABLE6_MODELS)
+        for m in TABLE6_MODELS:  # one row per method in this user's table
+            assert section.count(f"| `{m}` |") == 1
+        for method in user["methods"].values():
+            assert method["distance"] >= 0 and 0 < method["utility_fraction"] <= 1 + 1e-6
+    assert (workdir / "reports" / "figure8" / "simulator-figure8.png").stat().st_size > 1000
+
+
 def test_item_baselines_with_tuned_weights_are_reused(workdir: Path) -> None:
     # MO-LinUCB saves the weights it tuned in its config.json; asking again for the run
     # without weights must find it, not retrain it

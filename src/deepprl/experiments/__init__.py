@@ -66,6 +66,11 @@ EXPERIMENTS: dict[str, Experiment] = {
     "figure2": Experiment("Figure 2: Shared-Bottom with and without the trade-off c_ui, "
                           "against the oracle frontier", "deepprl.experiments.analyses:figure2",
                           ("simulator",), "see README"),
+    "figure8": Experiment("Figure 8: the Pareto front of single consumers (4 users chosen "
+                          "by their true preference), DeepPRL and its Table-6 variants "
+                          "against each user's own optimum",
+                          "deepprl.experiments.figure8:figure8",
+                          ("simulator", "movielens-sim"), "see README"),
     "abtest": Experiment("Paper §7: simulated online A/B test (MMoE static weights vs "
                          "DeepPRL, hash-randomised consumers), Tables 11-15, Figures 12-14",
                          "deepprl.experiments.online:abtest", ("abtest-sim",),

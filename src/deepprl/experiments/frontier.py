@@ -69,7 +69,8 @@ def top_values(eval_set: EvalSet, scores: np.ndarray, k: int) -> tuple[np.ndarra
     return mean_of_top(eval_set.objectives, idx), mean_of_top(eval_set.reward, idx)
 
 
-def _mean_point(eval_set: EvalSet, scores: np.ndarray, k: int) -> np.ndarray:
+def mean_point(eval_set: EvalSet, scores: np.ndarray, k: int) -> np.ndarray:
+    """[K + 1]: the top-k mean true objectives and reward of ranking by scores [E, C]."""
     objectives, reward = top_values(eval_set, scores, k)
     return np.append(objectives.mean(0), reward.mean())
 
@@ -120,7 +121,7 @@ def _evaluate(path: Path) -> RunResult:
     sweep = None
     # a weighted model's predictor, or an item-level baseline's static weights, swept
     if alpha is not None or "weights" in config.baseline:
-        sweep = np.stack([_mean_point(eval_set, _static_scores(ranker, eval_set, a), k)
+        sweep = np.stack([mean_point(eval_set, _static_scores(ranker, eval_set, a), k)
                           for a in grid])
     objectives, reward = top_values(eval_set, scores, k)
     return RunResult(model=config.name, seed=config.seed, events=events,
@@ -147,12 +148,12 @@ def oracle_sweep(eval_set: EvalSet, k: int) -> np.ndarray:
     """[A, K + 1]: rank by alpha . (true objectives) for every grid alpha."""
     grid = weight_grid(eval_set.objectives.shape[-1])
     truth = np.nan_to_num(eval_set.objectives)
-    return np.stack([_mean_point(eval_set, truth @ a, k) for a in grid])
+    return np.stack([mean_point(eval_set, truth @ a, k) for a in grid])
 
 
 def oracle_point(eval_set: EvalSet, k: int) -> np.ndarray:
     """[K + 1]: rank by the true reward (each user's own trade-off)."""
-    return _mean_point(eval_set, np.nan_to_num(eval_set.reward, nan=-np.inf), k)
+    return mean_point(eval_set, np.nan_to_num(eval_set.reward, nan=-np.inf), k)
 
 
 def reference_point(config: RunConfig, ranker: Ranker) -> np.ndarray:

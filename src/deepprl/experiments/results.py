@@ -8,7 +8,8 @@ relative change against the best other method with the paired tests' p-values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,8 @@ class Results:
     metrics: dict[str, list[dict[str, Any]]]
     configs: list[RunConfig]
     """One config per repetition (of the first model): the data and split of each seed."""
+    paths: dict[str, list[Path]] = field(default_factory=dict)
+    """The run directory of each run, grouped and ordered as `runs`."""
 
     @property
     def seeds(self) -> int:
@@ -74,12 +77,14 @@ def run_models(ctx: Context, models: tuple[str, ...], *, spec: dict[str, Any] | 
     metrics = train_all(ctx, jobs)
     runs: dict[str, list[RunResult]] = {m: [] for m in models}
     by_model: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
+    paths: dict[str, list[Path]] = {m: [] for m in models}
     for (config, path), m in zip(jobs, metrics, strict=True):
         runs[config.name].append(evaluate_run(path))
         by_model[config.name].append(m)
+        paths[config.name].append(path)
     names = tuple(metrics[0]["learned"]["objectives"])
     first = [config for config, _ in jobs if config.name == models[0]]
-    return Results(objectives=names, runs=runs, metrics=by_model, configs=first)
+    return Results(objectives=names, runs=runs, metrics=by_model, configs=first, paths=paths)
 
 
 def method_table(res: Results, models: tuple[str, ...], *, ours: str = "deepprl"
