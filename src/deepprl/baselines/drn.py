@@ -175,7 +175,7 @@ def fit(module: nn.Module, data: Interactions, split: Split, config: DRNConfig, 
     env = LoggedEnv(data, split, history_length=module.history_length,
                     max_candidates=config.max_candidates, seed=seed)
     target = copy.deepcopy(module).requires_grad_(False)
-    opt = torch.optim.Adam(module.parameters(), lr=config.lr)
+    opt = torch.optim.Adam(module.parameters(), lr=config.lr, foreach=True)
     gen, rng = torch.Generator().manual_seed(seed), np.random.default_rng([seed, 43])
     replay = Replay(config.buffer_size, 1)
     log: list[dict[str, float]] = []

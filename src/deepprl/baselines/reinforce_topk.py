@@ -166,7 +166,7 @@ def fit(module: nn.Module, data: Interactions, split: Split, config: ReinforceTo
     returns = torch.from_numpy(discounted_returns(data.reward[steps.rows], steps.done,
                                                   config.gamma).astype(np.float32))
     hist = history_index(data, module.history_length)
-    opt = torch.optim.Adam(module.parameters(), lr=config.lr)
+    opt = torch.optim.Adam(module.parameters(), lr=config.lr, foreach=True)
     rng = np.random.default_rng([seed, 47])
     n_steps = min(config.steps,
                   max(1, int(np.ceil(config.epochs * len(steps.rows) / config.batch_size))))

