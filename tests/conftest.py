@@ -105,3 +105,17 @@ def without(obj: Any, keys: tuple[str, ...] = WALL_CLOCK) -> Any:
     if isinstance(obj, list):
         return [without(v, keys) for v in obj]
     return obj
+
+
+def train_served_run(out: Path) -> Path:
+    """A tiny trained simulator run whose continuous actor is kept as learned (alpha moves
+    with the state): what the serving and export tests serve. Returns `out`."""
+    from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
+    from deepprl.train.run import train_run
+
+    train_run(RunConfig(dataset={"name": "simulator", "n_users": 30, "n_items": 40,
+                                 "events_per_user": 20},
+                        train=TrainConfig(epochs=1),
+                        policy=PolicyConfig(steps=50, algorithm="ddpg", fallback="none"),
+                        eval=EvalConfig(k=5)), out)
+    return out

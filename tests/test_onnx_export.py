@@ -18,9 +18,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import train_served_run
 from deepprl.artifacts import build_model, build_policy, load_serving_run, save_run
 from deepprl.cli import app as cli_app
-from deepprl.config import EvalConfig, ModelConfig, PolicyConfig, RunConfig, TrainConfig
+from deepprl.config import EvalConfig, ModelConfig, PolicyConfig, RunConfig
 from deepprl.data.inputs import StepArrays, step_arrays, top_k_order
 from deepprl.data.registry import load_dataset
 from deepprl.data.sequences import Batch, history_index
@@ -47,16 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A trained run (its export written by train) with a continuous actor kept as learned,
     so that alpha moves with the state."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("onnx") / "run"
-    train_run(RunConfig(dataset={"name": "simulator", "n_users": 30, "n_items": 40,
-                                 "events_per_user": 20},
-                        train=TrainConfig(epochs=1),
-                        policy=PolicyConfig(steps=50, algorithm="ddpg", fallback="none"),
-                        eval=EvalConfig(k=5)), out)
-    yield out
-    torch.set_num_threads(threads)
+    # one torch thread: the session-wide setting of conftest
+    yield train_served_run(tmp_path_factory.mktemp("onnx") / "run")
 
 
 def _perturbed(module: torch.nn.Module, seed: int) -> None:

@@ -22,17 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
+from conftest import train_served_run
 from deepprl.artifacts import RunError
 from deepprl.cli import app as cli_app
-from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
 from deepprl.data.registry import load_dataset
 from deepprl.serve import FeedbackStore, ServeSettings, Service, StoreError
 from deepprl.serve.bench import bench_serve
 from deepprl.serve.server import BackgroundServer
-from deepprl.train.run import train_run
 
 KEY = "s3cret-key"
 
@@ -89,17 +87,7 @@ class Http:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("serve-run")
-    train_run(RunConfig(dataset={"name": "simulator", "n_users": 30, "n_items": 40,
-                                 "events_per_user": 20},
-                        train=TrainConfig(epochs=1),
-                        # a continuous actor whose alpha moves with the state, kept as learned
-                        policy=PolicyConfig(steps=50, algorithm="ddpg", fallback="none"),
-                        eval=EvalConfig(k=5)), out)
-    yield out
-    torch.set_num_threads(threads)
+    yield train_served_run(tmp_path_factory.mktemp("serve-run"))
 
 
 def _start(run_dir: Path, db: Path, **settings: Any) -> BackgroundServer:
