@@ -13,14 +13,12 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from deepprl.cli import app as cli_app
@@ -303,12 +301,6 @@ def test_update_cli_errors(run: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not a run directory" in result.stderr
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _threads() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_watch_switches_and_a_second_update_starts_after_the_first(
