@@ -57,3 +57,13 @@ def test_demo_trains_drn_once_per_world_and_the_longest_first(tmp_path: Path) ->
                                 "simulator-drn"]
     assert {t["seed"] for t in tasks} == {3}
     assert {t["model"] for t in tasks if t["out"].name.endswith("-drn")} == {"drn"}
+
+
+def test_an_executor_that_is_not_local_is_refused_before_training(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from deepprl.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--executor", "ray"])
+    assert result.exit_code == 2 and "'processes' or 'sequential'" in result.stderr
+    assert not any(tmp_path.iterdir())

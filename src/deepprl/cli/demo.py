@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from deepprl.cli.common import app, err, print_table
+from deepprl.cli.common import app, err, fail, print_table
 
 # (dataset, its option sets: the paper's default first, then three objectives, whether the
 # option changes the world). On MovieLens `objectives` only picks the predicted columns of one
@@ -63,15 +63,22 @@ def same_events(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a["protocol"][key] == b["protocol"][key] for key in keys)
 
 
+def drn_run(out: Path, name: str, options: dict[str, Any],
+            option_sets: tuple[dict[str, Any], ...], new_world: bool) -> Path:
+    """The DRN run whose row sits in the table of (name, options): its own world's, or the
+    widest objective set's where the option does not change the world."""
+    return out / f"{run_label(name, options if new_world else option_sets[-1])}-drn"
+
+
 def demo_tasks(out: Path, seed: int) -> list[dict[str, Any]]:
     """Every training of the demo, DRN's included: independent, longest first (so two lanes
     finish together). DRN is trained once per world (DEMO_WORLDS)."""
     tasks = []
     for name, option_sets, new_world in DEMO_WORLDS:
         for options in option_sets if new_world else option_sets[-1:]:
-            label = run_label(name, options)
             tasks.append({"name": name, "options": options, "model": "drn",
-                          "out": out / f"{label}-drn", "seed": seed})
+                          "out": drn_run(out, name, options, option_sets, new_world),
+                          "seed": seed})
         tasks += [{"name": name, "options": options, "model": "deepprl",
                    "out": out / run_label(name, options), "seed": seed}
                   for options in option_sets[::-1]]
@@ -88,23 +95,25 @@ def demo(
     """The main job: DeepPRL on bundled MovieLens-100K and on the simulator, each with the
     paper's two objectives and with three, against equal and best static weights on its
     predictor, popularity, DRN and the upper bound (same test events)."""
-    from deepprl.parallel import map_tasks
+    from deepprl.parallel import EXECUTORS, map_tasks
 
+    if executor not in ("sequential", "processes"):
+        fail(f"--executor {executor!r}: the demo runs on this machine, 'processes' or "
+             f"'sequential' (of {EXECUTORS})")
     tasks = demo_tasks(out, seed)
     err.print(f"{len(tasks)} trainings on {executor}: "
               + ", ".join(str(t["out"]) for t in tasks), markup=False, highlight=False)
     results = dict(zip([t["out"] for t in tasks],
                        map_tasks(demo_run, tasks, executor=executor), strict=True))
     for name, option_sets, new_world in DEMO_WORLDS:
-        widest = run_label(name, option_sets[-1])
         for options in option_sets:
             label = run_label(name, options)
             ours = results[out / label]
-            drn_run = out / f"{label if new_world else widest}-drn"
-            if not same_events(ours, results[drn_run]):
+            drn = drn_run(out, name, options, option_sets, new_world)
+            if not same_events(ours, results[drn]):
                 raise RuntimeError(f"{label}: DRN and DeepPRL were evaluated on different "
                                    "test events")
             p = ours["protocol"]
             print_table(ours, title=f"{label}: top-{p['k']} of {p['evaluated_events']} test "
-                                    f"events (runs in {out / label}, {drn_run})",
-                        others={DRN_LABEL: results[drn_run]["learned"]})
+                                    f"events (runs in {out / label}, {drn})",
+                        others={DRN_LABEL: results[drn]["learned"]})
