@@ -4,6 +4,7 @@ learned policy shows no held-out gain serves, saves, loads and reports its stati
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -18,7 +19,7 @@ from deepprl.cli import app
 from deepprl.config import EvalConfig, PolicyConfig, RunConfig, TrainConfig
 from deepprl.eval.offline import evaluate_run
 from deepprl.policy.weights import FixedWeights, GridBandit, simplex_grid
-from deepprl.rl.bandit import BanditData, centred, learn_grid_bandit
+from deepprl.rl.bandit import BanditData, Job, centred, learn_grid_bandit, learn_grid_bandits
 from deepprl.train import weights as train_weights
 from deepprl.train.run import train_run
 
@@ -72,6 +73,37 @@ def test_bandit_learns_a_state_dependent_alpha(seed: int) -> None:
     # per-event best (a ceiling that also chases the noise); a constant alpha closes 0
     closed = (learned - static) / (ceiling - static)
     assert closed > 0.5, (learned, static, ceiling)
+
+
+def test_policies_learned_together_match_each_learned_alone() -> None:
+    """learn_grid_bandits stacks independent policies into batched products: a fold-like
+    job (a subset of rows, keep_best) and a full job learned together end where each
+    learned alone ends, up to the rounding of the batched products (same draws, same
+    chosen steps, parameters within 1e-4), and a job with fewer rows than the batch draws
+    only its own rows."""
+    data = _synthetic(2000, 3)
+    subset = torch.arange(0, 2000, 3)  # every third event
+    tiny = torch.arange(40)  # fewer rows than the batch: padded in the joint draw
+
+    def jobs() -> list[Job]:
+        torch.manual_seed(0)
+        start = GridBandit(state_dim=3, context_dim=1, n_objectives=2, hidden=16, layers=2)
+        copies = [copy.deepcopy(start) for _ in range(3)]
+        return [Job(copies[0], keep_best=True, rows=subset), Job(copies[1]),
+                Job(copies[2], keep_best=True, rows=tiny)]
+
+    options = {"steps": 400, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4,
+               "patience": 2, "seed": 5}
+    together = jobs()
+    logs = learn_grid_bandits(data, together, **options)
+    for i, alone in enumerate(jobs()):
+        log = learn_grid_bandits(data, [alone], **options)[0]
+        assert log[-1]["chosen_steps"] == logs[i][-1]["chosen_steps"]
+        assert [r["step"] for r in log] == [r["step"] for r in logs[i]]
+        for a, b in zip(alone.policy.parameters(), together[i].policy.parameters(),
+                        strict=True):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert len({r["step"] for r in logs[1]}) < len(logs[1])  # the full job refitted
 
 
 def test_centring_removes_each_events_level() -> None:

@@ -135,6 +135,11 @@ def _feature_learner(rewards: torch.Tensor, feature: np.ndarray):  # type: ignor
     return fit
 
 
+def _all_folds(fit):  # type: ignore[no-untyped-def]
+    """A per-fold learner as cross_fitted_check's fit_folds (all folds at once)."""
+    return lambda folds: [fit(learn, held) for learn, held in folds]
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_cross_fitting_serves_a_true_gain_that_a_20_percent_holdout_cannot_bound(
         seed: int) -> None:
@@ -144,7 +149,7 @@ def test_cross_fitting_serves_a_true_gain_that_a_20_percent_holdout_cannot_bound
     not at all (6 plain users: no variation, NaN)."""
     rewards, user, feature = _two_kinds()
     fit = _feature_learner(rewards, feature)
-    crossed = cross_fitted_check(rewards, GRID, user, 5, seed, fit)
+    crossed = cross_fitted_check(rewards, GRID, user, 5, seed, _all_folds(fit))
     assert crossed["checked"] and crossed["folds"] == 5 and crossed["users"] == 30
     assert crossed["gain"] == pytest.approx(0.056, abs=1e-6)
     assert crossed["gain_lower_bound"] > 0.02
@@ -165,7 +170,8 @@ def test_cross_fitting_serves_a_true_gain_that_a_20_percent_holdout_cannot_bound
 
 def test_cross_fitting_one_user_is_unchecked() -> None:
     rewards, user, feature = _two_kinds(n_users=1)
-    result = cross_fitted_check(rewards, GRID, user, 5, 0, _feature_learner(rewards, feature))
+    result = cross_fitted_check(rewards, GRID, user, 5, 0,
+                                _all_folds(_feature_learner(rewards, feature)))
     assert result["checked"] is False and result["static_weights"] == [0.0, 1.0]  # its best
     assert serves(result, "static") == "static"
 

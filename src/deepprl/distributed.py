@@ -87,7 +87,7 @@ def broadcast_module(module: nn.Module, world: World) -> None:
             dist.broadcast(tensor.data, src=0)
 
 
-def average_gradients(params: Iterable[nn.Parameter], count: int, world: World) -> int:
+def average_gradients(params: Iterable[torch.Tensor], count: int, world: World) -> int:
     """Replace each rank's mean gradient over its `count` events by the mean over all ranks'
     events (one all_reduce); returns the total count. A rank with no events sends zeros."""
     params = [p for p in params if p.requires_grad]

@@ -18,8 +18,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch import nn
 
 from deepprl.distributed import SINGLE, World, all_sum, average_gradients, broadcast_module
 from deepprl.policy.weights import GridBandit
@@ -68,38 +70,132 @@ Check = Callable[[int, float], bool]
 """(step, mean loss of the step's batch) -> stop now; called every CHECK_EVERY steps."""
 
 
-def _fit(policy: GridBandit, data: BanditData, rows: torch.Tensor, *, steps: int,
-         batch_size: int, lr: float, weight_decay: float, seed: int, world: World,
-         check: Check) -> None:
-    """AdamW on the squared error of policy.scores against the centred grid rewards of
-    `rows` (standardised on them), from the policy's current weights."""
-    policy.inputs.set(*standardisation(policy.joined(data.state[rows], data.context[rows]),
-                                       world))
-    broadcast_module(policy, world)
+@dataclass
+class Member:
+    """One bandit of a joint fit (_fit): its policy (trained in place), the rows of the
+    shared data it learns from, its step budget and its stopping check."""
+
+    policy: GridBandit
+    rows: torch.Tensor
+    steps: int
+    check: Check
+
+
+def _linears(policy: GridBandit) -> list[nn.Linear]:
+    return [m for m in policy.net if isinstance(m, nn.Linear)]
+
+
+@torch.no_grad()
+def _load_slice(policy: GridBandit, weights: list[torch.Tensor], biases: list[torch.Tensor],
+                m: int) -> None:
+    """Member m's slice of the stacked layers -> its own policy."""
+    for layer, w, b in zip(_linears(policy), weights, biases, strict=True):
+        layer.weight.copy_(w[m].t())
+        layer.bias.copy_(b[m, 0])
+
+
+def _stack(data: BanditData, members: list[Member], world: World
+           ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Each member's standardisation set on its rows, then the members' layers as leaf
+    tensors: weights [M, in, out], biases [M, 1, out]."""
+    for m in members:
+        m.policy.inputs.set(*standardisation(m.policy.joined(data.state[m.rows],
+                                                             data.context[m.rows]), world))
+        broadcast_module(m.policy, world)
+    layers = list(zip(*(_linears(m.policy) for m in members), strict=True))
+    weights = [torch.stack([lin.weight.detach().t() for lin in same]).requires_grad_()
+               for same in layers]
+    biases = [torch.stack([lin.bias.detach()[None] for lin in same]).requires_grad_()
+              for same in layers]
+    return weights, biases
+
+
+def _draw(members: list[Member], running: list[int], sizes: list[int],
+          gens: list[torch.Generator]) -> torch.Tensor:
+    """[M, n] rows of each running member's minibatch, drawn as its own fit would draw
+    them (row 0 where a member draws fewer or has stopped: masked out of the loss)."""
+    rows = torch.zeros(len(members), max(sizes), dtype=torch.long)
+    for i in running:
+        m = members[i]
+        if sizes[i]:
+            rows[i, : sizes[i]] = m.rows[torch.randint(len(m.rows), (sizes[i],),
+                                                       generator=gens[i])]
+    return rows
+
+
+def _stacked_scores(h: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]
+                    ) -> torch.Tensor:
+    """GridBandit.net for every member at once: [M, n, D] standardised -> [M, n, G]."""
+    for layer, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        h = torch.baddbmm(b, h, w)
+        h = torch.relu(h) if layer < len(weights) - 1 else h
+    return h
+
+
+def _fit(data: BanditData, members: list[Member], *, batch_size: int, lr: float,
+         weight_decay: float, seed: int, world: World) -> None:
+    """AdamW on the squared error of each member's policy.scores against the centred grid
+    rewards of its rows of `data` (standardised on them), from the policies' current
+    weights.
+
+    The members (the folds of the cross-fitted check and the served policy's search) are
+    independent fits trained at once: their layers are stacked into [M, in, out] tensors,
+    so each layer is one batched matrix product for all of them instead of one small
+    product per member (a step's cost is mostly per-operation, so M members cost far less
+    than M fits). Each member keeps its own rows, sampling generator (seeded as a fit on
+    its own), standardisation, step budget and check; their losses are summed, so each
+    member's gradient is its own loss's, and AdamW acts element-wise: only the rounding
+    of the batched products differs from fitting them one by one."""
+    if not members:
+        return
+    if world.distributed and len(members) != 1:
+        raise ValueError("under torchrun the bandit fits one policy at a time")
+    weights, biases = _stack(data, members, world)
+    mean = torch.stack([m.policy.inputs.mean for m in members])[:, None]  # [M, 1, D]
+    std = torch.stack([m.policy.inputs.std for m in members])[:, None]
+    inputs = members[0].policy.joined(data.state, data.context)  # [E, D]: the members' own
     target = centred(data.rewards)  # [E, G]
-    # foreach: one kernel per step for all parameters, same arithmetic (identical rewards
-    # measured on 3 seeds), 15% faster on this small network
-    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay,
-                            foreach=True)
-    gen = torch.Generator().manual_seed(seed if not world.distributed
-                                        else seed * 1009 + world.rank)
-    per_step = -(-batch_size // world.size)
-    policy.train()
-    for step in range(1, steps + 1):
+    # foreach: one kernel per step for all parameters, same arithmetic
+    opt = torch.optim.AdamW(weights + biases, lr=lr, weight_decay=weight_decay, foreach=True)
+    gens = [torch.Generator().manual_seed(seed if not world.distributed
+                                          else seed * 1009 + world.rank) for _ in members]
+    sizes = [min(-(-batch_size // world.size), len(m.rows)) for m in members]
+    scale = torch.zeros(len(members), max(sizes), 1)  # 1 / (n_m G) on a member's draws
+    for i, size in enumerate(sizes):
+        scale[i, :size] = 1.0 / max(size * target.shape[1], 1)
+    running = list(range(len(members)))
+    for step in range(1, max(m.steps for m in members) + 1):
         opt.zero_grad()
-        loss, count = torch.zeros(()), 0  # a rank without events still joins the average
-        if len(rows):
-            j = rows[torch.randint(len(rows), (min(per_step, len(rows)),), generator=gen)]
-            loss = (policy.scores(data.state[j], data.context[j]) - target[j]).pow(2).mean()
-            count = len(j)
-            loss.backward()
-        average_gradients(policy.parameters(), count, world)
+        loss = torch.zeros(len(members))  # a rank without events still joins the average
+        if any(sizes):
+            rows = _draw(members, running, sizes, gens)  # [M, n]
+            h = _stacked_scores((inputs[rows] - mean) / std, weights, biases)
+            loss = ((h - target[rows]).pow(2) * scale).sum((1, 2))  # [M]: each one's mean
+            loss.sum().backward()
+        average_gradients(weights + biases, sizes[0], world)
         opt.step()
-        if step % CHECK_EVERY == 0 or step == steps:
-            loss_sum, counted = all_sum([float(loss.detach()) * count, float(count)], world)
-            if check(step, loss_sum / max(counted, 1.0)):
-                break
-    policy.eval()
+        for i in [i for i in running if step % CHECK_EVERY == 0 or step == members[i].steps]:
+            _load_slice(members[i].policy, weights, biases, i)
+            loss_sum, counted = all_sum([float(loss[i].detach()) * sizes[i],
+                                         float(sizes[i])], world)
+            done = members[i].check(step, loss_sum / max(counted, 1.0))
+            if done or step == members[i].steps:
+                running.remove(i)  # its policy holds its state at this step
+        if not running:
+            break
+    for m in members:
+        m.policy.eval()
+
+
+@dataclass
+class Job:
+    """One policy to learn with learn_grid_bandits: learn_grid_bandit's arguments, and the
+    rows of the shared data it learns from (None: all)."""
+
+    policy: GridBandit
+    keep_best: bool = False
+    progress: Callable[[int, dict[str, float]], None] | None = None
+    rows: torch.Tensor | None = None
 
 
 def learn_grid_bandit(policy: GridBandit, data: BanditData, *, steps: int, batch_size: int,
@@ -115,50 +211,72 @@ def learn_grid_bandit(policy: GridBandit, data: BanditData, *, steps: int, batch
     keep_best the policy keeps its state at the best check instead (half the steps: the
     folds of the cross-fitted check). Under torchrun each rank holds its users' events;
     gradients and checks are averaged."""
-    every = torch.arange(len(data.stop))
-    fit = torch.nonzero(~data.stop).squeeze(1)
-    held = torch.nonzero(data.stop).squeeze(1)
-    start = copy.deepcopy(policy.state_dict())
-    stopping = all_sum([float(len(held))], world)[0] > 0
-    log: list[dict[str, float]] = []
-    best = {"reward": -float("inf"), "step": steps, "since": 0}
-    kept: dict[str, torch.Tensor] = {}  # the best check's state (keep_best)
-    if progress is not None:
-        progress(0, {})
+    return learn_grid_bandits(data, [Job(policy, keep_best, progress)], steps=steps,
+                              batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                              patience=patience, seed=seed, world=world)[0]
 
-    def choose(step: int, loss: float) -> bool:
+
+class _Search:
+    """The bookkeeping of learn_grid_bandits for one job: its log, the best check of its
+    search for the number of steps and (keep_best) that check's state."""
+
+    def __init__(self, data: BanditData, job: Job, steps: int, patience: int,
+                 world: World) -> None:
+        self.data, self.job, self.patience, self.world = data, job, patience, world
+        self.rows = torch.arange(len(data.stop)) if job.rows is None else job.rows
+        self.fit = self.rows[~data.stop[self.rows]]  # the rows it learns from in the search
+        self.held = self.rows[data.stop[self.rows]]  # the rows that choose its steps
+        self.log: list[dict[str, float]] = []
+        self.start = copy.deepcopy(job.policy.state_dict())
+        self.best = {"reward": -float("inf"), "step": steps, "since": 0}
+        self.kept: dict[str, torch.Tensor] = {}
+        self.stopping = all_sum([float(len(self.held))], world)[0] > 0
+        if job.progress is not None:
+            job.progress(0, {})
+
+    def choose(self, step: int, loss: float) -> bool:
+        """The search's check: record, keep the best, stop after `patience` worse ones."""
+        job, world = self.job, self.world
         record = {"step": step, "loss": loss,
-                  "fit_reward": greedy_reward(policy, data, fit, world),
-                  "stop_reward": greedy_reward(policy, data, held, world)}
-        if record["stop_reward"] > best["reward"]:
-            best.update(reward=record["stop_reward"], step=step, since=0)
-            if keep_best:
-                kept.update(copy.deepcopy(policy.state_dict()))
+                  "fit_reward": greedy_reward(job.policy, self.data, self.fit, world),
+                  "stop_reward": greedy_reward(job.policy, self.data, self.held, world)}
+        if record["stop_reward"] > self.best["reward"]:
+            self.best.update(reward=record["stop_reward"], step=step, since=0)
+            if job.keep_best:
+                self.kept.update(copy.deepcopy(job.policy.state_dict()))
         else:
-            best["since"] += 1
-        log.append(record)
-        if progress is not None:
-            progress(step, record)
-        return best["since"] >= patience
+            self.best["since"] += 1
+        self.log.append(record)
+        if job.progress is not None:
+            job.progress(step, record)
+        return self.best["since"] >= self.patience
 
-    if stopping:
-        _fit(policy, data, fit, steps=steps, batch_size=batch_size, lr=lr,
-             weight_decay=weight_decay, seed=seed, world=world, check=choose)
-        if keep_best:
-            policy.load_state_dict(kept)
-            log[-1]["chosen_steps"] = float(best["step"])
-            return log
-        policy.load_state_dict(start)
-
-    def refit(step: int, loss: float) -> bool:
+    def refit(self, step: int, loss: float) -> bool:
+        """The refit's check: record only."""
         record = {"step": step, "loss": loss, "refit": 1.0,
-                  "fit_reward": greedy_reward(policy, data, every, world)}
-        log.append(record)
-        if progress is not None and not stopping:
-            progress(step, record)
+                  "fit_reward": greedy_reward(self.job.policy, self.data, self.rows,
+                                              self.world)}
+        self.log.append(record)
+        if self.job.progress is not None and not self.stopping:
+            self.job.progress(step, record)
         return False
 
-    _fit(policy, data, every, steps=int(best["step"]), batch_size=batch_size, lr=lr,
-         weight_decay=weight_decay, seed=seed, world=world, check=refit)
-    log[-1]["chosen_steps"] = float(best["step"])
-    return log
+
+def learn_grid_bandits(data: BanditData, jobs: list[Job], *, steps: int, batch_size: int,
+                       lr: float, weight_decay: float, patience: int, seed: int,
+                       world: World = SINGLE) -> list[list[dict[str, float]]]:
+    """learn_grid_bandit for several independent policies at once (the joint _fit), each
+    on its rows of `data`: the searches for the number of steps run together, then the
+    refits. Returns each job's log."""
+    searches = [_Search(data, job, steps, patience, world) for job in jobs]
+    options: dict[str, Any] = {"batch_size": batch_size, "lr": lr,
+                               "weight_decay": weight_decay, "seed": seed, "world": world}
+    _fit(data, [Member(s.job.policy, s.fit, steps, s.choose) for s in searches if s.stopping],
+         **options)
+    for s in searches:
+        s.job.policy.load_state_dict(s.kept if s.stopping and s.job.keep_best else s.start)
+    _fit(data, [Member(s.job.policy, s.rows, int(s.best["step"]), s.refit)
+                for s in searches if not (s.stopping and s.job.keep_best)], **options)
+    for s in searches:
+        s.log[-1]["chosen_steps"] = float(s.best["step"])
+    return [s.log for s in searches]

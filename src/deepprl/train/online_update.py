@@ -52,10 +52,10 @@ from deepprl.ranking.history import clock_columns, clock_context
 from deepprl.recommender import Recommender
 from deepprl.rl.bandit import BanditData
 from deepprl.rundir import RunError, write_marker
-from deepprl.train.pessimism import FoldFit, cross_fitted_check, serves
+from deepprl.train.pessimism import FoldsFit, cross_fitted_check, serves
 from deepprl.train.run import export_onnx
 from deepprl.train.stage2 import Trajectories, build_trajectories
-from deepprl.train.weights import _bandit_data, _learn_bandit
+from deepprl.train.weights import _bandit_data, _learn_bandit, _learn_bandits, fold_jobs, fold_picks
 
 UPDATE_FILE = "update.json"
 """In a run written by an update: its parent, the feedback it learned from, the check."""
@@ -246,21 +246,17 @@ def _start(config: RunConfig, recommender: Recommender) -> tuple[GridBandit, boo
 
 
 def _fold_fit(start: GridBandit, bandit: BanditData, config: RunConfig, warm: bool
-              ) -> FoldFit:
-    """A fold of the check: a copy of `start` trained on the fold's learning rows (keeping
-    its best state of the search for the number of steps, as training's folds do)."""
+              ) -> FoldsFit:
+    """The folds of the check: copies of `start` trained together, each on its fold's
+    learning rows (keeping its best state of the search for the number of steps, as
+    training's folds do)."""
 
-    def fit_fold(learn: torch.Tensor, held: torch.Tensor
-                 ) -> tuple[torch.Tensor, dict[str, float]]:
-        part = BanditData(state=bandit.state[learn], context=bandit.context[learn],
-                          rewards=bandit.rewards[learn], stop=bandit.stop[learn])
-        policy = copy.deepcopy(start)
-        fold_log = _learn_bandit(policy, part, config, SINGLE, None, keep_best=True,
-                                 reset=not warm)
-        with torch.no_grad():
-            pick = policy.scores(bandit.state[held], bandit.context[held]).argmax(-1)
-        return pick, {"chosen_steps": fold_log[-1]["chosen_steps"]}
-    return fit_fold
+    def fit_folds(folds: list[tuple[torch.Tensor, torch.Tensor]]
+                  ) -> list[tuple[torch.Tensor, dict[str, float]]]:
+        jobs = fold_jobs(start, folds)
+        return fold_picks(jobs, _learn_bandits(bandit, jobs, config, SINGLE, reset=not warm),
+                          bandit, folds)
+    return fit_folds
 
 
 def beats_current(check: dict[str, Any]) -> bool:

@@ -94,18 +94,20 @@ def policy_check(recommender: Recommender, data: Interactions, learn: np.ndarray
             "learned_mean_weights": alpha.mean(0).tolist()}
 
 
-FoldFit = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
-"""(learning rows [L], checked rows [H]) -> (grid index [H] the policy fitted on the
-learning rows picks at each checked row, figures of that fit to record)."""
+FoldsFit = Callable[[list[tuple[torch.Tensor, torch.Tensor]]],
+                    list[tuple[torch.Tensor, dict[str, float]]]]
+"""Every fold's (learning rows [L], checked rows [H]) -> per fold (grid index [H] the policy
+fitted on its learning rows picks at each checked row, figures of that fit to record); all
+folds at once, so a learner may fit them together."""
 
 
 def cross_fitted_check(rewards: torch.Tensor, grid: torch.Tensor, user: np.ndarray,
-                       folds: int, seed: int, fit_fold: FoldFit, *,
+                       folds: int, seed: int, fit_folds: FoldsFit, *,
                        reference: torch.Tensor | None = None) -> dict[str, Any]:
     """The learner vs the best static grid alpha, cross-fitted over `folds` folds of users.
 
     rewards [E, G] of every grid alpha [G, K] at the E stage-2 events, user [E]. For each
-    fold, fit_fold learns on the other folds' events and picks an alpha at the fold's
+    fold, fit_folds learns on the other folds' events and picks an alpha at the fold's
     events, and the static reference is the grid point best on the other folds' events;
     the per-user mean rewards of all folds are pooled into one paired test
     (paired_by_user). static_weights: the best grid point over every event (what a
@@ -121,11 +123,11 @@ def cross_fitted_check(rewards: torch.Tensor, grid: torch.Tensor, user: np.ndarr
     learned, fixed = torch.empty(len(user)), torch.empty(len(user))
     picks = torch.empty(len(user), dtype=torch.long)
     per_fold = []
-    for f in range(n_folds):
-        held = torch.from_numpy(np.flatnonzero(fold == f))
-        learn = torch.from_numpy(np.flatnonzero(fold != f))
+    splits = [(torch.from_numpy(np.flatnonzero(fold != f)),
+               torch.from_numpy(np.flatnonzero(fold == f))) for f in range(n_folds)]
+    for f, ((learn, held), (pick, figures)) in enumerate(zip(splits, fit_folds(splits),
+                                                               strict=True)):
         static = int(rewards[learn].mean(0).argmax())
-        pick, figures = fit_fold(learn, held)  # [H]
         picks[held] = pick
         learned[held] = rewards[held].gather(1, pick[:, None]).squeeze(1)
         fixed[held] = rewards[held, static]

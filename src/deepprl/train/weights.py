@@ -12,6 +12,7 @@ static alpha where the learned policy does not beat it (check["served"] says whi
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from deepprl.eval.static_weights import tune_static_weights
 from deepprl.io import json_safe
 from deepprl.policy.weights import FixedWeights, GridBandit
 from deepprl.recommender import Recommender
-from deepprl.rl.bandit import BanditData, learn_grid_bandit
+from deepprl.rl.bandit import BanditData, Job, learn_grid_bandits
 from deepprl.train.checkpoint import Checkpoints
 from deepprl.train.pessimism import (
     best_static,
@@ -205,47 +206,80 @@ def _learn_bandit(policy: GridBandit, bandit: BanditData, config: RunConfig, wor
     """learn_grid_bandit from the seeded initial weights (the same start whatever ran
     before: resume, or the folds of the check); reset=False: from the policy's own
     weights (an online update trains the served policy further)."""
-    with torch.random.fork_rng():
-        torch.manual_seed(config.seed)
-        for module in policy.modules():
-            if reset and isinstance(module, nn.Linear):
-                module.reset_parameters()
+    return _learn_bandits(bandit, [Job(policy, keep_best, _reporter(config, progress))],
+                          config, world, reset=reset)[0]
+
+
+def _reporter(config: RunConfig, progress: Progress | None
+              ) -> Callable[[int, dict[str, float]], None] | None:
+    steps = config.policy.steps
+    return None if progress is None else \
+        lambda step, record: progress("policy", step, steps, record)
+
+
+def _learn_bandits(bandit: BanditData, jobs: list[Job], config: RunConfig, world: World, *,
+                   reset: bool = True) -> list[list[dict[str, float]]]:
+    """learn_grid_bandits, every job's policy from the seeded initial weights (reset)."""
+    for job in jobs:
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            for module in job.policy.modules():
+                if reset and isinstance(module, nn.Linear):
+                    module.reset_parameters()
     p = config.policy
-    return learn_grid_bandit(
-        policy, bandit, steps=p.steps, batch_size=p.batch_size, lr=p.bandit_lr,
-        weight_decay=p.weight_decay, patience=p.patience, seed=config.seed, world=world,
-        progress=None if progress is None else
-        lambda step, record: progress("policy", step, p.steps, record), keep_best=keep_best)
+    return learn_grid_bandits(bandit, jobs, steps=p.steps, batch_size=p.batch_size, lr=p.bandit_lr,
+                              weight_decay=p.weight_decay, patience=p.patience,
+                              seed=config.seed, world=world)
+
+
+def fold_jobs(start: GridBandit, folds: list[tuple[torch.Tensor, torch.Tensor]]
+              ) -> list[Job]:
+    """One job per fold of the cross-fitted check: a copy of `start` learning on the fold's
+    learning rows, keeping its best state of the search for the number of steps."""
+    return [Job(copy.deepcopy(start), keep_best=True, rows=learn) for learn, _ in folds]
+
+
+def fold_picks(jobs: list[Job], logs: list[list[dict[str, float]]], bandit: BanditData,
+               folds: list[tuple[torch.Tensor, torch.Tensor]]
+               ) -> list[tuple[torch.Tensor, dict[str, float]]]:
+    """Each fold job's greedy grid index at its fold's checked rows, with its chosen steps."""
+    out = []
+    for job, log_, (_, held) in zip(jobs, logs, folds, strict=True):
+        with torch.no_grad():
+            pick = job.policy.scores(bandit.state[held], bandit.context[held]).argmax(-1)
+        out.append((pick, {"chosen_steps": log_[-1]["chosen_steps"]}))
+    return out
 
 
 def _cross_fitted_bandit(recommender: Recommender, policy: GridBandit, data: Interactions,
                          split: Split, config: RunConfig, progress: Progress | None
                          ) -> tuple[list[dict[str, float]], None, dict[str, Any]]:
     """Check by cross-fitting over policy.check_folds folds of the stage-2 users
-    (deepprl.train.pessimism.cross_fitted_check), then learn the served policy on every
-    stage-2 user: check_folds + 1 fits of the bandit (a fold keeps its best state of the
-    search for the number of steps, without the refit: about half a fit's steps)."""
+    (deepprl.train.pessimism.cross_fitted_check) and learn the served policy on every
+    stage-2 user: check_folds + 1 fits of the bandit, trained together (learn_grid_bandits;
+    a fold keeps its best state of the search for the number of steps, without the refit)."""
     pool = split.train | split.valid
     env = _trajectories(recommender, data, pool, config)
     require_events(env)
     bandit = _bandit_data(policy, data, split, pool, env, config)
     users = data.user[np.flatnonzero(pool)[env.sampled.numpy()]]
+    served: list[list[dict[str, float]]] = []
 
-    def fit_fold(learn: torch.Tensor, held: torch.Tensor
-                 ) -> tuple[torch.Tensor, dict[str, float]]:
-        part = BanditData(state=bandit.state[learn], context=bandit.context[learn],
-                          rewards=bandit.rewards[learn], stop=bandit.stop[learn])
-        fold_log = _learn_bandit(policy, part, config, SINGLE, None, keep_best=True)
-        with torch.no_grad():
-            pick = policy.scores(bandit.state[held], bandit.context[held]).argmax(-1)
-        return pick, {"chosen_steps": fold_log[-1]["chosen_steps"]}
+    def fit_folds(folds: list[tuple[torch.Tensor, torch.Tensor]]
+                  ) -> list[tuple[torch.Tensor, dict[str, float]]]:
+        jobs = fold_jobs(policy, folds)
+        logs = _learn_bandits(bandit, [*jobs, Job(policy, False, _reporter(config, progress))],
+                              config, SINGLE)
+        served.append(logs[-1])
+        return fold_picks(jobs, logs[:-1], bandit, folds)
 
     phase(progress, "policy check", 0)
     result = cross_fitted_check(bandit.rewards, policy.grid, users, config.policy.check_folds,
-                                config.seed, fit_fold)
+                                config.seed, fit_folds)
     phase(progress, "policy check", 1)
-    log = _learn_bandit(policy, bandit, config, SINGLE, progress)
-    return log, None, decide(recommender, result, config)
+    if not served:  # one user: no folds, the served policy alone
+        served.append(_learn_bandit(policy, bandit, config, SINGLE, progress))
+    return served[0], None, decide(recommender, result, config)
 
 
 def _on_trajectories(learn: Learner) -> Fit:
