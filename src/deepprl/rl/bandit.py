@@ -196,6 +196,9 @@ class Job:
     keep_best: bool = False
     progress: Callable[[int, dict[str, float]], None] | None = None
     rows: torch.Tensor | None = None
+    record_fit: bool = True
+    """Log the greedy reward on the rows it fits (a forward pass over all of them at every
+    check; the folds of the check, whose logs only give their chosen steps, skip it)."""
 
 
 def learn_grid_bandit(policy: GridBandit, data: BanditData, *, steps: int, batch_size: int,
@@ -237,9 +240,10 @@ class _Search:
     def choose(self, step: int, loss: float) -> bool:
         """The search's check: record, keep the best, stop after `patience` worse ones."""
         job, world = self.job, self.world
-        record = {"step": step, "loss": loss,
-                  "fit_reward": greedy_reward(job.policy, self.data, self.fit, world),
-                  "stop_reward": greedy_reward(job.policy, self.data, self.held, world)}
+        record = {"step": step, "loss": loss}
+        if job.record_fit:
+            record["fit_reward"] = greedy_reward(job.policy, self.data, self.fit, world)
+        record["stop_reward"] = greedy_reward(job.policy, self.data, self.held, world)
         if record["stop_reward"] > self.best["reward"]:
             self.best.update(reward=record["stop_reward"], step=step, since=0)
             if job.keep_best:

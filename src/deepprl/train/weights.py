@@ -236,7 +236,8 @@ def fold_jobs(start: GridBandit, folds: list[tuple[torch.Tensor, torch.Tensor]]
               ) -> list[Job]:
     """One job per fold of the cross-fitted check: a copy of `start` learning on the fold's
     learning rows, keeping its best state of the search for the number of steps."""
-    return [Job(copy.deepcopy(start), keep_best=True, rows=learn) for learn, _ in folds]
+    return [Job(copy.deepcopy(start), keep_best=True, rows=learn, record_fit=False)
+            for learn, _ in folds]
 
 
 def fold_picks(jobs: list[Job], logs: list[list[dict[str, float]]], bandit: BanditData,
