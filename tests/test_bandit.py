@@ -92,7 +92,7 @@ def test_policies_learned_together_match_each_learned_alone() -> None:
         return [Job(copies[0], keep_best=True, rows=subset), Job(copies[1]),
                 Job(copies[2], keep_best=True, rows=tiny)]
 
-    options = {"steps": 400, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4,
+    options = {"steps": 1500, "batch_size": 64, "lr": 1e-2, "weight_decay": 1e-4,
                "patience": 2, "seed": 5}
     together = jobs()
     logs = learn_grid_bandits(data, together, **options)
@@ -104,6 +104,15 @@ def test_policies_learned_together_match_each_learned_alone() -> None:
                         strict=True):
             torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     assert len({r["step"] for r in logs[1]}) < len(logs[1])  # the full job refitted
+    # its refit ran beside the search: it ends as a plain fit of the chosen steps would
+    plain = jobs()[1]
+    no_search = BanditData(state=data.state, context=data.context, rewards=data.rewards,
+                           stop=torch.zeros_like(data.stop))
+    chosen = int(logs[1][-1]["chosen_steps"])
+    assert chosen < options["steps"]  # early stopping chose fewer steps than the budget
+    learn_grid_bandits(no_search, [plain], **{**options, "steps": chosen})
+    for a, b in zip(plain.policy.parameters(), together[1].policy.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 def test_centring_removes_each_events_level() -> None:

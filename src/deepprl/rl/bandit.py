@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -221,7 +220,12 @@ def learn_grid_bandit(policy: GridBandit, data: BanditData, *, steps: int, batch
 
 class _Search:
     """The bookkeeping of learn_grid_bandits for one job: its log, the best check of its
-    search for the number of steps and (keep_best) that check's state."""
+    search for the number of steps, (keep_best) that check's state, and the refit.
+
+    The refit (from the initial weights, on every row, for the chosen number of steps)
+    does not depend on how many steps it will get: a run of s steps is the first s steps
+    of a longer one (AdamW has no schedule). So it runs beside the search, from the same
+    start, with a snapshot at every check, and ends as the snapshot at the chosen step."""
 
     def __init__(self, data: BanditData, job: Job, steps: int, patience: int,
                  world: World) -> None:
@@ -230,10 +234,13 @@ class _Search:
         self.fit = self.rows[~data.stop[self.rows]]  # the rows it learns from in the search
         self.held = self.rows[data.stop[self.rows]]  # the rows that choose its steps
         self.log: list[dict[str, float]] = []
-        self.start = copy.deepcopy(job.policy.state_dict())
+        self.refit_log: list[dict[str, float]] = []
         self.best = {"reward": -float("inf"), "step": steps, "since": 0}
         self.kept: dict[str, torch.Tensor] = {}
         self.stopping = all_sum([float(len(self.held))], world)[0] > 0
+        self.searched = False  # the search has stopped
+        self.refitter = copy.deepcopy(job.policy)  # the refit's policy
+        self.snapshots: dict[int, dict[str, torch.Tensor]] = {}  # the refit's, per check
         if job.progress is not None:
             job.progress(0, {})
 
@@ -253,34 +260,48 @@ class _Search:
         self.log.append(record)
         if job.progress is not None:
             job.progress(step, record)
-        return self.best["since"] >= self.patience
+        self.searched = self.best["since"] >= self.patience
+        return self.searched
 
     def refit(self, step: int, loss: float) -> bool:
-        """The refit's check: record only."""
+        """The refit's check: record (and beside a search, keep a snapshot; stop once the
+        search has stopped: the chosen step lies behind)."""
         record = {"step": step, "loss": loss, "refit": 1.0,
-                  "fit_reward": greedy_reward(self.job.policy, self.data, self.rows,
+                  "fit_reward": greedy_reward(self.refitter, self.data, self.rows,
                                               self.world)}
-        self.log.append(record)
-        if self.job.progress is not None and not self.stopping:
-            self.job.progress(step, record)
-        return False
+        self.refit_log.append(record)
+        if not self.stopping:
+            if self.job.progress is not None:
+                self.job.progress(step, record)
+            return False
+        self.snapshots[step] = copy.deepcopy(self.refitter.state_dict())
+        return self.searched
+
+    def finish(self) -> list[dict[str, float]]:
+        """The job's policy at its end (the best check's state, or the refit at the chosen
+        step) and its log."""
+        chosen = int(self.best["step"])
+        if self.stopping and self.job.keep_best:
+            self.job.policy.load_state_dict(self.kept)
+        else:
+            self.job.policy.load_state_dict(self.snapshots[chosen] if self.stopping
+                                            else self.refitter.state_dict())
+            self.log += [r for r in self.refit_log if r["step"] <= chosen]
+        self.job.policy.eval()
+        self.log[-1]["chosen_steps"] = float(chosen)
+        return self.log
 
 
 def learn_grid_bandits(data: BanditData, jobs: list[Job], *, steps: int, batch_size: int,
                        lr: float, weight_decay: float, patience: int, seed: int,
                        world: World = SINGLE) -> list[list[dict[str, float]]]:
     """learn_grid_bandit for several independent policies at once (the joint _fit), each
-    on its rows of `data`: the searches for the number of steps run together, then the
-    refits. Returns each job's log."""
+    on its rows of `data`: every search for the number of steps and every refit in one
+    joint fit. Returns each job's log."""
     searches = [_Search(data, job, steps, patience, world) for job in jobs]
-    options: dict[str, Any] = {"batch_size": batch_size, "lr": lr,
-                               "weight_decay": weight_decay, "seed": seed, "world": world}
-    _fit(data, [Member(s.job.policy, s.fit, steps, s.choose) for s in searches if s.stopping],
-         **options)
-    for s in searches:
-        s.job.policy.load_state_dict(s.kept if s.stopping and s.job.keep_best else s.start)
-    _fit(data, [Member(s.job.policy, s.rows, int(s.best["step"]), s.refit)
-                for s in searches if not (s.stopping and s.job.keep_best)], **options)
-    for s in searches:
-        s.log[-1]["chosen_steps"] = float(s.best["step"])
-    return [s.log for s in searches]
+    members = [Member(s.job.policy, s.fit, steps, s.choose) for s in searches if s.stopping]
+    members += [Member(s.refitter, s.rows, steps, s.refit) for s in searches
+                if not (s.stopping and s.job.keep_best)]  # after the searches: see refit
+    _fit(data, members, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+         world=world)
+    return [s.finish() for s in searches]
