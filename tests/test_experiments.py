@@ -229,6 +229,19 @@ def test_report_gathers_every_experiment(workdir: Path) -> None:
     for name in SIMULATOR_EXPERIMENTS:
         assert f"**{name}**" in text
     assert "(table5/simulator-figure7.png)" in text
+    # it opens with DeepPRL against the best other method, a row per Table 4 column
+    summary = text.split("\n\n- **")[0]
+    assert "## DeepPRL against the best other method (Table 4)" in summary
+    payload = json.loads((workdir / "reports" / "table4" / "simulator.json").read_text())
+    for column, test in payload["tests"].items():
+        ours = payload["means"]["deepprl"][column]
+        assert f"| {column} | {ours:.4f} | `{test['rival']}` " in summary
+    # each Table 4 report opens with diagnose's verdict on every DeepPRL run
+    blocks = (workdir / "reports" / "table4" / "simulator.md").read_text().split("\n\n")
+    assert blocks[3].startswith("## Can per-user weights pay here?")
+    assert blocks[4].startswith("**Verdict (run 0): ")
+    assert len(payload["diagnose"]) == payload["seeds"]
+    assert all(isinstance(v["pays"], bool) for v in payload["diagnose"])
 
 
 def test_experiment_list_and_errors() -> None:

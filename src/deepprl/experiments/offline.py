@@ -52,13 +52,37 @@ def table4(ctx: Context) -> Report:
                     "eight baselines", ctx.command)
     table, data = method_table(res, TABLE4_MODELS)
     refs, ref_data = references_table(res)
-    report.add(data_line(ctx, res), "## Every method (top-K mean of each objective; "
+    verdicts, verdict_data = diagnose_block(res)
+    report.add(verdicts, data_line(ctx, res), "## Every method (top-K mean of each objective; "
                "reward = each user's own trade-off)", table,
                "## References", refs,
                "## The paper", paper_table(paper.TABLE4, ctx.dataset, TABLE4_MODELS))
     report.data = {"objectives": list(res.objectives), "seeds": res.seeds, **data,
-                   "references": ref_data}
+                   "references": ref_data, "diagnose": verdict_data}
     return report
+
+
+def diagnose_block(res: Results, model: str = "deepprl") -> tuple[str, list[dict[str, Any]]]:
+    """`deepprl diagnose` of each of `model`'s runs: can per-user weights pay on this log,
+    and how much (the verdict of the first run in words, a row per run)."""
+    from deepprl.diagnose import diagnose_run
+
+    verdicts = [diagnose_run(path)["verdict"] for path in res.paths.get(model, [])]
+    if not verdicts:
+        return "", []
+    served = [m.get("served", "learned") for m in res.metrics[model]]
+    rows = [[i, "yes" if v["pays"] else "no", v["gain"], v["gain_lower_bound"],
+             v["headroom"], served[i]] for i, v in enumerate(verdicts)]
+    text = "\n\n".join([
+        "## Can per-user weights pay here? (`deepprl diagnose --run RUN` of each DeepPRL run)",
+        f"**Verdict (run 0): {verdicts[0]['text']}.**",
+        md_table(["run", "pays", "gain on held-out users", "95% lower bound",
+                  "hindsight headroom over static α (optimistic)", "served"], rows),
+        "Gain and bound: the learned policy against the best static α on users it never "
+        "saw (the run's cross-fitted pessimism check); headroom: the best α per event in "
+        "hindsight over the best static α, an upper bound no policy reaches "
+        "(docs/diagnose.md)."])
+    return text, verdicts
 
 
 def table5(ctx: Context) -> Report:
