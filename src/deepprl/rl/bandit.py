@@ -8,9 +8,11 @@ with squared error, and the policy acts by the argmax (deepprl.policy.weights.Gr
 Centring removes the event's level (how good its candidates are at all), which the argmax
 ignores but which dominates the variance of the raw rewards; the regression is a proper
 scoring rule for the mean, so the argmax of the fit is the Bayes decision. Overfitting is
-kept in check by weight decay and by early stopping on a seeded slice of the learning
-users chooses the number of steps, after which the policy is refitted on every learning
-user for that many steps.
+kept in check by weight decay and by early stopping: the learning users' stopping events
+choose the number of steps, after which the policy is refitted on every learning event for
+that many steps. Several independent bandits (the folds of the cross-fitted check and the
+served policy) learn in one joint fit, their layers stacked into batched products
+(learn_grid_bandits).
 """
 
 from __future__ import annotations
