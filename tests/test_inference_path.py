@@ -80,3 +80,56 @@ def test_predict_with_the_item_table_equals_the_training_path() -> None:
             optimiser.zero_grad()
             expected.sum().backward()
             optimiser.step()
+
+
+def test_state_cache_keeps_states_by_their_inputs() -> None:
+    """A hit gives the state the encoder gives; another history is another key; a
+    parameter change empties the cache; the oldest entry goes beyond max_entries; a caller
+    that writes into the state it got (the cold-start swap) leaves the cache intact."""
+    from deepprl.ranking.scoring import StateCache
+
+    data = load_simulator(SimulatorConfig(n_users=6, n_items=20, events_per_user=8, seed=0))
+    torch.manual_seed(0)
+    model = build_model(RunConfig(dataset={"name": "simulator"}, model=ModelConfig()), data)
+    model.eval()
+    hist = history_index(data, model.config.history_length)
+    batches = [make_batch(data, hist[[e]], np.array([e])) for e in (5, 6, 13)]
+    cache = StateCache(max_entries=2)
+    with torch.no_grad():
+        first = cache.state(model, batches[0])
+        first[:] = 0.0  # the caller's copy
+        again = cache.state(model, batches[0])
+        torch.testing.assert_close(again, model.state(batches[0]), atol=0, rtol=0)
+        assert (cache.hits, cache.misses) == (1, 1)
+        cache.state(model, batches[1])  # the same user one step later: another key
+        assert (cache.hits, cache.misses) == (1, 2)
+        cache.state(model, batches[2])  # a third entry: batches[0], the oldest, goes
+        cache.state(model, batches[0])
+        assert (cache.hits, cache.misses) == (1, 4)
+        model.encoder.cell.x_gates.bias.add_(0.3)  # in place, as an optimiser step
+        changed = cache.state(model, batches[0])
+        assert cache.misses == 5
+        torch.testing.assert_close(changed, model.state(batches[0]), atol=0, rtol=0)
+        assert (changed - again).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="one-event"):
+        cache.state(model, make_batch(data, hist[[5, 6]], np.array([5, 6])))
+
+
+def test_predict_without_the_table_beyond_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A catalogue whose table would pass ITEM_PART_MAX_FLOATS projects its candidates
+    per call: the same predictions."""
+    from deepprl.models import network
+
+    data = load_simulator(SimulatorConfig(n_users=6, n_items=20, events_per_user=8, seed=0))
+    torch.manual_seed(0)
+    model = build_model(RunConfig(dataset={"name": "simulator"}, model=ModelConfig()), data)
+    model.eval()
+    events = np.arange(0, data.n_events, 7)
+    batch = make_batch(data, history_index(data, model.config.history_length)[events], events)
+    items = torch.from_numpy(np.tile(np.arange(1, data.n_items + 1), (len(events), 1)))
+    with torch.no_grad():
+        state = model.state(batch)
+        tabled = model.predict(state, batch.context, items)
+        monkeypatch.setattr(network, "ITEM_PART_MAX_FLOATS", 10)
+        direct = model.predict(state, batch.context, items)
+    torch.testing.assert_close(direct, tabled, atol=TOL, rtol=0)

@@ -17,6 +17,10 @@ from deepprl.models.encoders import ENCODERS
 from deepprl.models.layers import InferenceCache
 from deepprl.models.predictors import PREDICTORS, MixtureOfHyperNetwork
 
+ITEM_PART_MAX_FLOATS = 1 << 25
+"""Largest cached table of the MoH's item halves, [I + 1, K T1] (128 MiB of float32):
+beyond it each call projects its own candidates."""
+
 
 @dataclass(frozen=True)
 class DataShape:
@@ -120,12 +124,17 @@ class PredictorModel(nn.Module):
         if not isinstance(moh, MixtureOfHyperNetwork) or torch.is_grad_enabled() \
                 or torch.jit.is_tracing():
             return self.predictor(user, self.items(items))
-        table = self._item_part.get(
-            [*self._item_sources(), *moh.projection_sources()],
-            lambda: moh.item_projection(self.items(torch.arange(self.shape.n_items + 1))))
-        # index_select, not table[items]: a plain copy of rows, ~6x faster for 2,000
-        rows = table.index_select(0, items.reshape(-1)).view(*items.shape, -1)
-        return moh.forward_projected(user, rows)  # [B, C, K]
+        width = self.shape.n_objectives * moh.layer_shapes[0][1]  # K T1
+        if (self.shape.n_items + 1) * width > ITEM_PART_MAX_FLOATS:  # a huge catalogue
+            emb = self.items(items)
+            rows = moh.item_projection(emb.reshape(-1, emb.shape[-1]))
+        else:
+            table = self._item_part.get(
+                [*self._item_sources(), *moh.projection_sources()],
+                lambda: moh.item_projection(self.items(torch.arange(self.shape.n_items + 1))))
+            # index_select, not table[items]: a plain copy of rows, ~6x faster for 2,000
+            rows = table.index_select(0, items.reshape(-1))
+        return moh.forward_projected(user, rows.view(*items.shape, width))  # [B, C, K]
 
     def forward(self, batch: Batch, items: torch.Tensor) -> torch.Tensor:
         return self.predict(self.state(batch), batch.context, items)

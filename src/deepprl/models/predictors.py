@@ -96,6 +96,7 @@ class MixtureOfHyperNetwork(nn.Module):
         self.similarity = similarity
         self.last_attention: torch.Tensor | None = None
         self._towers: InferenceCache[list[torch.Tensor]] = InferenceCache()
+        self._sources: list[torch.Tensor] | None = None
         self._layout: InferenceCache[tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[
             tuple[torch.Tensor, torch.Tensor]], torch.Tensor]] = InferenceCache()
 
@@ -156,7 +157,9 @@ class MixtureOfHyperNetwork(nn.Module):
     # -- inference (no gradients): the arithmetic of forward, regrouped ------------------
     def projection_sources(self) -> list[torch.Tensor]:
         """The parameters item_projection depends on (besides its input)."""
-        return [self.objective_embedding, *self.hypernetwork.parameters()]
+        if self._sources is None:  # the same Parameter objects for the module's life
+            self._sources = [self.objective_embedding, *self.hypernetwork.parameters()]
+        return self._sources
 
     def item_projection(self, items: torch.Tensor) -> torch.Tensor:
         """items [N, Di] -> [N, K * T1]: the item half of every tower's first layer, s_i
