@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -12,11 +13,21 @@ from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from deepprl import __version__
 from deepprl.serve.batching import RecommendBatcher
-from deepprl.serve.middleware import Guard, Limits, Metrics, error_body
+from deepprl.serve.middleware import (
+    EMPTY,
+    PARSED_KEY,
+    Guard,
+    Limits,
+    Metrics,
+    Problem,
+    error_body,
+    parse_json,
+)
 from deepprl.serve.reload import Versions
 from deepprl.serve.schemas import (
     MAX_ID_LENGTH,
@@ -91,10 +102,16 @@ def _routes(app: FastAPI, versions: Versions, metrics: Metrics) -> None:
                                passes=settings.inference_threads,
                                max_batch=settings.max_batch)
 
-    @app.post("/recommend", response_model=RecommendResponse)
-    async def recommend(body: RecommendRequest) -> Any:
+    # the hot route parses and answers by hand: the Guard's parse of the body validated
+    # once (FastAPI would parse it again), the answer encoded by json.dumps without a
+    # second validation against the response model (Service.answer builds exactly it);
+    # the schema stays in the OpenAPI document
+    @app.post("/recommend", response_model=RecommendResponse,
+              openapi_extra=_body_schema(RecommendRequest))
+    async def recommend(request: Request) -> Response:
         """Top-k items for a user, with scores, every y_hat and the weights alpha used."""
-        return await batcher.recommend(body)
+        body = await _validated(request, RecommendRequest)
+        return _json(await batcher.recommend(body))
 
     @app.post("/feedback", response_model=FeedbackResponse, status_code=201)
     def feedback(body: FeedbackRequest, response: Response,
@@ -132,6 +149,40 @@ def _routes(app: FastAPI, versions: Versions, metrics: Metrics) -> None:
     def prometheus() -> Response:
         """Prometheus text format: request counts, latencies, errors."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI requestBody of a route that validates its body itself."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": model.model_json_schema()}}}}
+
+
+async def _validated(request: Request, model: type[M]) -> M:
+    """The request body as `model`, parsed by the Guard (middleware.PARSED_KEY) or here;
+    errors as FastAPI words them (RequestValidationError, located in "body")."""
+    if PARSED_KEY in request.scope:
+        value = request.scope[PARSED_KEY]
+    else:
+        parsed = parse_json(await request.body())
+        if isinstance(parsed, Problem):
+            raise FieldError(parsed.field, parsed.message, status=400)
+        value = None if parsed is EMPTY else parsed
+    if value is None:  # no body, or JSON null: as FastAPI answers a required body
+        raise RequestValidationError([{"type": "missing", "loc": ("body",),
+                                       "msg": "Field required", "input": None}])
+    try:
+        return model.model_validate(value)
+    except ValidationError as err:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
+                                      for e in err.errors()]) from None
+
+
+def _json(content: object) -> Response:
+    return Response(json.dumps(content, allow_nan=False).encode(),
+                    media_type="application/json")
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
