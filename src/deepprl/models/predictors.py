@@ -184,8 +184,8 @@ class MixtureOfHyperNetwork(nn.Module):
         for b, w in later:
             z = torch.relu_(torch.baddbmm(b, z, w))  # [K, BC, Tj]
         T = z.shape[-1]
-        projected = z @ heads  # [K, BC, 2T + K]: query, key, z_l . w_m
-        q, key, on_heads = projected.split([T, T, K], dim=-1)
+        projected = z @ heads  # [K, BC, 2T + K + pad]: query, key, z_l . w_m, zeros
+        q, key, on_heads = projected[..., : 2 * T + K].split([T, T, K], dim=-1)
         if self.similarity == "dot":
             scores = (q[:, None] * key[None]).sum(-1)  # [m, l, BC]
         else:
@@ -205,7 +205,7 @@ class MixtureOfHyperNetwork(nn.Module):
                                           torch.Tensor]:
         """The generated layers laid out for forward_projected, cached like them: W_user
         [Du, K T1], W_item [Di, K T1], b_1 [K T1], per later layer (b_j [K, 1, T_j], W_j
-        [K, T_{j-1}, T_j]), and [query^T | key^T | head^T] [T, 2T + K]."""
+        [K, T_{j-1}, T_j]), and [query^T | key^T | head^T | 0] [T, 2T + K + pad]."""
         sources = [*self.projection_sources(), self.query.weight, self.key.weight, self.head]
         return self._layout.get(sources, self._lay_out)
 
@@ -216,7 +216,12 @@ class MixtureOfHyperNetwork(nn.Module):
         flat = [w.permute(1, 0, 2).reshape(-1, K * T1).contiguous() for w in (w_user, w_item)]
         layers = [(b[:, None].contiguous(), w.contiguous())
                   for w, b in zip(later[::2], later[1::2], strict=True)]
-        heads = torch.cat([self.query.weight.t(), self.key.weight.t(), self.head.t()], dim=1)
+        T = self.tower_hidden
+        # zero columns up to a multiple of 8: a width of 2T + K (66) made the matmul 1.5-4x
+        # slower than 72 on this CPU's kernels (measured; docs/serving.md)
+        pad = self.head.new_zeros(T, -(2 * T + K) % 8)
+        heads = torch.cat([self.query.weight.t(), self.key.weight.t(), self.head.t(), pad],
+                          dim=1)
         return flat[0], flat[1], bias.reshape(K * T1).contiguous(), layers, heads.contiguous()
 
 

@@ -22,6 +22,7 @@ from deepprl.serve.middleware import (
     EMPTY,
     PARSED_KEY,
     Guard,
+    InFlight,
     Limits,
     Metrics,
     Problem,
@@ -69,14 +70,15 @@ def create_app(service: Service | Versions) -> FastAPI:
     app = FastAPI(title="deepprl", version=__version__, description=DESCRIPTION,
                   redoc_url=None, responses=ERRORS)
     app.state.versions, app.state.metrics = versions, metrics
-    _routes(app, versions, metrics)
+    in_flight = InFlight()
+    _routes(app, versions, metrics, in_flight)
     _error_handlers(app)
     limits = Limits(max_body_bytes=settings.max_body_bytes,
                     body_timeout_s=settings.body_timeout_s,
                     max_concurrent=settings.max_concurrent_requests,
                     retry_after_s=settings.retry_after_s)
     app.add_middleware(Guard, metrics=metrics, limits=limits, api_key=settings.api_key,
-                       key_header=API_KEY_HEADER)
+                       key_header=API_KEY_HEADER, in_flight=in_flight)
     return app
 
 
@@ -94,13 +96,14 @@ class _Inference:
         return await anyio.to_thread.run_sync(func, limiter=self.limiter)
 
 
-def _routes(app: FastAPI, versions: Versions, metrics: Metrics) -> None:
+def _routes(app: FastAPI, versions: Versions, metrics: Metrics, in_flight: InFlight) -> None:
     # each request reads the served version once: one version answers it whole
     settings = versions.current.settings
     inference = _Inference(settings.inference_threads)
     batcher = RecommendBatcher(lambda: versions.current, run=inference.run,
                                passes=settings.inference_threads,
-                               max_batch=settings.max_batch)
+                               max_batch=settings.max_batch,
+                               alone=lambda: in_flight.n <= 1)
 
     # the hot route parses and answers by hand: the Guard's parse of the body validated
     # once (FastAPI would parse it again), the answer encoded by json.dumps without a

@@ -102,16 +102,31 @@ class Limits:
 VERSION_HEADER = b"x-model-version"
 
 
+class InFlight:
+    """Requests in progress on the bounded routes: counted by the Guard, read by the
+    /recommend batcher (a lone request is scored on the event loop). One event loop, so
+    no lock."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 class Guard:
     """The ASGI middleware; see the module docstring."""
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics, limits: Limits,
-                 api_key: str | None, key_header: str) -> None:
+                 api_key: str | None, key_header: str, in_flight: InFlight | None = None
+                 ) -> None:
         self.app, self.metrics, self.limits = app, metrics, limits
         self.max_body = limits.max_body_bytes
         self.api_key = api_key.encode() if api_key is not None else None
         self.key_header, self.key_header_raw = key_header, key_header.lower().encode()
-        self.active = 0  # requests in progress; one event loop, so no lock
+        self.in_flight = in_flight if in_flight is not None else InFlight()
+
+    @property
+    def active(self) -> int:
+        """Requests in progress (bounded routes)."""
+        return self.in_flight.n
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -139,12 +154,12 @@ class Guard:
                          [(b"retry-after", retry.encode()), *CLOSE])
             self.metrics.observe(method, route, status, time.perf_counter() - start)
             return
-        self.active += bounded
+        self.in_flight.n += bounded
         self.metrics.in_flight.inc()
         try:
             await self._handle(scope, receive, send_status, route)
         finally:
-            self.active -= bounded
+            self.in_flight.n -= bounded
             self.metrics.in_flight.dec()
             self.metrics.observe(method, route, status, time.perf_counter() - start)
 
