@@ -1,6 +1,7 @@
 """In-process top-10 among 2,000 candidates for one user: Recommender.recommend (the path
 `benchmarks/run.py` section "inference" times) and Service.recommend (what /recommend runs
-behind HTTP: SQLite history, clock context, id lookup). Prints one JSON object.
+behind HTTP: SQLite history, clock context, id lookup), and Recommender.recommend with a
+state cache that never hits (recommender_uncached_state). Prints one JSON object.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/serve_inprocess.py [--run DIR]
         [--rounds 5] [--requests 500] [--profile service|recommender]
@@ -106,6 +107,14 @@ def main() -> None:
                                       "target_p99_ms": TARGET_P99_MS}
             for name, call in calls.items():
                 result[name] = _rounds(call, args.requests, args.rounds)
+            # every request a history the state cache has not seen (one entry, 30 users in
+            # turn): the encoder runs each time, as after each new feedback event
+            from deepprl.ranking import scoring
+
+            if hasattr(scoring, "StateCache"):
+                recommender.state_cache = scoring.StateCache(max_entries=1)
+                result["recommender_uncached_state"] = _rounds(calls["recommender"],
+                                                               args.requests, args.rounds)
         finally:
             service.close()
     print(json.dumps(result, indent=2))

@@ -84,8 +84,10 @@ class RecommendBatcher:
     the Service, or a function giving the one that scores a pass (hot reload).
 
     `alone()`, when true for a request that finds no pass running and nothing queued
-    (the app: it is the only request in progress), has the request scored at once on the
-    event loop: nothing else is waiting for the loop, and handing the pass to a worker
+    (the app: it is the only request in progress), also after the requests read in the
+    same turn of the loop have started (under load they arrive in bursts, and the first of
+    a burst must not take the loop), has the request scored at once on the event loop:
+    nothing else is waiting for the loop, and handing the pass to a worker
     thread and back cost a lone request two thread wake-ups, each up to a scheduler
     time slice on a busy machine."""
 
@@ -100,7 +102,9 @@ class RecommendBatcher:
         self.tasks: set[asyncio.Task[None]] = set()  # referenced until done
 
     async def recommend(self, req: RecommendRequest) -> dict[str, object]:
-        if not self.active and not self.queue and self.alone():
+        if self._lone():
+            await asyncio.sleep(0)  # requests read in the same loop turn start first
+        if self._lone():
             result = recommend_many(self.service(), [req])[0]
             if isinstance(result, Exception):
                 raise result
@@ -114,6 +118,9 @@ class RecommendBatcher:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         return await future
+
+    def _lone(self) -> bool:
+        return not self.active and not self.queue and self.alone()
 
     async def _drain(self) -> None:
         try:
