@@ -1,7 +1,8 @@
 """Two source trees' serving speed, alternated in one run so that machine noise hits both
 alike: `benchmarks/serve_inprocess.py` (in-process top-10 among 2,000 candidates) and
 `deepprl bench serve`'s measurement (HTTP /recommend at concurrency 1 and 50, this
-checkout's client, the server process from one tree's src/ in turn). Prints one JSON object: every round, medians, ratios.
+checkout's client, the server process from one tree's src/ in turn). Prints one JSON
+object: every round, medians, ratios.
 
     git archive BASE src | tar -x -C /tmp/base
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/serve_ab.py --base /tmp/base/src \\
