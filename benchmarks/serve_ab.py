@@ -35,8 +35,9 @@ def _json_of(command: list[str], src: Path) -> dict[str, Any]:
 def _inprocess(src: Path, run: Path, requests: int) -> dict[str, float]:
     got = _json_of([sys.executable, str(HERE / "serve_inprocess.py"), "--run", str(run),
                     "--rounds", "3", "--requests", str(requests)], src)
-    return {f"{path}_{key}": got[path][key] for path in ("recommender", "service")
-            for key in ("p50_ms", "p99_ms")}
+    return {f"{path}_{key}": got[path][key]
+            for path in ("recommender", "service", "recommender_uncached_state")
+            if path in got for key in ("p50_ms", "p99_ms")}
 
 
 def _http(src: Path, run: Path, requests: int) -> dict[str, float]:
@@ -78,7 +79,8 @@ def main() -> None:
             result["median"].setdefault(what, {})[side] = {
                 key: statistics.median(r[key] for r in rows) for key in rows[0]}
         base, new = result["median"][what]["base"], result["median"][what]["new"]
-        result["new_over_base"][what] = {key: round(new[key] / base[key], 3) for key in base}
+        result["new_over_base"][what] = {key: round(new[key] / base[key], 3)
+                                         for key in base if key in new}
     print(json.dumps(result, indent=2))
 
 
