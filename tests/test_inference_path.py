@@ -1,5 +1,6 @@
-"""The inference path of the Mixture of HyperNetwork (no gradients: serving, evaluation)
-computes what the training forward computes, with the products regrouped: one matmul per
+"""The serving path of the Mixture of HyperNetwork (no gradients; PredictorModel.predict
+with fast=True, used by deepprl.ranking.history and deepprl.serve) computes what the plain
+forward computes, with the products regrouped: one matmul per
 tower layer for all towers, query, key and heads in one matmul, the K x K squared distance
 summed by hand instead of cdist, and in PredictorModel.predict the item half s_i W_item
 taken from one table for the whole catalogue. Float32 rounding of regrouped sums differs by
@@ -28,6 +29,14 @@ def _moh(layers: int, similarity: str, seed: int = 0) -> MixtureOfHyperNetwork:
                                  similarity=similarity, tower_layers=layers)
 
 
+def _served(model: MixtureOfHyperNetwork, user: torch.Tensor, items: torch.Tensor
+            ) -> torch.Tensor:
+    B, C, Di = items.shape
+    with torch.no_grad():
+        return model.forward_projected(user, model.item_projection(items.reshape(B * C, Di))
+                                       .view(B, C, -1))
+
+
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("similarity", ["neg_sq_dist", "dot"])
 def test_moh_inference_forward_equals_training_forward(layers: int, similarity: str) -> None:
@@ -36,8 +45,9 @@ def test_moh_inference_forward_equals_training_forward(layers: int, similarity: 
     user, items = torch.randn(4, 5), torch.randn(4, 9, 4)
     expected = model(user, items).detach()  # gradients on: the training arithmetic
     attention = model.last_attention
-    with torch.no_grad():
-        got = model(user, items)
+    with torch.no_grad():  # without gradients the plain forward is the same arithmetic
+        torch.testing.assert_close(model(user, items), expected, atol=0, rtol=0)
+    got = _served(model, user, items)
     assert got.shape == (4, 9, 3)
     torch.testing.assert_close(got, expected, atol=TOL, rtol=0)
     assert model.last_attention is not None and attention is not None
@@ -48,11 +58,11 @@ def test_moh_inference_follows_a_parameter_change() -> None:
     """The cached layout is rebuilt when a parameter changes in place (an optimiser step)."""
     model = _moh(2, "neg_sq_dist")
     user, items = torch.randn(2, 5), torch.randn(2, 7, 4)
+    before = _served(model, user, items)
     with torch.no_grad():
-        before = model(user, items)
         model.head_bias.add_(0.5)
         next(iter(model.hypernetwork.parameters())).mul_(1.5)
-        after = model(user, items)
+    after = _served(model, user, items)
     expected = model(user, items).detach()
     assert (after - before).abs().max() > 1e-3
     torch.testing.assert_close(after, expected, atol=TOL, rtol=0)
@@ -73,8 +83,10 @@ def test_predict_with_the_item_table_equals_the_training_path() -> None:
     for step in range(2):
         with torch.no_grad():
             state = model.state(batch)
-            got = model.predict(state, batch.context, items)
+            got = model.predict(state, batch.context, items, fast=True)
+            plain = model.predict(state, batch.context, items)
         expected = model.predict(state, batch.context, items)  # gradients on
+        torch.testing.assert_close(plain, expected.detach(), atol=0, rtol=0)
         torch.testing.assert_close(got, expected.detach(), atol=TOL, rtol=0)
         if step == 0:
             optimiser.zero_grad()
@@ -129,7 +141,7 @@ def test_predict_without_the_table_beyond_its_bound(monkeypatch: pytest.MonkeyPa
     items = torch.from_numpy(np.tile(np.arange(1, data.n_items + 1), (len(events), 1)))
     with torch.no_grad():
         state = model.state(batch)
-        tabled = model.predict(state, batch.context, items)
+        tabled = model.predict(state, batch.context, items, fast=True)
         monkeypatch.setattr(network, "ITEM_PART_MAX_FLOATS", 10)
-        direct = model.predict(state, batch.context, items)
+        direct = model.predict(state, batch.context, items, fast=True)
     torch.testing.assert_close(direct, tabled, atol=TOL, rtol=0)

@@ -115,15 +115,19 @@ class PredictorModel(nn.Module):
         h = self.encoder(steps, batch.hist_gaps, batch.hist_mask)  # [B, H]
         return torch.cat([h, self.user(batch.user)], dim=-1)
 
-    def predict(self, state: torch.Tensor, context: torch.Tensor, items: torch.Tensor
-                ) -> torch.Tensor:
-        """state [B, S], context [B, Fc], items [B, C] -> y_hat [B, C, K]. Without
-        gradients the MoH's item half (s_i W_item, parameters only) is one cached table
-        [I + 1, K T1] for the catalogue, indexed like the item embeddings (not in a trace:
-        an export keeps the graph of forward)."""
+    def predict(self, state: torch.Tensor, context: torch.Tensor, items: torch.Tensor, *,
+                fast: bool = False) -> torch.Tensor:
+        """state [B, S], context [B, Fc], items [B, C] -> y_hat [B, C, K].
+
+        fast (serving: deepprl.ranking.history, deepprl.serve), without gradients: the
+        MoH's fused path (MixtureOfHyperNetwork.forward_projected), its item half (s_i
+        W_item, parameters only) one cached table [I + 1, K T1] for the catalogue indexed
+        like the item embeddings. Equal to the plain path within 1e-6, not bit for bit, so
+        training and evaluation keep the plain one (a bandit trained on logs moved by
+        ~1e-3 on inputs rounded differently)."""
         user = torch.cat([state, self.context_proj(context)], dim=-1)
         moh = self.predictor
-        if not isinstance(moh, MixtureOfHyperNetwork) or torch.is_grad_enabled() \
+        if not fast or not isinstance(moh, MixtureOfHyperNetwork) or torch.is_grad_enabled() \
                 or torch.jit.is_tracing():
             return self.predictor(user, self.items(items))
         B, C = items.shape

@@ -128,10 +128,6 @@ class MixtureOfHyperNetwork(nn.Module):
         return out
 
     def forward(self, user: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        if not torch.is_grad_enabled() and not torch.jit.is_tracing():
-            B, C, Di = items.shape  # inference: the same numbers by fewer, fused operators
-            return self.forward_projected(user, self.item_projection(items.reshape(B * C, Di))
-                                          .view(B, C, -1))
         w_user, w_item, bias, *later = self.generated_layers()
         K, T1 = bias.shape
         # [s_u; s_i] W_k split in two, so the user part is computed once per event; each
@@ -154,7 +150,7 @@ class MixtureOfHyperNetwork(nn.Module):
         return torch.sigmoid((attention * on_heads).sum(-1) + self.head_bias)  # [B, C, K]
 
 
-    # -- inference (no gradients): the arithmetic of forward, regrouped ------------------
+    # -- serving (no gradients): the arithmetic of forward, regrouped --------------------
     def projection_sources(self) -> list[torch.Tensor]:
         """The parameters item_projection depends on (besides its input)."""
         if self._sources is None:  # the same Parameter objects for the module's life
@@ -168,7 +164,8 @@ class MixtureOfHyperNetwork(nn.Module):
         return items @ self._inference_weights()[1]
 
     def forward_projected(self, user: torch.Tensor, item_part: torch.Tensor) -> torch.Tensor:
-        """forward without gradients from user [B, Du] and item_projection's rows for the
+        """forward for serving, without gradients, from user [B, Du] and item_projection's
+        rows for the
         candidates item_part [B, C, K * T1] (a scratch tensor of the caller's: it is
         overwritten) -> y_hat [B, C, K]. Equal to forward up to
         float rounding (tests/test_models.py): every tower's layer is one matmul of the

@@ -97,11 +97,12 @@ def score_history(recommender: Weighted, batch: Batch, items: torch.Tensor, *, k
     `user_embedding` [Du], when given, replaces the user part of the state
     s = [h ; user embedding] (e.g. mean_user_embedding for a user unknown to the log).
     `weights` [1, K], when given, are used instead of the policy's (frozen weights).
-    `state_cache`: a StateCache that keeps the user state of histories seen before."""
+    `state_cache`: a StateCache that keeps the user state of histories seen before.
+    Scored by the serving path of the predictor (score_batch's `fast`)."""
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
     out = score_batch(recommender.model, recommender.policy, batch, items, alpha=weights,
-                      user_embedding=user_embedding, state_cache=state_cache)
+                      user_embedding=user_embedding, state_cache=state_cache, fast=True)
     return row_scores(out, 0, k)
 
 

@@ -89,7 +89,7 @@ def score_batch(model: PredictorModel, policy: nn.Module, batch: Batch, items: t
                 *, alpha: torch.Tensor | None = None,
                 user_embedding: torch.Tensor | None = None, cold: torch.Tensor | None = None,
                 chunk: int | None = None, candidate_chunk: int | None = None,
-                state_cache: StateCache | None = None) -> Scores:
+                state_cache: StateCache | None = None, fast: bool = False) -> Scores:
     """State, weights, predictions and utility of B histories `batch` and their candidates
     items [B, C].
 
@@ -99,7 +99,8 @@ def score_batch(model: PredictorModel, policy: nn.Module, batch: Batch, items: t
     chunk: rows per forward pass, candidate_chunk: candidates per prediction (memory, e.g.
     a whole catalogue for one user); None = all at once. The state and alpha of a row do
     not depend on its candidates, so chunks give the same scores up to float rounding.
-    state_cache: a StateCache for one-event batches (the same state, computed once)."""
+    state_cache: a StateCache for one-event batches (the same state, computed once).
+    fast: PredictorModel.predict's serving path (within 1e-6 of the plain one)."""
     for module in (model, policy):
         if module.training:  # eval() walks every submodule: not on every request
             module.eval()
@@ -116,16 +117,17 @@ def score_batch(model: PredictorModel, policy: nn.Module, batch: Batch, items: t
             swap = slice(None) if cold is None else cold[rows]
             state[swap, state.shape[1] - du:] = user_embedding
         alphas.append(policy(state, part.context) if alpha is None else alpha[rows])  # [b, K]
-        y_hats.append(_predict(model, state, part.context, items[rows], candidate_chunk))
+        y_hats.append(_predict(model, state, part.context, items[rows], candidate_chunk,
+                               fast))
         states.append(state)
     a, y_hat = torch.cat(alphas), torch.cat(y_hats)
     return Scores(state=torch.cat(states), alpha=a, y_hat=y_hat, scores=utility(y_hat, a))
 
 
 def _predict(model: PredictorModel, state: torch.Tensor, context: torch.Tensor,
-             items: torch.Tensor, chunk: int | None) -> torch.Tensor:
+             items: torch.Tensor, chunk: int | None, fast: bool) -> torch.Tensor:
     """y_hat [b, C, K] of candidates items [b, C], `chunk` candidates at a time."""
     if chunk is None or items.shape[1] <= chunk:
-        return model.predict(state, context, items)
-    return torch.cat([model.predict(state, context, items[:, lo:lo + chunk])
+        return model.predict(state, context, items, fast=fast)
+    return torch.cat([model.predict(state, context, items[:, lo:lo + chunk], fast=fast)
                       for lo in range(0, items.shape[1], chunk)], dim=1)

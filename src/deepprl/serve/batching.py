@@ -74,7 +74,7 @@ def score_rows(service: Service, prepared: list[Prepared], ks: list[int]
     else:
         out = score_batch(recommender.model, recommender.policy, batch, items,
                           user_embedding=service.cold_user if bool(cold.any()) else None,
-                          cold=cold)
+                          cold=cold, fast=True)
     return [row_scores(out, i, k) for i, k in enumerate(ks)]
 
 
