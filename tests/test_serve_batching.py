@@ -80,3 +80,26 @@ def test_the_batcher_scores_waiting_requests_together(service: Service) -> None:
     assert sizes == [4, 4]  # all eight queue before the first pass starts: max_batch each
     for req, result in zip(requests, results, strict=True):
         _same(result, service.recommend(req))
+
+
+def test_a_lone_request_is_scored_on_the_event_loop(service: Service) -> None:
+    """alone() true and nothing running or queued: no pass is handed to a worker; the
+    answer is Service.recommend's, and a refused request raises its own FieldError."""
+    calls: list[int] = []
+
+    async def run(func: Callable[[], Any]) -> Any:
+        calls.append(1)
+        return func()
+
+    async def main(alone: bool, req: RecommendRequest) -> Any:
+        batcher = RecommendBatcher(service, run=run, passes=1, max_batch=4,
+                                   alone=lambda: alone)
+        return await batcher.recommend(req)
+
+    req = _requests(service)[0]
+    _same(asyncio.run(main(True, req)), service.recommend(req))
+    assert calls == []
+    _same(asyncio.run(main(False, req)), service.recommend(req))
+    assert calls == [1]
+    with pytest.raises(FieldError, match="candidates"):
+        asyncio.run(main(True, RecommendRequest(user_id="x", k=2, candidates=["nope"])))

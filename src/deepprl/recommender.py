@@ -21,6 +21,7 @@ from deepprl.models.network import PredictorModel
 from deepprl.policy.weights import FixedWeights
 from deepprl.ranking import score_batch, slice_batch, top_k, utility
 from deepprl.ranking.history import score_history
+from deepprl.ranking.scoring import StateCache
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Recommender:
         self.seen, self.frozen_weights = seen, frozen_weights
         self.history = history_index(data, model.config.history_length)
         self.anchor: np.ndarray | None = None  # [U + 1] event whose alpha a user keeps
+        self.state_cache = StateCache()  # recommend() and serving: a user asking again
 
     def fix_weights_at(self, split: Split) -> None:
         """Freeze each user's alpha at their last event outside the test set (the
@@ -208,7 +210,7 @@ class Recommender:
                                       self.seen)
         batch = next_event_batch(self.data, user, self.model.config.history_length, at_time)
         out = score_history(self, batch, torch.from_numpy(items)[None], k=k,
-                            weights=self.user_frozen_weights(user))
+                            weights=self.user_frozen_weights(user), state_cache=self.state_cache)
         names = self.data.objective_names
         return {
             "user": str(user_id),

@@ -96,6 +96,9 @@ class MixtureOfHyperNetwork(nn.Module):
         self.similarity = similarity
         self.last_attention: torch.Tensor | None = None
         self._towers: InferenceCache[list[torch.Tensor]] = InferenceCache()
+        self._sources: list[torch.Tensor] | None = None
+        self._layout: InferenceCache[tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[
+            tuple[torch.Tensor, torch.Tensor]], torch.Tensor]] = InferenceCache()
 
     def tower_parameters(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The first generated layer: (W_user [K, Du, T1], W_item [K, Di, T1], b [K, T1])."""
@@ -145,6 +148,78 @@ class MixtureOfHyperNetwork(nn.Module):
         # first (one matmul), so no [B, C, K, T] mixture and no B*C tiny K x K matmuls
         on_heads = (z @ self.head.t()).transpose(-1, -2)  # [B, C, K, K]: [m, l] = z_l . w_m
         return torch.sigmoid((attention * on_heads).sum(-1) + self.head_bias)  # [B, C, K]
+
+
+    # -- serving (no gradients): the arithmetic of forward, regrouped --------------------
+    def projection_sources(self) -> list[torch.Tensor]:
+        """The parameters item_projection depends on (besides its input)."""
+        if self._sources is None:  # the same Parameter objects for the module's life
+            self._sources = [self.objective_embedding, *self.hypernetwork.parameters()]
+        return self._sources
+
+    def item_projection(self, items: torch.Tensor) -> torch.Tensor:
+        """items [N, Di] -> [N, K * T1]: the item half of every tower's first layer, s_i
+        W_item, towers side by side. It depends on parameters only, so a caller may compute
+        it once for a whole catalogue (PredictorModel.predict does) and index it."""
+        return items @ self._inference_weights()[1]
+
+    def forward_projected(self, user: torch.Tensor, item_part: torch.Tensor) -> torch.Tensor:
+        """forward for serving, without gradients, from user [B, Du] and item_projection's
+        rows for the
+        candidates item_part [B, C, K * T1] (a scratch tensor of the caller's: it is
+        overwritten) -> y_hat [B, C, K]. Equal to forward up to
+        float rounding (tests/test_models.py): every tower's layer is one matmul of the
+        same products, query, key and heads are one matmul, the K x K similarity is
+        written out instead of cdist. Fewer operators and allocations: a request's
+        latency (docs/serving.md)."""
+        w_user, _, bias, later, heads = self._inference_weights()
+        K, T1 = self.objective_embedding.shape[0], self.layer_shapes[0][1]
+        B, C, _ = item_part.shape
+        user_part = torch.addmm(bias, user, w_user)  # [B, K T1]
+        z = item_part.add_(user_part[:, None]).relu_()  # [B, C, K T1], in place
+        z = z.view(B * C, K, T1).transpose(0, 1)  # [K, BC, T1]: tower k's inputs (a view)
+        for b, w in later:
+            z = torch.relu_(torch.baddbmm(b, z, w))  # [K, BC, Tj]
+        T = z.shape[-1]
+        projected = z @ heads  # [K, BC, 2T + K + pad]: query, key, z_l . w_m, zeros
+        q, key, on_heads = projected[..., : 2 * T + K].split([T, T, K], dim=-1)
+        if self.similarity == "dot":
+            scores = (q[:, None] * key[None]).sum(-1)  # [m, l, BC]
+        else:
+            diff = q[:, None] - key[None]  # [m, l, BC, T]
+            scores = diff.mul_(diff).sum(-1).neg_()
+        scores = scores.div_(T**0.5)
+        # softmax_last's arithmetic over l, in this layout
+        e = (scores - scores.amax(1, keepdim=True)).exp_()
+        attention = e.div_(e.sum(1, keepdim=True))  # [m, l, BC]
+        self.last_attention = attention.permute(2, 0, 1).reshape(B, C, K, K)
+        # sum_l e_ml (z_l . w_m): on_heads [l, BC, m] -> [m, l, BC]
+        mixed = (attention * on_heads.permute(2, 0, 1)).sum(1)  # [m, BC]
+        return torch.sigmoid_(mixed.add_(self.head_bias[:, None])).t().reshape(B, C, K)
+
+    def _inference_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                          list[tuple[torch.Tensor, torch.Tensor]],
+                                          torch.Tensor]:
+        """The generated layers laid out for forward_projected, cached like them: W_user
+        [Du, K T1], W_item [Di, K T1], b_1 [K T1], per later layer (b_j [K, 1, T_j], W_j
+        [K, T_{j-1}, T_j]), and [query^T | key^T | head^T | 0] [T, 2T + K + pad]."""
+        sources = [*self.projection_sources(), self.query.weight, self.key.weight, self.head]
+        return self._layout.get(sources, self._lay_out)
+
+    def _lay_out(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+        w_user, w_item, bias, *later = self.generated_layers()
+        K, T1 = bias.shape
+        flat = [w.permute(1, 0, 2).reshape(-1, K * T1).contiguous() for w in (w_user, w_item)]
+        layers = [(b[:, None].contiguous(), w.contiguous())
+                  for w, b in zip(later[::2], later[1::2], strict=True)]
+        T = self.tower_hidden
+        # zero columns up to a multiple of 8: a width of 2T + K (66) made the matmul 1.5-4x
+        # slower than 72 on this CPU's kernels (measured; docs/serving.md)
+        pad = self.head.new_zeros(T, -(2 * T + K) % 8)
+        heads = torch.cat([self.query.weight.t(), self.key.weight.t(), self.head.t(), pad],
+                          dim=1)
+        return flat[0], flat[1], bias.reshape(K * T1).contiguous(), layers, heads.contiguous()
 
 
 def _spread_rows(n: int, dim: int) -> torch.Tensor:

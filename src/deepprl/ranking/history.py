@@ -19,7 +19,7 @@ from deepprl.data.inputs import clock_columns as clock_columns  # re-exported
 from deepprl.data.inputs import clock_context as clock_context
 from deepprl.data.sequences import Batch
 from deepprl.models.network import PredictorModel
-from deepprl.ranking.scoring import Scores, score_batch
+from deepprl.ranking.scoring import Scores, StateCache, score_batch
 from deepprl.ranking.utility import top_k
 
 
@@ -89,16 +89,20 @@ def mean_user_embedding(model: PredictorModel) -> torch.Tensor:
 @torch.no_grad()
 def score_history(recommender: Weighted, batch: Batch, items: torch.Tensor, *, k: int,
                   user_embedding: torch.Tensor | None = None,
-                  weights: torch.Tensor | None = None) -> HistoryScores:
+                  weights: torch.Tensor | None = None,
+                  state_cache: StateCache | None = None
+                  ) -> HistoryScores:
     """Weights, predictions and top-k for a one-event batch and candidates items [1, C].
 
     `user_embedding` [Du], when given, replaces the user part of the state
     s = [h ; user embedding] (e.g. mean_user_embedding for a user unknown to the log).
-    `weights` [1, K], when given, are used instead of the policy's (frozen weights)."""
+    `weights` [1, K], when given, are used instead of the policy's (frozen weights).
+    `state_cache`: a StateCache that keeps the user state of histories seen before.
+    Scored by the serving path of the predictor (score_batch's `fast`)."""
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
     out = score_batch(recommender.model, recommender.policy, batch, items, alpha=weights,
-                      user_embedding=user_embedding)
+                      user_embedding=user_embedding, state_cache=state_cache, fast=True)
     return row_scores(out, 0, k)
 
 

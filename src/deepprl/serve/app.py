@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -12,11 +13,22 @@ from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from deepprl import __version__
 from deepprl.serve.batching import RecommendBatcher
-from deepprl.serve.middleware import Guard, Limits, Metrics, error_body
+from deepprl.serve.middleware import (
+    EMPTY,
+    PARSED_KEY,
+    Guard,
+    InFlight,
+    Limits,
+    Metrics,
+    Problem,
+    error_body,
+    parse_json,
+)
 from deepprl.serve.reload import Versions
 from deepprl.serve.schemas import (
     MAX_ID_LENGTH,
@@ -58,14 +70,15 @@ def create_app(service: Service | Versions) -> FastAPI:
     app = FastAPI(title="deepprl", version=__version__, description=DESCRIPTION,
                   redoc_url=None, responses=ERRORS)
     app.state.versions, app.state.metrics = versions, metrics
-    _routes(app, versions, metrics)
+    in_flight = InFlight()
+    _routes(app, versions, metrics, in_flight)
     _error_handlers(app)
     limits = Limits(max_body_bytes=settings.max_body_bytes,
                     body_timeout_s=settings.body_timeout_s,
                     max_concurrent=settings.max_concurrent_requests,
                     retry_after_s=settings.retry_after_s)
     app.add_middleware(Guard, metrics=metrics, limits=limits, api_key=settings.api_key,
-                       key_header=API_KEY_HEADER)
+                       key_header=API_KEY_HEADER, in_flight=in_flight)
     return app
 
 
@@ -83,18 +96,25 @@ class _Inference:
         return await anyio.to_thread.run_sync(func, limiter=self.limiter)
 
 
-def _routes(app: FastAPI, versions: Versions, metrics: Metrics) -> None:
+def _routes(app: FastAPI, versions: Versions, metrics: Metrics, in_flight: InFlight) -> None:
     # each request reads the served version once: one version answers it whole
     settings = versions.current.settings
     inference = _Inference(settings.inference_threads)
     batcher = RecommendBatcher(lambda: versions.current, run=inference.run,
                                passes=settings.inference_threads,
-                               max_batch=settings.max_batch)
+                               max_batch=settings.max_batch,
+                               alone=lambda: in_flight.n <= 1)
 
-    @app.post("/recommend", response_model=RecommendResponse)
-    async def recommend(body: RecommendRequest) -> Any:
+    # the hot route parses and answers by hand: the Guard's parse of the body validated
+    # once (FastAPI would parse it again), the answer encoded by json.dumps without a
+    # second validation against the response model (Service.answer builds exactly it);
+    # the schema stays in the OpenAPI document
+    @app.post("/recommend", response_model=RecommendResponse,
+              openapi_extra=_body_schema(RecommendRequest))
+    async def recommend(request: Request) -> Response:
         """Top-k items for a user, with scores, every y_hat and the weights alpha used."""
-        return await batcher.recommend(body)
+        body = await _validated(request, RecommendRequest)
+        return _json(await batcher.recommend(body))
 
     @app.post("/feedback", response_model=FeedbackResponse, status_code=201)
     def feedback(body: FeedbackRequest, response: Response,
@@ -132,6 +152,40 @@ def _routes(app: FastAPI, versions: Versions, metrics: Metrics) -> None:
     def prometheus() -> Response:
         """Prometheus text format: request counts, latencies, errors."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI requestBody of a route that validates its body itself."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": model.model_json_schema()}}}}
+
+
+async def _validated(request: Request, model: type[M]) -> M:
+    """The request body as `model`, parsed by the Guard (middleware.PARSED_KEY) or here;
+    errors as FastAPI words them (RequestValidationError, located in "body")."""
+    if PARSED_KEY in request.scope:
+        value = request.scope[PARSED_KEY]
+    else:
+        parsed = parse_json(await request.body())
+        if isinstance(parsed, Problem):
+            raise FieldError(parsed.field, parsed.message, status=400)
+        value = None if parsed is EMPTY else parsed
+    if value is None:  # no body, or JSON null: as FastAPI answers a required body
+        raise RequestValidationError([{"type": "missing", "loc": ("body",),
+                                       "msg": "Field required", "input": None}])
+    try:
+        return model.model_validate(value)
+    except ValidationError as err:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
+                                      for e in err.errors()]) from None
+
+
+def _json(content: object) -> Response:
+    return Response(json.dumps(content, allow_nan=False).encode(),
+                    media_type="application/json")
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:

@@ -74,24 +74,41 @@ def score_rows(service: Service, prepared: list[Prepared], ks: list[int]
     else:
         out = score_batch(recommender.model, recommender.policy, batch, items,
                           user_embedding=service.cold_user if bool(cold.any()) else None,
-                          cold=cold)
+                          cold=cold, fast=True)
     return [row_scores(out, i, k) for i, k in enumerate(ks)]
 
 
 class RecommendBatcher:
     """Queues /recommend requests on the event loop; at most `passes` forward passes run at
     once (through `run`), each taking every queued request, up to `max_batch`. `service`:
-    the Service, or a function giving the one that scores a pass (hot reload)."""
+    the Service, or a function giving the one that scores a pass (hot reload).
+
+    `alone()`, when true for a request that finds no pass running and nothing queued
+    (the app: it is the only request in progress), also after the requests read in the
+    same turn of the loop have started (under load they arrive in bursts, and the first of
+    a burst must not take the loop), has the request scored at once on the event loop:
+    nothing else is waiting for the loop, and handing the pass to a worker
+    thread and back cost a lone request two thread wake-ups, each up to a scheduler
+    time slice on a busy machine."""
 
     def __init__(self, service: Service | Callable[[], Service], *, run: Runner[Any],
-                 passes: int, max_batch: int) -> None:
+                 passes: int, max_batch: int,
+                 alone: Callable[[], bool] = lambda: False) -> None:
         self.service = service if not isinstance(service, Service) else lambda: service
         self.run, self.passes, self.max_batch = run, passes, max_batch
+        self.alone = alone
         self.queue: list[tuple[RecommendRequest, asyncio.Future[dict[str, object]]]] = []
         self.active = 0  # passes draining the queue; one event loop, so no lock
         self.tasks: set[asyncio.Task[None]] = set()  # referenced until done
 
     async def recommend(self, req: RecommendRequest) -> dict[str, object]:
+        if self._lone():
+            await asyncio.sleep(0)  # requests read in the same loop turn start first
+        if self._lone():
+            result = recommend_many(self.service(), [req])[0]
+            if isinstance(result, Exception):
+                raise result
+            return result
         future: asyncio.Future[dict[str, object]] = \
             asyncio.get_running_loop().create_future()
         self.queue.append((req, future))
@@ -101,6 +118,9 @@ class RecommendBatcher:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         return await future
+
+    def _lone(self) -> bool:
+        return not self.active and not self.queue and self.alone()
 
     async def _drain(self) -> None:
         try:

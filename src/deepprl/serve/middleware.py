@@ -102,16 +102,31 @@ class Limits:
 VERSION_HEADER = b"x-model-version"
 
 
+class InFlight:
+    """Requests in progress on the bounded routes: counted by the Guard, read by the
+    /recommend batcher (a lone request is scored on the event loop). One event loop, so
+    no lock."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 class Guard:
     """The ASGI middleware; see the module docstring."""
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics, limits: Limits,
-                 api_key: str | None, key_header: str) -> None:
+                 api_key: str | None, key_header: str, in_flight: InFlight | None = None
+                 ) -> None:
         self.app, self.metrics, self.limits = app, metrics, limits
         self.max_body = limits.max_body_bytes
         self.api_key = api_key.encode() if api_key is not None else None
         self.key_header, self.key_header_raw = key_header, key_header.lower().encode()
-        self.active = 0  # requests in progress; one event loop, so no lock
+        self.in_flight = in_flight if in_flight is not None else InFlight()
+
+    @property
+    def active(self) -> int:
+        """Requests in progress (bounded routes)."""
+        return self.in_flight.n
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -139,12 +154,12 @@ class Guard:
                          [(b"retry-after", retry.encode()), *CLOSE])
             self.metrics.observe(method, route, status, time.perf_counter() - start)
             return
-        self.active += bounded
+        self.in_flight.n += bounded
         self.metrics.in_flight.inc()
         try:
             await self._handle(scope, receive, send_status, route)
         finally:
-            self.active -= bounded
+            self.in_flight.n -= bounded
             self.metrics.in_flight.dec()
             self.metrics.observe(method, route, status, time.perf_counter() - start)
 
@@ -171,10 +186,12 @@ class Guard:
             await _reply(send, 413, "body", f"more than the limit of {self.max_body} bytes",
                          CLOSE)
             return
-        problem = json_problem(body)
-        if problem is not None:
-            await _reply(send, 400, *problem)
+        parsed = parse_json(body)
+        if isinstance(parsed, Problem):
+            await _reply(send, 400, parsed.field, parsed.message)
             return
+        if parsed is not EMPTY:  # handed on: the route need not parse the body again
+            scope = {**scope, PARSED_KEY: parsed}
         await self.app(scope, _replay(body, receive), send)
 
     def _access_refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
@@ -233,26 +250,42 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def json_problem(body: bytes) -> tuple[str, str] | None:
-    """(field, message) when a non-empty body is not acceptable JSON: not UTF-8, malformed,
-    nested too deep, a number too long, or an object that repeats a key (JSON parsers
-    disagree on which one wins, so we refuse to guess). None when it parses."""
+@dataclass(frozen=True)
+class Problem:
+    """Why a body is not acceptable JSON: the field named and the message."""
+
+    field: str
+    message: str
+
+
+EMPTY = object()
+"""parse_json of an empty body (the app answers 422 "body: Field required")."""
+PARSED_KEY = "deepprl.json"
+"""The scope key under which the Guard hands the parsed body of a request to the app."""
+
+
+def parse_json(body: bytes) -> object:
+    """The JSON value of a body, EMPTY for an empty one, or a Problem when it is not
+    acceptable JSON: not UTF-8, malformed, nested too deep, a number too long, or an
+    object that repeats a key (JSON parsers disagree on which one wins, so we refuse to
+    guess)."""
     if not body:
-        return None  # the app answers 422 "body: Field required"
+        return EMPTY
     try:
-        json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys)
+        return json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys)
     except _DuplicateKeyError as err:
-        return err.key, "the key appears more than once in the object"
+        return Problem(err.key, "the key appears more than once in the object")
     except UnicodeDecodeError as err:
-        return "body", f"not UTF-8 ({err.reason} at byte {err.start})"
+        return Problem("body", f"not UTF-8 ({err.reason} at byte {err.start})")
     except json.JSONDecodeError as err:
-        return "body", f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}"
+        return Problem("body", f"malformed JSON: {err.msg} at line {err.lineno} column "
+                               f"{err.colno}")
     except RecursionError:
-        return "body", "malformed JSON: nested too deeply"
+        return Problem("body", "malformed JSON: nested too deeply")
     except ValueError as err:  # an integer literal of more than 4300 digits
         why = "a number has too many digits" if "digits" in str(err) else str(err)
-        return "body", f"malformed JSON: {why}"
-    return None
+        return Problem("body", f"malformed JSON: {why}")
+
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
