@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -241,6 +242,7 @@ class _Search:
         self.kept: dict[str, torch.Tensor] = {}
         self.stopping = all_sum([float(len(self.held))], world)[0] > 0
         self.searched = False  # the search has stopped
+        self.beside = not world.distributed  # the refit runs beside the search (see _fit)
         self.refitter = copy.deepcopy(job.policy)  # the refit's policy
         self.snapshots: dict[int, dict[str, torch.Tensor]] = {}  # the refit's, per check
         if job.progress is not None:
@@ -272,8 +274,8 @@ class _Search:
                   "fit_reward": greedy_reward(self.refitter, self.data, self.rows,
                                               self.world)}
         self.refit_log.append(record)
-        if not self.stopping:
-            if self.job.progress is not None:
+        if not (self.stopping and self.beside):
+            if self.job.progress is not None and not self.stopping:
                 self.job.progress(step, record)
             return False
         self.snapshots[step] = copy.deepcopy(self.refitter.state_dict())
@@ -286,8 +288,8 @@ class _Search:
         if self.stopping and self.job.keep_best:
             self.job.policy.load_state_dict(self.kept)
         else:
-            self.job.policy.load_state_dict(self.snapshots[chosen] if self.stopping
-                                            else self.refitter.state_dict())
+            self.job.policy.load_state_dict(self.snapshots[chosen] if self.stopping and
+                                            self.beside else self.refitter.state_dict())
             self.log += [r for r in self.refit_log if r["step"] <= chosen]
         self.job.policy.eval()
         self.log[-1]["chosen_steps"] = float(chosen)
@@ -301,9 +303,18 @@ def learn_grid_bandits(data: BanditData, jobs: list[Job], *, steps: int, batch_s
     on its rows of `data`: every search for the number of steps and every refit in one
     joint fit. Returns each job's log."""
     searches = [_Search(data, job, steps, patience, world) for job in jobs]
-    members = [Member(s.job.policy, s.fit, steps, s.choose) for s in searches if s.stopping]
-    members += [Member(s.refitter, s.rows, steps, s.refit) for s in searches
-                if not (s.stopping and s.job.keep_best)]  # after the searches: see refit
-    _fit(data, members, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-         world=world)
+    options: dict[str, Any] = {"batch_size": batch_size, "lr": lr,
+                               "weight_decay": weight_decay, "seed": seed, "world": world}
+    searching = [Member(s.job.policy, s.fit, steps, s.choose) for s in searches if s.stopping]
+
+    def refits() -> list[Member]:  # after the searches in a joint fit: see _Search.refit
+        return [Member(s.refitter, s.rows, int(s.best["step"]) if s.stopping and not s.beside
+                       else steps, s.refit)
+                for s in searches if not (s.stopping and s.job.keep_best)]
+
+    if world.distributed:  # one member per fit (gradients are averaged with one count)
+        _fit(data, searching, **options)
+        _fit(data, refits(), **options)
+    else:
+        _fit(data, searching + refits(), **options)
     return [s.finish() for s in searches]
