@@ -13,6 +13,7 @@ for dataset in simulator movielens-100k yelp-hin; do
 done
 # three objectives (issue 16): relevance carries the rating
 run table4 --dataset movielens-100k --dataset-option objectives=relevance,consistency,recency
+run table4 --dataset yelp-hin --dataset-option objectives=rating,relevance,novelty
 # two seeds on ML-latest-small, for time; the sparsity study reuses its runs as subset 1
 run table4 --dataset movielens-latest-small --seeds 2
 run table5 --dataset movielens-latest-small --seeds 2
