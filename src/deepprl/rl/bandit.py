@@ -115,7 +115,9 @@ def _stack(data: BanditData, members: list[Member], world: World
 def _draw(members: list[Member], running: list[int], sizes: list[int],
           gens: list[torch.Generator]) -> torch.Tensor:
     """[M, n] rows of each running member's minibatch, drawn as its own fit would draw
-    them (row 0 where a member draws fewer or has stopped: masked out of the loss)."""
+    them; row 0 where a member draws fewer than n (its scale masks them out of the loss)
+    and for a stopped member (its policy already holds its final state; its slice is no
+    longer read)."""
     rows = torch.zeros(len(members), max(sizes), dtype=torch.long)
     for i in running:
         m = members[i]
