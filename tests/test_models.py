@@ -398,6 +398,45 @@ def test_moh_attention_mixes_objectives() -> None:
     assert (moved[..., 1] - base[..., 1]).abs().max() > 1e-6
 
 
+@pytest.mark.parametrize("n_objectives", [2, 3, 5])
+def test_moh_self_prior_starts_each_objective_on_its_own_tower(n_objectives: int) -> None:
+    """model.mixture_self_weight w: with the towers' similarity scores all equal (query and
+    key at 0) the attention is exactly w on the diagonal and (1 - w) / (K - 1) off it; at a
+    real initialisation it stays near that, where without the prior it is uniform."""
+    def build(w: float) -> MixtureOfHyperNetwork:
+        torch.manual_seed(0)
+        return MixtureOfHyperNetwork(user_dim=5, item_dim=4, n_objectives=n_objectives,
+                                     hidden=8, tower_hidden=6, objective_embedding_dim=4,
+                                     self_weight=w)
+    user, items = torch.randn(6, 5), torch.randn(6, 4, 4)
+    off = (1 - 0.9) / (n_objectives - 1)
+    expected = torch.full((n_objectives, n_objectives), off).fill_diagonal_(0.9)
+    model = build(0.9)
+    with torch.no_grad():
+        model(user, items)
+        assert model.last_attention is not None
+        assert abs(float(model.last_attention.diagonal(dim1=-2, dim2=-1).mean()) - 0.9) < 0.05
+        model.query.weight.zero_()
+        model.key.weight.zero_()
+        model(user, items)
+    assert model.last_attention is not None
+    torch.testing.assert_close(model.last_attention,
+                               expected.expand_as(model.last_attention), atol=1e-6, rtol=0)
+    plain = build(0.0)
+    with torch.no_grad():
+        plain(user, items)
+    assert plain.last_attention is not None
+    assert abs(float(plain.last_attention.diagonal(dim1=-2, dim2=-1).mean())
+               - 1 / n_objectives) < 0.05
+    assert "log_prior" not in model.state_dict()  # it follows from the config: old runs load
+
+
+def test_moh_self_weight_is_checked() -> None:
+    with pytest.raises(ValueError, match="mixture_self_weight"):
+        ModelConfig(mixture_self_weight=1.0)
+    assert ModelConfig(mixture_self_weight=0.9).mixture_self_weight == 0.9
+
+
 # -- the stage-1 network ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
