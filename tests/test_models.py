@@ -504,6 +504,19 @@ def test_a_run_saved_before_tower_layers_loads_with_one_layer_towers() -> None:
     assert saved_run_config(saved).model.tower_layers == 1
 
 
+def test_a_run_saved_before_the_attention_prior_is_an_moh_without_it() -> None:
+    """Only the MoH reads model.mixture_self_weight: an old MoH run loads (and is matched by
+    an experiment's cache) without the prior; an old baseline run still equals a new config
+    of the same baseline, whatever today's default."""
+    moh = RunConfig(model=ModelConfig(mixture_self_weight=0.9)).to_dict()
+    del moh["model"]["mixture_self_weight"]
+    assert saved_run_config(moh).model.mixture_self_weight == 0.0
+    wanted = RunConfig(model=ModelConfig(predictor="cross-stitch")).to_dict()
+    old = {**wanted, "model": {k: v for k, v in wanted["model"].items()
+                               if k not in ("mixture_self_weight", "tower_layers")}}
+    assert saved_run_config(old).to_dict() == wanted
+
+
 def test_predictor_model_rejects_unknown_components(sim_data) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="encoder"):
         build_model(_small_config(encoder="nope"), sim_data)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deepprl import rundir
-from deepprl.artifacts import read_json
+from deepprl.artifacts import read_json, saved_run_config
 from deepprl.config import RunConfig
 from deepprl.experiments.context import Context
 from deepprl.parallel import map_tasks
@@ -113,7 +113,7 @@ def _complete_run_of(path: Path, config: dict[str, Any]) -> bool:
         rundir.check_complete(path, required=("config.json", "metrics.json"))
     except rundir.RunError:
         return False
-    saved = RunConfig.from_dict(read_json(path / "config.json")).to_dict()
+    saved = saved_run_config(read_json(path / "config.json")).to_dict()
     return same_training(saved, config)
 
 
