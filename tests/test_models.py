@@ -268,7 +268,8 @@ def test_moh_outputs_attention_and_gradients() -> None:
 @pytest.mark.parametrize("similarity", ["neg_sq_dist", "dot"])
 def test_moh_forward_is_the_papers_formula(similarity: str) -> None:
     """The fused forward equals §4.2 written out term by term: z_k = relu([s_u; s_i] W_k +
-    b_k), e_ml = softmax_l(sim(q(z_m), key(z_l))), y_m = sigmoid(w_m . sum_l e_ml z_l + c_m)."""
+    b_k), e_ml = softmax_l(sim(q(z_m), key(z_l)) + log p_ml), y_m = sigmoid(w_m . sum_l e_ml z_l
+    + c_m), with the attention prior p of model.mixture_self_weight (log p = 0 without it)."""
     model = _moh()
     model.similarity = similarity
     torch.manual_seed(2)
@@ -282,7 +283,7 @@ def test_moh_forward_is_the_papers_formula(similarity: str) -> None:
         scores = q @ key.transpose(-1, -2) / 6**0.5
     else:
         scores = -((q[..., :, None, :] - key[..., None, :, :]) ** 2).sum(-1) / 6**0.5
-    e = torch.softmax(scores, dim=-1)  # [B, C, m, l]
+    e = torch.softmax(scores + model.log_prior, dim=-1)  # [B, C, m, l]
     mixed = e @ z  # [B, C, K, T]
     expected = torch.sigmoid((mixed * model.head).sum(-1) + model.head_bias)
     torch.testing.assert_close(model(user, items), expected, atol=1e-5, rtol=1e-5)
@@ -303,7 +304,8 @@ def test_moh_multi_layer_towers_are_the_written_out_mlp() -> None:
     w1 = torch.cat([w_user, w_item], dim=1)  # [K, Du + Di, H]
     z = torch.stack([torch.relu(torch.relu(x @ w1[k] + b1[k]) @ w2[k] + b2[k])
                      for k in range(3)], dim=2)  # [B, C, K, T]
-    e = torch.softmax(similarity_scores(model.query(z), model.key(z), model.similarity), -1)
+    e = torch.softmax(similarity_scores(model.query(z), model.key(z), model.similarity)
+                      + model.log_prior, -1)
     expected = torch.sigmoid(((e @ z) * model.head).sum(-1) + model.head_bias)
     torch.testing.assert_close(model(user, items), expected, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="tower_layers"):
