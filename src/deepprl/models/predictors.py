@@ -73,7 +73,7 @@ class MixtureOfHyperNetwork(nn.Module):
     def __init__(self, *, user_dim: int, item_dim: int, n_objectives: int, hidden: int = 64,
                  tower_hidden: int = 32, objective_embedding_dim: int = 16,
                  similarity: str = "neg_sq_dist", tower_layers: int = 2,
-                 self_weight: float = 0.9) -> None:
+                 self_weight: float = 0.0) -> None:
         super().__init__()
         if tower_layers < 1:
             raise ValueError(f"tower_layers must be >= 1, got {tower_layers}")
