@@ -9,8 +9,9 @@ splits as `deepprl train` does, trains stage 1 on the training events (best epoc
 validation events), and reports the test MAE of the logged items per objective (as
 metrics.json's test_mae), the best epoch, the share of test predictions within 0.01 of 0
 or 1 (saturation) and within 1e-6 (beyond the bce clamp), the MoH's generated-tower
-cosine, and the collapse/divergence flags of deepprl.train.stage1_checks. Prints one JSON
-object per run (and writes them all with --out).
+cosine and its mixture attention averaged over test events, and the collapse/divergence
+flags of deepprl.train.stage1_checks. Prints one JSON object per run (and writes them all
+with --out).
 
 Run from another checkout's src (PYTHONPATH=...) it measures that code: features this
 code lacks (validation, checks) are reported as null, so old and new compare on one script.
@@ -85,6 +86,23 @@ def tower_cosine(model: torch.nn.Module) -> float | None:
     return float(cos[off].max())
 
 
+@torch.no_grad()
+def mixture_attention(model: torch.nn.Module, data: Any, events: np.ndarray
+                      ) -> list[list[float]] | None:
+    """The MoH's mixture attention e_ml averaged over the logged items at `events` ([K, K]
+    rows m: how much objective m reads tower l); None for other predictors. A column
+    near 1 in every row: every objective reads one tower."""
+    if not hasattr(model.predictor, "last_attention"):  # type: ignore[union-attr]
+        return None
+    model.eval()
+    history = history_index(data, model.config.history_length)  # type: ignore[union-attr]
+    model(make_batch(data, history[events], events), torch.from_numpy(data.item[events])[:, None])
+    attention = model.predictor.last_attention  # type: ignore[union-attr]
+    if attention is None:
+        return None
+    return [[round(float(e), 3) for e in row] for row in attention[:, 0].mean(0)]
+
+
 def checks(config: RunConfig, data: Any, split: Any, model: Any, log: list[dict[str, float]]
            ) -> dict[str, Any] | None:
     try:
@@ -125,6 +143,7 @@ def one(dataset: dict[str, Any], model_name: str, seed: int, sets: list[str]
             "clamped_share": saturation(model, data, test[:5000], 1e-6),
             "clamped_wrong_share": saturation(model, data, test[:5000], 1e-6, wrong=True),
             "tower_cosine_init": init_cosine, "tower_cosine_trained": tower_cosine(model),
+            "mixture_attention": mixture_attention(model, data, test[:5000]),
             "checks": checks(config, data, split, model, log), "seconds": seconds}
 
 

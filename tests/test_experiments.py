@@ -364,3 +364,29 @@ def test_three_objective_report_is_named_after_its_options(workdir: Path) -> Non
     bad = runner.invoke(app, ["experiment", "table4", "--dataset", "movielens-100k",
                               "--dataset-option", "objectives=relevance"])
     assert bad.exit_code != 0 and "at least two objectives" in bad.output
+
+
+@pytest.mark.parametrize(("name", "self_weight", "reused"),
+                         [("drn", 0.9, True), ("mo-linucb", 0.9, True), ("deepprl", 0.9, False),
+                          ("deepprl", 0.0, True)])
+def test_cached_runs_from_before_the_attention_prior(name: str, self_weight: float,
+                                                     reused: bool) -> None:
+    """A run cached before model.mixture_self_weight existed, against today's config with
+    the prior at `self_weight`: an item-level baseline (no predictor; its config still names
+    the default 'moh') is the same training whatever the prior, a DeepPRL run is an MoH
+    without the prior, so only a config without it reuses the run."""
+    import dataclasses
+
+    from deepprl.artifacts import saved_run_config
+    from deepprl.config import RunConfig
+    from deepprl.experiments.runs import same_training
+    from deepprl.zoo import configure
+
+    config = configure(name, RunConfig())
+    config = dataclasses.replace(config, model=dataclasses.replace(
+        config.model, mixture_self_weight=self_weight))
+    wanted = config.to_dict()
+    old = {**wanted, "model": {k: v for k, v in wanted["model"].items()
+                               if k != "mixture_self_weight"}}
+    assert same_training(saved_run_config(old).to_dict(), wanted) is reused
+    assert same_training(saved_run_config(wanted).to_dict(), wanted)

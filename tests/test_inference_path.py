@@ -22,11 +22,13 @@ from deepprl.models.predictors import MixtureOfHyperNetwork
 TOL = 1e-6
 
 
-def _moh(layers: int, similarity: str, seed: int = 0) -> MixtureOfHyperNetwork:
+def _moh(layers: int, similarity: str, seed: int = 0, self_weight: float = 0.0
+         ) -> MixtureOfHyperNetwork:
     torch.manual_seed(seed)
     return MixtureOfHyperNetwork(user_dim=5, item_dim=4, n_objectives=3, hidden=8,
                                  tower_hidden=6, objective_embedding_dim=4,
-                                 similarity=similarity, tower_layers=layers)
+                                 similarity=similarity, tower_layers=layers,
+                                 self_weight=self_weight)
 
 
 def _served(model: MixtureOfHyperNetwork, user: torch.Tensor, items: torch.Tensor
@@ -39,8 +41,10 @@ def _served(model: MixtureOfHyperNetwork, user: torch.Tensor, items: torch.Tenso
 
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("similarity", ["neg_sq_dist", "dot"])
-def test_moh_inference_forward_equals_training_forward(layers: int, similarity: str) -> None:
-    model = _moh(layers, similarity)
+@pytest.mark.parametrize("self_weight", [0.0, 0.9])
+def test_moh_inference_forward_equals_training_forward(layers: int, similarity: str,
+                                                       self_weight: float) -> None:
+    model = _moh(layers, similarity, self_weight=self_weight)
     torch.manual_seed(1)
     user, items = torch.randn(4, 5), torch.randn(4, 9, 4)
     expected = model(user, items).detach()  # gradients on: the training arithmetic

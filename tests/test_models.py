@@ -268,7 +268,8 @@ def test_moh_outputs_attention_and_gradients() -> None:
 @pytest.mark.parametrize("similarity", ["neg_sq_dist", "dot"])
 def test_moh_forward_is_the_papers_formula(similarity: str) -> None:
     """The fused forward equals §4.2 written out term by term: z_k = relu([s_u; s_i] W_k +
-    b_k), e_ml = softmax_l(sim(q(z_m), key(z_l))), y_m = sigmoid(w_m . sum_l e_ml z_l + c_m)."""
+    b_k), e_ml = softmax_l(sim(q(z_m), key(z_l)) + log p_ml), y_m = sigmoid(w_m . sum_l e_ml z_l
+    + c_m), with the attention prior p of model.mixture_self_weight (log p = 0 without it)."""
     model = _moh()
     model.similarity = similarity
     torch.manual_seed(2)
@@ -282,7 +283,7 @@ def test_moh_forward_is_the_papers_formula(similarity: str) -> None:
         scores = q @ key.transpose(-1, -2) / 6**0.5
     else:
         scores = -((q[..., :, None, :] - key[..., None, :, :]) ** 2).sum(-1) / 6**0.5
-    e = torch.softmax(scores, dim=-1)  # [B, C, m, l]
+    e = torch.softmax(scores + model.log_prior, dim=-1)  # [B, C, m, l]
     mixed = e @ z  # [B, C, K, T]
     expected = torch.sigmoid((mixed * model.head).sum(-1) + model.head_bias)
     torch.testing.assert_close(model(user, items), expected, atol=1e-5, rtol=1e-5)
@@ -303,7 +304,8 @@ def test_moh_multi_layer_towers_are_the_written_out_mlp() -> None:
     w1 = torch.cat([w_user, w_item], dim=1)  # [K, Du + Di, H]
     z = torch.stack([torch.relu(torch.relu(x @ w1[k] + b1[k]) @ w2[k] + b2[k])
                      for k in range(3)], dim=2)  # [B, C, K, T]
-    e = torch.softmax(similarity_scores(model.query(z), model.key(z), model.similarity), -1)
+    e = torch.softmax(similarity_scores(model.query(z), model.key(z), model.similarity)
+                      + model.log_prior, -1)
     expected = torch.sigmoid(((e @ z) * model.head).sum(-1) + model.head_bias)
     torch.testing.assert_close(model(user, items), expected, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="tower_layers"):
@@ -398,6 +400,45 @@ def test_moh_attention_mixes_objectives() -> None:
     assert (moved[..., 1] - base[..., 1]).abs().max() > 1e-6
 
 
+@pytest.mark.parametrize("n_objectives", [2, 3, 5])
+def test_moh_self_prior_starts_each_objective_on_its_own_tower(n_objectives: int) -> None:
+    """model.mixture_self_weight w: with the towers' similarity scores all equal (query and
+    key at 0) the attention is exactly w on the diagonal and (1 - w) / (K - 1) off it; at a
+    real initialisation it stays near that, where without the prior it is uniform."""
+    def build(w: float) -> MixtureOfHyperNetwork:
+        torch.manual_seed(0)
+        return MixtureOfHyperNetwork(user_dim=5, item_dim=4, n_objectives=n_objectives,
+                                     hidden=8, tower_hidden=6, objective_embedding_dim=4,
+                                     self_weight=w)
+    user, items = torch.randn(6, 5), torch.randn(6, 4, 4)
+    off = (1 - 0.9) / (n_objectives - 1)
+    expected = torch.full((n_objectives, n_objectives), off).fill_diagonal_(0.9)
+    model = build(0.9)
+    with torch.no_grad():
+        model(user, items)
+        assert model.last_attention is not None
+        assert abs(float(model.last_attention.diagonal(dim1=-2, dim2=-1).mean()) - 0.9) < 0.05
+        model.query.weight.zero_()
+        model.key.weight.zero_()
+        model(user, items)
+    assert model.last_attention is not None
+    torch.testing.assert_close(model.last_attention,
+                               expected.expand_as(model.last_attention), atol=1e-6, rtol=0)
+    plain = build(0.0)
+    with torch.no_grad():
+        plain(user, items)
+    assert plain.last_attention is not None
+    assert abs(float(plain.last_attention.diagonal(dim1=-2, dim2=-1).mean())
+               - 1 / n_objectives) < 0.05
+    assert "log_prior" not in model.state_dict()  # it follows from the config: old runs load
+
+
+def test_moh_self_weight_is_checked() -> None:
+    with pytest.raises(ValueError, match="mixture_self_weight"):
+        ModelConfig(mixture_self_weight=1.0)
+    assert ModelConfig(mixture_self_weight=0.9).mixture_self_weight == 0.9
+
+
 # -- the stage-1 network ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -463,6 +504,19 @@ def test_a_run_saved_before_tower_layers_loads_with_one_layer_towers() -> None:
     assert saved_run_config(saved).model.tower_layers == ModelConfig().tower_layers == 2
     del saved["model"]["tower_layers"]
     assert saved_run_config(saved).model.tower_layers == 1
+
+
+def test_a_run_saved_before_the_attention_prior_is_an_moh_without_it() -> None:
+    """Only the MoH reads model.mixture_self_weight: an old MoH run loads (and is matched by
+    an experiment's cache) without the prior; an old baseline run still equals a new config
+    of the same baseline, whatever today's default."""
+    moh = RunConfig(model=ModelConfig(mixture_self_weight=0.9)).to_dict()
+    del moh["model"]["mixture_self_weight"]
+    assert saved_run_config(moh).model.mixture_self_weight == 0.0
+    wanted = RunConfig(model=ModelConfig(predictor="cross-stitch")).to_dict()
+    old = {**wanted, "model": {k: v for k, v in wanted["model"].items()
+                               if k not in ("mixture_self_weight", "tower_layers")}}
+    assert saved_run_config(old).to_dict() == wanted
 
 
 def test_predictor_model_rejects_unknown_components(sim_data) -> None:  # type: ignore[no-untyped-def]

@@ -29,10 +29,15 @@ TABLES_FILE, TABLES_META_FILE = "inference.safetensors", "inference.json"
 
 def saved_run_config(raw: Any) -> RunConfig:
     """A saved run's config.json as a RunConfig. Fields added since keep the value the run
-    was trained with: a run saved before model.tower_layers has one-layer MoH towers."""
-    if isinstance(raw, dict) and isinstance(raw.get("model"), dict) \
-            and "tower_layers" not in raw["model"]:
-        raw = {**raw, "model": {**raw["model"], "tower_layers": 1}}
+    was trained with: a run saved before model.tower_layers has one-layer MoH towers, one
+    saved before model.mixture_self_weight an MoH without the attention prior (0); other
+    predictors ignore both, so theirs take today's defaults (and still match a new config
+    of theirs, so an experiment's cached baselines are reused)."""
+    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+        model = raw["model"]
+        moh = model.get("predictor", "moh") == "moh"
+        added = {"tower_layers": 1, "mixture_self_weight": 0.0} if moh else {}
+        raw = {**raw, "model": {**added, **model}}
     return RunConfig.from_dict(raw)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deepprl import rundir
-from deepprl.artifacts import read_json
+from deepprl.artifacts import read_json, saved_run_config
 from deepprl.config import RunConfig
 from deepprl.experiments.context import Context
 from deepprl.parallel import map_tasks
@@ -113,17 +113,35 @@ def _complete_run_of(path: Path, config: dict[str, Any]) -> bool:
         rundir.check_complete(path, required=("config.json", "metrics.json"))
     except rundir.RunError:
         return False
-    saved = RunConfig.from_dict(read_json(path / "config.json")).to_dict()
+    saved = saved_run_config(read_json(path / "config.json")).to_dict()
     return same_training(saved, config)
+
+
+# model settings only the Mixture of HyperNetwork reads
+_MOH_SETTINGS = ("tower_layers", "mixture_self_weight")
 
 
 def same_training(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """Equal configs, except the static weights an item-level baseline tuned and saved for
-    itself when none were asked for (its config.json then records them)."""
+    itself when none were asked for (its config.json then records them), and, for an
+    item-level baseline (it builds no predictor), the MoH's own settings."""
     if "weights" not in wanted.get("baseline", {}):
         saved = {**saved, "baseline": {k: v for k, v in saved.get("baseline", {}).items()
                                        if k != "weights"}}
+    if wanted.get("name") in _item_policies():
+        saved, wanted = (_without_moh_settings(c) for c in (saved, wanted))
     return saved == wanted
+
+
+def _item_policies() -> set[str]:
+    from deepprl.baselines.registry import ITEM_POLICIES
+
+    return set(ITEM_POLICIES)
+
+
+def _without_moh_settings(config: dict[str, Any]) -> dict[str, Any]:
+    model = {k: v for k, v in config.get("model", {}).items() if k not in _MOH_SETTINGS}
+    return {**config, "model": model}
 
 
 def train_all(ctx: Context, jobs: list[tuple[RunConfig, Path]]) -> list[dict[str, Any]]:

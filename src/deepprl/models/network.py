@@ -69,8 +69,9 @@ class PredictorModel(nn.Module):
             use_time_gate=config.use_time_gate, similarity=config.attention_similarity)
         encoder_dim: int = self.encoder.out_dim  # type: ignore[assignment]  # MoSE: experts
         self.state_dim = encoder_dim + config.user_dim
-        # tower_layers is the MoH's own setting (the baselines' depths are their own)
-        moh = {"tower_layers": config.tower_layers} if config.predictor == "moh" else {}
+        # the MoH's own settings (the baselines' depths and mixing are their own)
+        moh = {"tower_layers": config.tower_layers,
+               "self_weight": config.mixture_self_weight} if config.predictor == "moh" else {}
         self.predictor = PREDICTORS[config.predictor][0](
             user_dim=self.state_dim + config.context_dim, item_dim=config.item_dim,
             n_objectives=shape.n_objectives, hidden=config.hidden,

@@ -5,6 +5,7 @@ Every predictor maps user [B, Du] and items [B, C, Di] to y_hat [B, C, K].
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -42,6 +43,10 @@ class MixtureOfHyperNetwork(nn.Module):
     (the paper's one layer), 2: [hidden] then [T], like every baseline's path per objective.
     A mixture-attention layer lets objective m attend over all towers,
     e_ml = softmax_l(sim(q(z_m), key(z_l))), and y_hat_m = sigmoid(w_m . sum_l e_ml z_l + c_m).
+    With self_weight w > 0 a constant log prior joins the scores, softmax_l(sim + log p_ml)
+    with p_mm = w and p_ml = (1 - w) / (K - 1): where the towers are still alike every
+    objective reads mostly its own tower, as a cross-stitch unit starts; the paper's
+    attention starts uniform (its towers start small, so their similarities are ~0).
 
     Initialisation (docs/model.md, "Stage 1"): with plain sigmoid codes (all ~0.5) every
     objective got nearly the same tower (cosine 0.9999) and one Adam step moved each
@@ -63,9 +68,12 @@ class MixtureOfHyperNetwork(nn.Module):
     at init.
     """
 
+    log_prior: torch.Tensor
+
     def __init__(self, *, user_dim: int, item_dim: int, n_objectives: int, hidden: int = 64,
                  tower_hidden: int = 32, objective_embedding_dim: int = 16,
-                 similarity: str = "neg_sq_dist", tower_layers: int = 2) -> None:
+                 similarity: str = "neg_sq_dist", tower_layers: int = 2,
+                 self_weight: float = 0.0) -> None:
         super().__init__()
         if tower_layers < 1:
             raise ValueError(f"tower_layers must be >= 1, got {tower_layers}")
@@ -94,6 +102,11 @@ class MixtureOfHyperNetwork(nn.Module):
         self.head = nn.Parameter(torch.randn(n_objectives, tower_hidden) / tower_hidden**0.5)
         self.head_bias = nn.Parameter(torch.zeros(n_objectives))
         self.similarity = similarity
+        # a constant added to the K x K attention scores (not saved: it follows from the
+        # config); 0 everywhere when self_weight is 0, the paper's attention
+        self.register_buffer("log_prior", _self_prior(n_objectives, self_weight),
+                             persistent=False)
+        self.self_weight = self_weight
         self.last_attention: torch.Tensor | None = None
         self._towers: InferenceCache[list[torch.Tensor]] = InferenceCache()
         self._sources: list[torch.Tensor] | None = None
@@ -142,6 +155,8 @@ class MixtureOfHyperNetwork(nn.Module):
             z = torch.relu(torch.bmm(z.reshape(B * C, K, -1).transpose(0, 1), w)  # [K, BC, Tj]
                            .transpose(0, 1).reshape(B, C, K, -1) + b)  # [B, C, K, Tj]
         scores = similarity_scores(self.query(z), self.key(z), self.similarity)  # [B, C, K, K]
+        if self.self_weight:
+            scores = scores + self.log_prior
         attention = softmax_last(scores)
         self.last_attention = attention.detach()
         # w_m . sum_l e_ml z_l = sum_l e_ml (z_l . w_m): project every tower on every head
@@ -189,6 +204,8 @@ class MixtureOfHyperNetwork(nn.Module):
             diff = q[:, None] - key[None]  # [m, l, BC, T]
             scores = diff.mul_(diff).sum(-1).neg_()
         scores = scores.div_(T**0.5)
+        if self.self_weight:
+            scores = scores.add_(self.log_prior[:, :, None])  # [m, l, BC]
         # softmax_last's arithmetic over l, in this layout
         e = (scores - scores.amax(1, keepdim=True)).exp_()
         attention = e.div_(e.sum(1, keepdim=True))  # [m, l, BC]
@@ -220,6 +237,16 @@ class MixtureOfHyperNetwork(nn.Module):
         heads = torch.cat([self.query.weight.t(), self.key.weight.t(), self.head.t(), pad],
                           dim=1)
         return flat[0], flat[1], bias.reshape(K * T1).contiguous(), layers, heads.contiguous()
+
+
+def _self_prior(k: int, self_weight: float) -> torch.Tensor:
+    """[K, K] log prior of the mixture attention: softmax over l of it is self_weight at
+    l = m and (1 - self_weight) / (K - 1) elsewhere; zeros (no prior) for self_weight 0."""
+    prior = torch.zeros(k, k)
+    if self_weight and k > 1:
+        prior += math.log((1.0 - self_weight) / (k - 1))
+        prior.fill_diagonal_(math.log(self_weight))
+    return prior
 
 
 def _spread_rows(n: int, dim: int) -> torch.Tensor:
