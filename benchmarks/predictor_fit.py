@@ -86,21 +86,14 @@ def tower_cosine(model: torch.nn.Module) -> float | None:
     return float(cos[off].max())
 
 
-@torch.no_grad()
-def mixture_attention(model: torch.nn.Module, data: Any, events: np.ndarray
-                      ) -> list[list[float]] | None:
-    """The MoH's mixture attention e_ml averaged over the logged items at `events` ([K, K]
-    rows m: how much objective m reads tower l); None for other predictors. A column
-    near 1 in every row: every objective reads one tower."""
-    if not hasattr(model.predictor, "last_attention"):  # type: ignore[union-attr]
+def attention(model: Any, data: Any, events: np.ndarray) -> list[list[float]] | None:
+    """The MoH's mean mixture attention [K][K] (None for other predictors or older code)."""
+    try:
+        from deepprl.train.stage1_checks import mixture_attention
+    except ImportError:  # a checkout without it
         return None
-    model.eval()
-    history = history_index(data, model.config.history_length)  # type: ignore[union-attr]
-    model(make_batch(data, history[events], events), torch.from_numpy(data.item[events])[:, None])
-    attention = model.predictor.last_attention  # type: ignore[union-attr]
-    if attention is None:
-        return None
-    return [[round(float(e), 3) for e in row] for row in attention[:, 0].mean(0)]
+    result = mixture_attention(model, data, events)
+    return None if result is None else result["mean"]
 
 
 def checks(config: RunConfig, data: Any, split: Any, model: Any, log: list[dict[str, float]]
@@ -143,7 +136,7 @@ def one(dataset: dict[str, Any], model_name: str, seed: int, sets: list[str]
             "clamped_share": saturation(model, data, test[:5000], 1e-6),
             "clamped_wrong_share": saturation(model, data, test[:5000], 1e-6, wrong=True),
             "tower_cosine_init": init_cosine, "tower_cosine_trained": tower_cosine(model),
-            "mixture_attention": mixture_attention(model, data, test[:5000]),
+            "mixture_attention": attention(model, data, test),
             "checks": checks(config, data, split, model, log), "seconds": seconds}
 
 

@@ -95,6 +95,11 @@ def test_values_in_range_and_the_ceiling_bounds_static_and_learned(
     mae = ddpg["predictions"]["test_mae"]
     assert set(mae) == set(ddpg["objectives"]) and all(0 <= v <= 1 for v in mae.values())
     assert set(ddpg["predictions"]["spread_across_candidates"]) == set(ddpg["objectives"])
+    attention = ddpg["predictions"]["mixture_attention"]  # the default predictor is the MoH
+    K = len(ddpg["objectives"])
+    assert len(attention["mean"]) == K and all(len(row) == K for row in attention["mean"])
+    assert all(abs(sum(row) - 1) < 0.01 for row in attention["mean"])  # rounded to 3 digits
+    assert attention["shared_tower"] is None or 0 <= attention["shared_tower"] < K
 
 
 def test_critic_spread_of_a_ddpg_run(ddpg: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from deepprl.train.stage1 import (
 from deepprl.train.stage1_checks import (
     candidate_spreads,
     loss_rise,
+    mixture_attention,
     stage1_checks,
     warnings,
     within_event_spread,
@@ -203,3 +204,29 @@ def test_a_fitted_predictor_is_not_flagged_and_a_constant_one_is(
     constant = stage1_checks(data.objective_names, *candidate_spreads(
         model, data, test, split.test, max_candidates=100, seed=0), [r["loss"] for r in log])
     assert constant["collapsed"] == list(data.objective_names)
+
+
+def test_mixture_attention_names_a_tower_every_objective_reads() -> None:
+    """stage1_checks.mixture_attention: the mean attention [K][K] of an MoH, and the tower
+    every objective reads with weight > 0.5 (forced here through the attention's prior)."""
+    import math
+
+    data = load_simulator(SimulatorConfig(n_users=10, n_items=12, events_per_user=8,
+                                          n_objectives=3))
+    events = np.arange(len(data.user))
+    config = RunConfig(dataset={"name": "simulator"}, model=ModelConfig(mixture_self_weight=0.9))
+    torch.manual_seed(0)
+    model = build_model(config, data)
+    result = mixture_attention(model, data, events, batch_size=16)  # several batches
+    assert result is not None and result["shared_tower"] is None  # each reads its own
+    assert all(row[m] > 0.8 for m, row in enumerate(result["mean"]))
+    with torch.no_grad():  # every objective's prior on tower 2
+        model.predictor.log_prior.copy_(torch.tensor([[-9.0, -9.0, 0.0]] * 3))
+        model.predictor.query.weight.zero_()
+        model.predictor.key.weight.zero_()
+    routed = mixture_attention(model, data, events)
+    assert routed is not None and routed["shared_tower"] == 2
+    assert all(math.isclose(sum(row), 1, abs_tol=0.01) for row in routed["mean"])
+    cross = build_model(RunConfig(dataset={"name": "simulator"},
+                                  model=ModelConfig(predictor="cross-stitch")), data)
+    assert mixture_attention(cross, data, events) is None

@@ -12,7 +12,7 @@ critic          DDPG runs only: the spread of dR/dalpha over held-out states, fr
 vertex_path     reward along alpha = (1 - t) e_k + t * equal, from each vertex inwards
 ceiling         the per-event hindsight ceiling (optimistic: alpha picked after the outcome)
 alpha_invariant the share of events whose top-K is the same under every grid alpha
-predictions     prediction MAE per objective and stage 1's collapse flags
+predictions     prediction MAE per objective, stage 1's collapse flags, the MoH's attention
 verdict         can per-user weights pay here, and how much
 """
 
@@ -36,7 +36,7 @@ from deepprl.recommender import Recommender
 from deepprl.rl.ddpg import DDPG, Critic, Transitions, explore
 from deepprl.train.pessimism import best_static, check_environment, policy_check, stage2_users
 from deepprl.train.stage1 import prediction_error
-from deepprl.train.stage1_checks import within_event_spread
+from deepprl.train.stage1_checks import mixture_attention, within_event_spread
 from deepprl.train.stage2 import Trajectories, sample_batch, transitions
 
 PATH_T = (0.0, 1e-4, 1e-3, 1e-2, 0.1, 0.3, 1.0)
@@ -255,7 +255,8 @@ def _alpha_invariant(held: Trajectories, config: RunConfig) -> dict[str, Any]:
 
 def _predictions(ranker: Recommender, test: np.ndarray, held: Trajectories,
                  metrics: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    """Section 6: MAE per objective, collapse flags, prediction spread over candidates."""
+    """Section 6: MAE per objective, collapse flags, prediction spread over candidates, the
+    MoH's mixture attention (which tower each objective reads)."""
     recorded = metrics.get("test_mae")
     mae = recorded if isinstance(recorded, dict) else prediction_error(
         ranker.model, ranker.data, np.flatnonzero(test))
@@ -264,7 +265,9 @@ def _predictions(ranker: Recommender, test: np.ndarray, held: Trajectories,
             else "recomputed on the test events",
             "collapse_flags": metrics.get("stage1_checks", NOT_RECORDED),
             "best_epoch": metrics.get("best_epoch", NOT_RECORDED),
-            "spread_across_candidates": dict(zip(names, spread.tolist(), strict=True))}
+            "spread_across_candidates": dict(zip(names, spread.tolist(), strict=True)),
+            "mixture_attention": mixture_attention(ranker.model, ranker.data,
+                                                   np.flatnonzero(test))}
 
 
 def _number(value: Any) -> float:

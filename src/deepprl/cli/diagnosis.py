@@ -72,6 +72,13 @@ def _print(result: dict[str, Any]) -> None:
     lines.append(f"alpha-invariant top-K: {result['alpha_invariant']['share']:.0%} of events; "
                  f"prediction MAE {json.dumps(_rounded(p['test_mae']))} "
                  f"({p['mae_source']}); collapse flags: {_recorded(p['collapse_flags'])}")
+    attention = p.get("mixture_attention")
+    if attention is not None:
+        shared = attention["shared_tower"]
+        routed = (f"every objective reads the tower of {result['objectives'][shared]}"
+                  if shared is not None else "no tower read by every objective")
+        lines.append(f"mixture attention (row: objective, column: the tower it reads): "
+                     f"{json.dumps(attention['mean'])}; {routed}")
     lines.append(f"verdict: {result['verdict']['text']}")
     for line in lines:
         console.print(line, highlight=False, markup=False, soft_wrap=True)

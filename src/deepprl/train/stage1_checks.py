@@ -12,7 +12,7 @@ epochs before it; above LOSS_RISE it is flagged.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -25,6 +25,8 @@ SPREAD_RATIO = 0.1
 """An objective is collapsed when its prediction spread is below this share of the truth's."""
 LOSS_RISE = 1.5
 """The training loss diverged when an epoch's loss exceeds this factor times an earlier best."""
+SHARED_TOWER = 0.5
+"""The MoH routes every objective to one tower when each reads it with more than this weight."""
 
 
 def within_event_spread(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -104,3 +106,32 @@ def candidate_spreads(model: PredictorModel, data: Interactions, events: np.ndar
         y_hat[lo : lo + batch_size] = model(
             batch, torch.from_numpy(items[lo : lo + batch_size])).numpy()
     return within_event_spread(y_hat, valid), within_event_spread(np.nan_to_num(true), valid)
+
+
+@torch.no_grad()
+def mixture_attention(model: PredictorModel, data: Interactions, events: np.ndarray,
+                      *, max_events: int = 5000, batch_size: int = 1024
+                      ) -> dict[str, Any] | None:
+    """The MoH's mixture attention e_ml on the logged items of `events` (the first
+    max_events), averaged: "mean" [K][K], row m = objective m, column l = the tower it
+    reads, and "shared_tower", the tower every objective reads with weight > SHARED_TOWER
+    (None when there is none). With three objectives the paper's attention can start
+    uniform and end there (docs/model.md, "The mixture attention's self prior"). None for
+    a predictor without a mixture attention."""
+    predictor = model.predictor
+    if not hasattr(predictor, "last_attention") or len(events) == 0:
+        return None
+    model.eval()
+    events = events[:max_events]
+    history = history_index(data, model.config.history_length)
+    total = None
+    for lo in range(0, len(events), batch_size):
+        chunk = events[lo : lo + batch_size]
+        model(make_batch(data, history[chunk], chunk), torch.from_numpy(data.item[chunk])[:, None])
+        attention = cast(torch.Tensor, predictor.last_attention)[:, 0].sum(0)  # [K, K]
+        total = attention if total is None else total + attention
+    assert total is not None
+    mean = (total / len(events)).numpy()
+    shared = [int(l) for l in range(mean.shape[1]) if (mean[:, l] > SHARED_TOWER).all()]
+    return {"mean": [[round(float(e), 3) for e in row] for row in mean],
+            "shared_tower": shared[0] if shared else None}
