@@ -242,6 +242,9 @@ def test_report_gathers_every_experiment(workdir: Path) -> None:
     assert blocks[4].startswith("**Verdict (run 0): ")
     assert len(payload["diagnose"]) == payload["seeds"]
     assert all(isinstance(v["pays"], bool) for v in payload["diagnose"])
+    assert all(v["shared_tower"] is None or v["shared_tower"] in payload["objectives"]
+               for v in payload["diagnose"])
+    assert "| every objective reads one tower |" in blocks[5]
 
 
 def test_experiment_list_and_errors() -> None:

@@ -67,22 +67,34 @@ def diagnose_block(res: Results, model: str = "deepprl") -> tuple[str, list[dict
     and how much (the verdict of the first run in words, a row per run)."""
     from deepprl.diagnose import diagnose_run
 
-    verdicts = [diagnose_run(path)["verdict"] for path in res.paths.get(model, [])]
-    if not verdicts:
+    results = [diagnose_run(path) for path in res.paths.get(model, [])]
+    if not results:
         return "", []
+    # each run's verdict, with the tower every objective reads (MoH; None: no such tower)
+    verdicts = [{**r["verdict"], "shared_tower": _shared_tower(r)} for r in results]
     served = [m.get("served", "learned") for m in res.metrics[model]]
     rows = [[i, "yes" if v["pays"] else "no", v["gain"], v["gain_lower_bound"],
-             v["headroom"], served[i]] for i, v in enumerate(verdicts)]
+             v["headroom"], served[i], v["shared_tower"] or "no"]
+            for i, v in enumerate(verdicts)]
     text = "\n\n".join([
         "## Can per-user weights pay here? (`deepprl diagnose --run RUN` of each DeepPRL run)",
         f"**Verdict (run 0): {verdicts[0]['text']}.**",
         md_table(["run", "pays", "gain on held-out users", "95% lower bound",
-                  "hindsight headroom over static α (optimistic)", "served"], rows),
+                  "hindsight headroom over static α (optimistic)", "served",
+                  "every objective reads one tower"], rows),
         "Gain and bound: the learned policy against the best static α on users it never "
         "saw (the run's cross-fitted pessimism check); headroom: the best α per event in "
-        "hindsight over the best static α, an upper bound no policy reaches "
-        "(docs/diagnose.md)."])
+        "hindsight over the best static α, an upper bound no policy reaches; the last "
+        "column names the objective whose tower the MoH's mixture attention gives every "
+        "objective more than half of (docs/diagnose.md, `predictions.mixture_attention`)."])
     return text, verdicts
+
+
+def _shared_tower(diagnosis: dict[str, Any]) -> str | None:
+    attention = diagnosis["predictions"].get("mixture_attention")
+    if attention is None or attention["shared_tower"] is None:
+        return None
+    return str(diagnosis["objectives"][attention["shared_tower"]])
 
 
 def table5(ctx: Context) -> Report:
