@@ -5,7 +5,9 @@
 set -euo pipefail
 DEEPPRL=${DEEPPRL:-.venv/bin/deepprl}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-run() { echo "+ deepprl experiment $*" >&2; "$DEEPPRL" experiment "$@"; }
+# EXECUTOR=processes trains one run per core (what the 2026-12-02 reports used)
+EXECUTOR=${EXECUTOR:-sequential}
+run() { echo "+ deepprl experiment $*" >&2; "$DEEPPRL" experiment "$@" --executor "$EXECUTOR"; }
 
 for dataset in simulator movielens-100k yelp-hin; do
   run table4 --dataset "$dataset"
@@ -14,6 +16,7 @@ done
 # three objectives (issue 16): relevance carries the rating
 run table4 --dataset movielens-100k --dataset-option objectives=relevance,consistency,recency
 run table4 --dataset yelp-hin --dataset-option objectives=rating,relevance,novelty
+run table4 --dataset movielens-latest-small --dataset-option objectives=relevance,consistency,recency
 # two seeds on ML-latest-small, for time; the sparsity study reuses its runs as subset 1
 run table4 --dataset movielens-latest-small --seeds 2
 run table5 --dataset movielens-latest-small --seeds 2

@@ -134,8 +134,10 @@ def table6(ctx: Context) -> Report:
     fronts["oracle"] = np.mean([r.oracle_sweep[:, :k] for r in res.runs["deepprl"]], axis=0)
     volumes, vtext = volume_table(res, fronts)
     report.add(data_line(ctx, res),
-               "`deepprl-no-dynamic`: each user's weights from the contextual policy "
-               "gradient, frozen at their last event before the test period; "
+               "`deepprl-no-dynamic`: each user's weights from the run's learned policy "
+               "(the `bandit` on a log; the paper's contextual policy gradient with "
+               "`policy.algorithm = ddpg`), frozen at their last event before the test "
+               "period; "
                "`deepprl-no-context`: the policy without context input; both: frozen and "
                "without context.", "## Objectives and reward", table,
                "## Volumes of each variant's points over seeds", vtext)
