@@ -123,8 +123,7 @@ class MixtureOfHyperNetwork(nn.Module):
         per later layer j its W_j [K, T_{j-1}, T_j] and b_j [K, T_j]. Without gradients
         (inference) they are generated once and reused until a parameter changes: an
         optimiser step or a loaded state bumps the tensors' versions."""
-        return self._towers.get([self.objective_embedding, *self.hypernetwork.parameters()],
-                                self._generate)
+        return self._towers.get(self.projection_sources(), self._generate)
 
     def _generate(self) -> list[torch.Tensor]:
         params = self.scale * self.hypernetwork(self.objective_embedding)  # [K, P]
@@ -164,10 +163,9 @@ class MixtureOfHyperNetwork(nn.Module):
         on_heads = (z @ self.head.t()).transpose(-1, -2)  # [B, C, K, K]: [m, l] = z_l . w_m
         return torch.sigmoid((attention * on_heads).sum(-1) + self.head_bias)  # [B, C, K]
 
-
     # -- serving (no gradients): the arithmetic of forward, regrouped --------------------
     def projection_sources(self) -> list[torch.Tensor]:
-        """The parameters item_projection depends on (besides its input)."""
+        """The parameters the generated towers (and so item_projection) depend on."""
         if self._sources is None:  # the same Parameter objects for the module's life
             self._sources = [self.objective_embedding, *self.hypernetwork.parameters()]
         return self._sources

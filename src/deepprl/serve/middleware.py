@@ -287,7 +287,6 @@ def parse_json(body: bytes) -> object:
         return Problem("body", f"malformed JSON: {why}")
 
 
-
 def _replay(body: bytes, receive: Receive) -> Receive:
     sent = False
 

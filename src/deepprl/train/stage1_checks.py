@@ -115,9 +115,9 @@ def mixture_attention(model: PredictorModel, data: Interactions, events: np.ndar
     """The MoH's mixture attention e_ml on the logged items of `events` (the first
     max_events), averaged: "mean" [K][K], row m = objective m, column l = the tower it
     reads, and "shared_tower", the tower every objective reads with weight > SHARED_TOWER
-    (None when there is none). With three objectives the paper's attention can start
-    uniform and end there (docs/model.md, "The mixture attention's self prior"). None for
-    a predictor without a mixture attention."""
+    (None when there is none). The paper's attention starts uniform and, with three
+    objectives, can end with every objective on one tower (docs/model.md, "The mixture
+    attention's self prior"). None for a predictor without a mixture attention."""
     predictor = model.predictor
     if not hasattr(predictor, "last_attention") or len(events) == 0:
         return None
